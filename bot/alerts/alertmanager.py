@@ -1,0 +1,113 @@
+"""Alertmanager webhook payloads (version 4) into an `AlertBatch`.
+
+Alert labels and annotations are untrusted data: they are kept as strings and never
+interpreted. Unknown fields are ignored (kept in the raw delivery), not fatal.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.alerts.fingerprints import label_fingerprint
+from bot.alerts.model import AlertBatch, NormalizedAlert, PayloadError
+
+SOURCE = "alertmanager"
+# Alertmanager writes this for "no end time" (Go's zero time).
+ZERO_TIME_PREFIX = "0001-01-01"
+
+
+class _Alert(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: AwareDatetime | None = None
+    endsAt: AwareDatetime | None = None
+    generatorURL: str | None = None
+    fingerprint: str | None = None
+
+    @field_validator("startsAt", "endsAt", mode="before")
+    @classmethod
+    def _zero_time_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and (value.startswith(ZERO_TIME_PREFIX) or value == ""):
+            return None
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _has_alertname(cls, value: dict[str, str]) -> dict[str, str]:
+        if "alertname" not in value:
+            raise ValueError("an alert needs an 'alertname' label")
+        return value
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+    groupKey: str = Field(min_length=1)
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    truncatedAlerts: int = Field(0, ge=0)
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str | None = None
+    alerts: list[_Alert] = Field(min_length=1)
+
+    @field_validator("version")
+    @classmethod
+    def _version_4(cls, value: str) -> str:
+        if value != "4":
+            raise ValueError(f"unsupported payload version '{value}' (opsbot reads version 4)")
+        return value
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in error["loc"]) or "body"
+    message = error["msg"].removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    return f"{location}: {message}" + (f" (and {more} more problems)" if more else "")
+
+
+def parse(body: bytes) -> AlertBatch:
+    """Validate and normalise a webhook body; raise `PayloadError` naming the bad field."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise PayloadError("body must be a JSON object (an Alertmanager webhook payload)")
+    try:
+        payload = _Payload.model_validate(document)
+    except ValidationError as exc:
+        raise PayloadError(_first_error(exc)) from None
+    alerts = tuple(
+        NormalizedAlert(
+            source=SOURCE,
+            fingerprint=alert.fingerprint or label_fingerprint(alert.labels),
+            status=alert.status,
+            labels=dict(alert.labels),
+            annotations=dict(alert.annotations),
+            starts_at=alert.startsAt,
+            ends_at=alert.endsAt,
+            generator_url=alert.generatorURL,
+        )
+        for alert in payload.alerts
+    )
+    return AlertBatch(
+        source=SOURCE,
+        group_key=payload.groupKey,
+        status=payload.status,
+        alerts=alerts,
+        group_labels=dict(payload.groupLabels),
+        common_labels=dict(payload.commonLabels),
+        common_annotations=dict(payload.commonAnnotations),
+        external_url=payload.externalURL,
+        truncated_alerts=payload.truncatedAlerts,
+    )

@@ -1,0 +1,86 @@
+"""Raw deliveries: stored before the webhook answers, then claimed by workers.
+
+A claim is a conditional UPDATE from `pending` (or from `processing` whose lease lapsed) to
+`processing`; only the worker whose UPDATE matched one row owns the delivery. On PostgreSQL
+the candidate SELECT also uses FOR UPDATE SKIP LOCKED so replicas do not queue on each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.db.models import RawDelivery
+
+MAX_ATTEMPTS = 5
+# Headers worth keeping for debugging; credentials are never stored.
+KEPT_HEADERS = ("content-type", "user-agent", "content-length", "x-forwarded-for")
+
+
+def store(session: Session, source: str, body: bytes, headers: dict[str, str], now: datetime) -> RawDelivery:
+    kept = {key.lower(): value for key, value in headers.items() if key.lower() in KEPT_HEADERS}
+    delivery = RawDelivery(
+        source=source, received_at=now, headers=kept, body=body,
+        body_sha256=hashlib.sha256(body).hexdigest(), status="pending", attempts=0,
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery
+
+
+def _claimable(now: datetime):
+    return or_(
+        RawDelivery.status == "pending",
+        and_(RawDelivery.status == "processing", RawDelivery.claimed_until < now),
+    )
+
+
+def claim(session: Session, owner: str, now: datetime, lease: timedelta, limit: int) -> list[int]:
+    """Claim up to `limit` deliveries, oldest first; returns the ids this caller now owns."""
+    candidates = select(RawDelivery.id).where(_claimable(now)).order_by(RawDelivery.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    claimed = []
+    for delivery_id in session.execute(candidates).scalars().all():
+        result = session.execute(
+            update(RawDelivery)
+            .where(RawDelivery.id == delivery_id, _claimable(now))
+            .values(status="processing", claimed_by=owner, claimed_until=now + lease,
+                    attempts=RawDelivery.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            claimed.append(delivery_id)
+    return claimed
+
+
+def mark_done(session: Session, delivery: RawDelivery, now: datetime) -> None:
+    delivery.status = "done"
+    delivery.processed_at = now
+    delivery.claimed_until = None
+    delivery.error = None
+
+
+def mark_failed(session: Session, delivery_id: int, owner: str, error: str, now: datetime,
+                retry_in: timedelta, permanent: bool = False) -> str:
+    """Record a failure; the delivery is retried after `retry_in` until MAX_ATTEMPTS, or
+    never when `permanent` (a body that can never be processed)."""
+    delivery = session.get(RawDelivery, delivery_id)
+    if delivery is None or delivery.claimed_by != owner:
+        return "lost"
+    delivery.error = error[:2000]
+    if permanent or delivery.attempts >= MAX_ATTEMPTS:
+        delivery.status = "failed"
+        delivery.claimed_until = None
+    else:
+        delivery.claimed_until = now + retry_in  # stays `processing` until the lease lapses
+    return delivery.status
+
+
+def pending_count(session: Session) -> int:
+    return session.execute(
+        select(func.count()).select_from(RawDelivery).where(RawDelivery.status.in_(("pending", "processing")))
+    ).scalar_one()

@@ -1,0 +1,44 @@
+"""Source-neutral alerts: every intake module turns its payload into an `AlertBatch`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+AlertStatus = Literal["firing", "resolved"]
+
+
+class PayloadError(ValueError):
+    """A webhook body that cannot be accepted; the message names the offending field."""
+
+
+@dataclass(frozen=True)
+class NormalizedAlert:
+    source: str
+    fingerprint: str
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime | None
+    ends_at: datetime | None
+    generator_url: str | None
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "unnamed alert")
+
+
+@dataclass(frozen=True)
+class AlertBatch:
+    """One notification: alerts that the source already grouped together."""
+
+    source: str
+    group_key: str
+    status: AlertStatus
+    alerts: tuple[NormalizedAlert, ...]
+    group_labels: dict[str, str] = field(default_factory=dict)
+    common_labels: dict[str, str] = field(default_factory=dict)
+    common_annotations: dict[str, str] = field(default_factory=dict)
+    external_url: str | None = None
+    truncated_alerts: int = 0

@@ -1,0 +1,202 @@
+"""`opsbot` command line: serve, db upgrade, demo, version.
+
+Every failure a user can cause ends in one line on stderr naming the problem and a non-zero
+exit status, never a traceback. Exit codes: 0 ok, 1 runtime failure, 2 bad usage/config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("opsbot")
+
+DESCRIPTION = """\
+opsbot turns Alertmanager alerts into one Slack thread per incident.
+
+Configuration comes from OPSBOT_* environment variables (or a YAML file named by
+OPSBOT_CONFIG); with none set, it runs locally on SQLite with the embedded Slack emulator.
+First run `opsbot db upgrade`, then `opsbot serve`. `opsbot demo` replays an incident
+scenario end to end and prints the thread it produced.
+"""
+
+
+class CliError(Exception):
+    """A one-line failure to report; `code` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def package_version() -> str:
+    try:
+        return version("opsbot")
+    except PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def _settings(**overrides) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        raise CliError("invalid configuration:\n  " + "\n  ".join(exc.problems), code=2) from None
+
+
+def _ensure_sqlite_dir(settings: Settings) -> None:
+    if settings.effective_database_url.startswith("sqlite"):
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"cannot create the data directory {settings.data_dir}: {exc.strerror}") from None
+
+
+def cmd_version(_args: argparse.Namespace) -> int:
+    print(f"opsbot {package_version()}")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from bot.db import migrate
+    from bot.db.engine import make_engine
+
+    settings = _settings()
+    _ensure_sqlite_dir(settings)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        before = migrate.current_revision(engine)
+        migrate.upgrade(engine, args.revision)
+        after = migrate.current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise CliError(f"database upgrade failed: {str(exc.orig if hasattr(exc, 'orig') else exc).strip()}") from None
+    finally:
+        engine.dispose()
+    print(f"database {engine.url.render_as_string(hide_password=True)}: "
+          + (f"upgraded {before or 'empty'} -> {after}" if before != after else f"already at {after}"))
+    return 0
+
+
+def cmd_db_current(_args: argparse.Namespace) -> int:
+    from bot.db import migrate
+    from bot.db.engine import make_engine
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    try:
+        current = migrate.current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise CliError(f"cannot read the database: {exc.__class__.__name__}") from None
+    finally:
+        engine.dispose()
+    head = migrate.head_revision()
+    print(f"current {current or 'none'}, head {head}" + ("" if current == head else " (run `opsbot db upgrade`)"))
+    return 0 if current == head else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.db.migrate import schema_problem
+    from bot.logs import configure_logging
+    from bot.runtime import build_runtime
+    from bot.web import HttpServer, create_web_app
+
+    overrides = {key: value for key, value in (("http_host", args.host), ("http_port", args.port)) if value is not None}
+    settings = _settings(**overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    _ensure_sqlite_dir(settings)
+    runtime = build_runtime(settings)
+    try:
+        problem = schema_problem(runtime.engine)
+        if problem:
+            raise CliError(problem)
+        app = create_web_app(runtime)
+        try:
+            server = HttpServer(app, settings.http_host, settings.http_port, settings.http_threads)
+        except OSError as exc:
+            raise CliError(f"cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror}") from None
+        socket_mode = _start_socket_mode(runtime) if settings.slack_app_token else None
+        runtime.workers.start()
+        stopping = threading.Event()
+
+        def _stop(signum, _frame):
+            if not stopping.is_set():
+                stopping.set()
+                log.info("signal %s: shutting down", signum)
+                server.stop()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        log.info("opsbot %s listening on %s", package_version(), server.url)
+        server.serve_forever()
+        if socket_mode is not None:
+            socket_mode.close()
+    finally:
+        runtime.close()
+    return 0
+
+
+def _start_socket_mode(runtime):
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from handlers.slack.app import build_bolt_app
+
+    handler = SocketModeHandler(build_bolt_app(runtime), runtime.settings.slack_app_token)
+    handler.connect()
+    log.info("Slack Socket Mode connected")
+    return handler
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    return run_demo(Path(args.scenario) if args.scenario else None, keep=args.keep)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="opsbot", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server, Slack app and workers")
+    serve.add_argument("--host", help="listen address (default: OPSBOT_HTTP_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default: OPSBOT_HTTP_PORT or 8080)")
+    serve.set_defaults(func=cmd_serve)
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="apply migrations (run before serve, after each update)")
+    upgrade.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    current = db_commands.add_parser("current", help="show the schema revision; exit 1 if behind")
+    current.set_defaults(func=cmd_db_current)
+
+    demo = commands.add_parser("demo", help="replay an incident scenario end to end and print the thread")
+    demo.add_argument("--scenario", help="scenario YAML (default: one of ../shared/scenarios)")
+    demo.add_argument("--keep", action="store_true", help="keep the temporary directory for inspection")
+    demo.set_defaults(func=cmd_demo)
+
+    commands.add_parser("version", help="print the version").set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"opsbot: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""The injectable clock: scenario replays run at the scenario's `now`, production at wall time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

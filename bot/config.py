@@ -1,0 +1,218 @@
+"""Configuration: environment variables (prefix `OPSBOT_`), optionally a YAML file.
+
+Precedence, highest first: environment, the YAML file named by `OPSBOT_CONFIG`, defaults.
+The defaults run locally with no secrets: SQLite in `./data`, the sandbox cluster and the
+Slack emulator. Validation happens once at start-up and reports every problem, one line each
+(`ConfigError.problems`), so an operator fixes them in one pass instead of one per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "OPSBOT_"
+# Variables with the prefix that are read elsewhere, not settings of a running bot.
+NOT_SETTINGS = frozenset({"OPSBOT_CONFIG", "OPSBOT_SHARED_DIR"})
+# Kubernetes injects these for a Service named `opsbot` when service links are enabled.
+SERVICE_LINK = re.compile(r"^OPSBOT_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?)$")
+
+
+class ConfigError(Exception):
+    """Invalid configuration; `problems` holds one human-readable line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class Settings(BaseSettings):
+    """Every setting of the bot. Field names map to `OPSBOT_<NAME>` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **other_sources):  # type: ignore[override]
+        """Only explicit values: `load_settings` merges file and environment itself, so that it
+        can tell which source a bad value came from."""
+        return (init_settings,)
+
+    data_dir: Path = Field(Path("data"), description="Writable directory for SQLite and local state.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; PostgreSQL in production. Default: SQLite in data_dir."
+    )
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)
+    http_threads: int = Field(8, ge=1, le=256)
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Largest webhook body accepted.")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = Field(None, description="xapp- token: use Socket Mode instead of HTTP.")
+    slack_api_url: str | None = Field(None, description="Slack Web API base URL (an emulator in tests).")
+    slack_channel: str = Field("#incidents", description="Channel that receives incident threads.")
+    slack_emulator_port: int = Field(0, ge=0, le=65535, description="Port of the embedded emulator.")
+
+    webhook_token: str | None = Field(None, description="Bearer token webhook senders must present.")
+    webhook_basic_user: str | None = None
+    webhook_basic_password: str | None = None
+    webhook_allow_unauthenticated: bool = Field(
+        False, description="Accept webhooks without credentials (only for local trials)."
+    )
+
+    kube_mode: Literal["sandbox", "kubeconfig", "in-cluster"] = "sandbox"
+    kube_context: str | None = None
+    sandbox_scenario: Path | None = Field(None, description="Scenario whose cluster the sandbox serves.")
+    prometheus_url: str | None = None
+    alertmanager_url: str | None = Field(None, description="Linked from incident cards.")
+    anthropic_api_key: str | None = None
+    runbooks_dir: Path = Field(Path("runbooks"), description="Folder of runbook YAML files.")
+    policies_dir: Path = Field(Path("policies"), description="Folder of policy YAML files.")
+
+    worker_threads: int = Field(2, ge=1, le=64)
+    worker_poll_seconds: float = Field(0.5, gt=0, le=60)
+    claim_lease_seconds: float = Field(60, ge=5, le=3600)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError(f"unsupported database '{scheme}': use sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: str | None) -> str | None:
+        if value and not value.startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return value or None
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_shape(cls, value: str | None) -> str | None:
+        if value and not value.startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return value or None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        problems = []
+        if self.uses_real_slack and not self.slack_signing_secret and not self.slack_app_token:
+            problems.append(
+                "OPSBOT_SLACK_SIGNING_SECRET is required with OPSBOT_SLACK_BOT_TOKEN (HTTP mode verifies "
+                "every Slack request); set it, or OPSBOT_SLACK_APP_TOKEN for Socket Mode"
+            )
+        if self.slack_app_token and not self.slack_bot_token:
+            problems.append("OPSBOT_SLACK_APP_TOKEN needs OPSBOT_SLACK_BOT_TOKEN as well")
+        if bool(self.webhook_basic_user) != bool(self.webhook_basic_password):
+            problems.append("OPSBOT_WEBHOOK_BASIC_USER and OPSBOT_WEBHOOK_BASIC_PASSWORD go together")
+        if self.uses_real_slack and not self.webhook_auth_configured and not self.webhook_allow_unauthenticated:
+            problems.append(
+                "webhooks would be unauthenticated: set OPSBOT_WEBHOOK_TOKEN (or the basic-auth pair), "
+                "or OPSBOT_WEBHOOK_ALLOW_UNAUTHENTICATED=true to accept that risk"
+            )
+        if self.kube_mode == "sandbox" and self.uses_real_slack and self.sandbox_scenario is None:
+            problems.append(
+                "OPSBOT_KUBE_MODE is 'sandbox' while talking to real Slack: set it to 'kubeconfig' or "
+                "'in-cluster'"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def uses_real_slack(self) -> bool:
+        """True when a bot token is set and no emulator URL overrides Slack's API."""
+        return bool(self.slack_bot_token) and not self.slack_api_url
+
+    @property
+    def webhook_auth_configured(self) -> bool:
+        return bool(self.webhook_token or self.webhook_basic_user)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL with the driver spelled out; SQLite in data_dir by default."""
+        if not self.database_url:
+            return f"sqlite:///{(self.data_dir / 'opsbot.sqlite3').resolve()}"
+        return normalise_database_url(self.database_url)
+
+
+def normalise_database_url(url: str) -> str:
+    """Spell out the psycopg 3 driver, which is the one installed, for PostgreSQL URLs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _yaml_settings(path: Path) -> dict[str, Any]:
+    """The YAML config file as a flat mapping of lower-case setting names."""
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError([f"OPSBOT_CONFIG: cannot read {path}: {exc.strerror}"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"OPSBOT_CONFIG: {path} is not valid YAML: {str(exc).splitlines()[0]}"]) from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError([f"OPSBOT_CONFIG: {path} must hold a mapping of setting names to values"])
+    return {str(key).lower(): value for key, value in loaded.items()}
+
+
+def _describe(error: dict[str, Any], from_file: set[str]) -> list[str]:
+    """One line per problem, naming the environment variable or the config file key."""
+    location = ".".join(str(part) for part in error.get("loc", ()))
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if not location:
+        return message.split("\n")
+    if error.get("type") == "extra_forbidden":
+        return [f"{location}: unknown setting in the config file"]
+    name = f"{location} (config file)" if location in from_file else ENV_PREFIX + location.upper()
+    return [f"{name}: {message}"]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; raise `ConfigError` listing every problem.
+
+    Sources, highest first: `overrides` (the CLI's flags), `OPSBOT_*` environment variables
+    (`DATABASE_URL` is honoured when `OPSBOT_DATABASE_URL` is unset), the YAML file named by
+    `OPSBOT_CONFIG`, defaults. An unknown `OPSBOT_*` variable is an error: a typo must not
+    silently leave a default in force.
+    """
+    env = os.environ
+    file_values: dict[str, Any] = {}
+    if env.get(ENV_PREFIX + "CONFIG"):
+        file_values = _yaml_settings(Path(env[ENV_PREFIX + "CONFIG"]))
+    env_values = {
+        key[len(ENV_PREFIX) :].lower(): value
+        for key, value in env.items()
+        if key.startswith(ENV_PREFIX) and key not in NOT_SETTINGS and not SERVICE_LINK.match(key)
+    }
+    if "database_url" not in env_values and env.get("DATABASE_URL"):
+        env_values["database_url"] = env["DATABASE_URL"]
+    known = set(Settings.model_fields)
+    problems = [f"{ENV_PREFIX}{name.upper()}: unknown setting" for name in sorted(set(env_values) - known)]
+    env_values = {key: value for key, value in env_values.items() if key in known}
+    try:
+        settings = Settings(**{**file_values, **env_values, **overrides})
+    except ValidationError as exc:
+        from_file = set(file_values) - set(env_values) - set(overrides)
+        problems += [line for error in exc.errors() for line in _describe(error, from_file)]
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return settings

@@ -1,0 +1,183 @@
+"""SQLAlchemy 2 models. Dialect-neutral: the same schema on SQLite and PostgreSQL.
+
+Invariants enforced by the schema itself, not only by code:
+- one open incident per grouping key: a unique index over (group_key, is_open) where is_open
+  is TRUE while open and NULL once closed (NULLs never collide in a unique index);
+- the timeline is append-only: database triggers (see the migration) refuse UPDATE and DELETE,
+  and (incident_id, seq) is unique so two writers can never fork an incident's hash chain;
+- a scheduled job runs once per slot: (job, slot) is the primary key of `job_claims`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from bot.db.types import BigId, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime}
+
+
+class RawDelivery(Base):
+    """A webhook body exactly as received: stored before the 2xx, processed by a worker.
+
+    status: pending -> processing (claimed until `claimed_until`) -> done | failed. A claim
+    whose lease expired is taken again, so a crash mid-processing loses nothing.
+    """
+
+    __tablename__ = "raw_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime]
+    headers: Mapped[dict[str, Any]]
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_until: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_raw_deliveries_status_id", "status", "id"),)
+
+
+class Incident(Base):
+    """One problem, one Slack thread.
+
+    `card_version` is bumped whenever the card should change; the card worker brings Slack up
+    to `card_synced_version`. The lease columns make sure one worker at a time touches the card,
+    so a card is posted once even with several replicas.
+    """
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    group_key: Mapped[str] = mapped_column(String(1024))
+    is_open: Mapped[bool | None] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(24), default="open")
+    source: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(300))
+    severity: Mapped[str] = mapped_column(String(16), default="unknown")
+    cluster: Mapped[str | None] = mapped_column(String(128))
+    namespace: Mapped[str | None] = mapped_column(String(128))
+    service: Mapped[str | None] = mapped_column(String(256))
+    alert_count: Mapped[int] = mapped_column(Integer, default=0)
+    firing_count: Mapped[int] = mapped_column(Integer, default=0)
+    links: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    card_version: Mapped[int] = mapped_column(Integer, default=1)
+    card_synced_version: Mapped[int] = mapped_column(Integer, default=0)
+    card_lease_owner: Mapped[str | None] = mapped_column(String(128))
+    card_lease_until: Mapped[datetime | None]
+    card_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    card_last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("uq_incidents_open_group_key", "group_key", "is_open", unique=True),
+        Index("ix_incidents_card_pending", "card_synced_version", "card_version"),
+    )
+
+    @property
+    def reference(self) -> str:
+        return f"INC-{self.id}"
+
+
+class Alert(Base):
+    """One alert (by source fingerprint) within one incident; repeats bump the counters."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16))
+    labels: Mapped[dict[str, Any]]
+    annotations: Mapped[dict[str, Any]]
+    starts_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    generator_url: Mapped[str | None] = mapped_column(Text)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    notification_count: Mapped[int] = mapped_column(Integer, default=1)
+    last_delivery_id: Mapped[int | None] = mapped_column(ForeignKey("raw_deliveries.id"))
+
+    __table_args__ = (UniqueConstraint("incident_id", "source", "fingerprint"),)
+
+
+class TimelineEntry(Base):
+    """Append-only audit log of an incident. Each entry's `hash` covers its content and the
+    previous entry's hash (`prev_hash`), so an edit or a deletion breaks the chain."""
+
+    __tablename__ = "timeline_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("incident_id", "seq"),)
+
+
+class SlackMessage(Base):
+    """A message the bot posted, by purpose: `card` is the thread's root message."""
+
+    __tablename__ = "slack_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    purpose: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[str] = mapped_column(String(32))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("incident_id", "purpose"), UniqueConstraint("channel", "ts"))
+
+
+class JobClaim(Base):
+    """A scheduled job's run for one slot (e.g. the 2026-11-21 daily digest), claimed once."""
+
+    __tablename__ = "job_claims"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[str] = mapped_column(String(64), primary_key=True)
+    claimed_by: Mapped[str] = mapped_column(String(128))
+    claimed_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]

@@ -1,0 +1,176 @@
+"""`opsbot demo`: replay one incident scenario end to end and print the Slack thread.
+
+Everything is real and local: the scenario's cluster is served by the sandbox API server and
+read back through the real `kubernetes` client, its metrics are backfilled into a real
+Prometheus, its alerts go through a real Alertmanager to the bot's webhook, and the thread
+lands in the Slack emulator. Nothing listens beyond loopback; all state lives in a temporary
+directory that is removed afterwards (unless --keep).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.sandbox.paths import shared_scenarios_dir
+from bot.sandbox.scenario import Scenario, ScenarioError, load_scenario
+
+DEFAULT_SCENARIO = "orders-api-revision-22-panics-on-start.yaml"
+WAIT_SECONDS = 60
+
+
+def _step(message: str) -> None:
+    print(f"▸ {message}", flush=True)
+
+
+def scenario_clock(scenario: Scenario) -> Clock:
+    """The scenario's `now`, advancing with the wall clock from the moment the replay starts."""
+    started = time.monotonic()
+    return lambda: scenario.now + timedelta(seconds=time.monotonic() - started)
+
+
+def _alerts_for_alertmanager(scenario: Scenario) -> list[dict]:
+    alerts = []
+    for alert in scenario.alerts:
+        labels = dict(alert.labels)
+        if scenario.cluster.name:
+            labels.setdefault("cluster", scenario.cluster.name)
+        item = {"labels": labels, "annotations": dict(alert.annotations), "startsAt": alert.starts_at}
+        if alert.ends_at is not None:
+            item["endsAt"] = alert.ends_at
+        elif alert.status == "resolved":
+            item["endsAt"] = scenario.now
+        if alert.generator_url:
+            item["generatorURL"] = alert.generator_url
+        alerts.append(item)
+    return alerts
+
+
+def _describe_cluster(api_client, scenario: Scenario) -> str:
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    pods = core.list_pod_for_all_namespaces().items
+    events = core.list_event_for_all_namespaces().items
+    kinds = Counter(obj.get("kind", "?") for obj in scenario.cluster.objects)
+    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    warnings = sum(1 for event in events if event.type == "Warning")
+    return f"{summary}; read back {len(pods)} pods and {len(events)} events ({warnings} Warning)"
+
+
+def _start_bot(workdir: Path, scenario: Scenario, slack_url: str, token: str, stack):
+    from bot.db import migrate
+    from bot.runtime import build_runtime
+    from bot.web import HttpServer, create_web_app
+
+    settings = Settings(data_dir=workdir, slack_api_url=slack_url, slack_bot_token="xoxb-emulator",
+                        webhook_token=token, http_port=0, worker_poll_seconds=0.1, log_level="WARNING",
+                        log_format="text")
+    runtime = build_runtime(settings, clock=scenario_clock(scenario))
+    stack.append(runtime.close)
+    migrate.upgrade(runtime.engine)
+    server = HttpServer(create_web_app(runtime), "127.0.0.1", 0, threads=4)
+    url = server.start()
+    stack.append(server.stop)
+    runtime.workers.start()
+    return runtime, url
+
+
+def replay(scenario: Scenario, workdir: Path) -> str:
+    """Run the replay and return the printed thread; raises RuntimeError with one line."""
+    from bot.sandbox.kube import KubeApiServer, SandboxCluster, sandbox_api_client
+    from bot.sandbox.promstack import (
+        AlertmanagerProcess,
+        BinaryMissing,
+        PrometheusProcess,
+        find_binary,
+        webhook_config,
+    )
+    from bot.sandbox.scenario_metrics import load_metrics_into
+    from bot.sandbox.slack_emulator import SlackEmulator
+    from bot.sandbox.thread_text import thread_text
+
+    stack: list = []
+    try:
+        cluster = SandboxCluster(now=scenario.now)
+        cluster.load(scenario.cluster.objects, scenario.cluster.events,
+                     [stream.model_dump() for stream in scenario.cluster.logs])
+        kube = KubeApiServer(cluster)
+        kube_url = kube.start()
+        stack.append(kube.stop)
+        _step(f"sandbox cluster {scenario.cluster.name or ''} at {kube_url}: "
+              + _describe_cluster(sandbox_api_client(kube_url), scenario))
+
+        try:
+            prometheus = PrometheusProcess(workdir / "prometheus")
+            samples = load_metrics_into(prometheus, scenario)
+            prometheus.start()
+            stack.append(prometheus.stop)
+            _step(f"Prometheus at {prometheus.url}: {samples} samples backfilled "
+                  f"from {len(scenario.metrics.series) if scenario.metrics else 0} series")
+            find_binary("alertmanager")
+        except BinaryMissing as exc:
+            raise RuntimeError(f"{exc} (./scripts/demo installs it)") from None
+
+        slack = SlackEmulator()
+        slack.start()
+        stack.append(slack.stop)
+        token = "demo-webhook-token"
+        runtime, bot_url = _start_bot(workdir, scenario, slack.base_url, token, stack)
+        _step(f"opsbot at {bot_url} (SQLite in {workdir}), Slack emulator at {slack.base_url}")
+
+        alertmanager = AlertmanagerProcess(workdir / "alertmanager",
+                                           webhook_config(f"{bot_url}/webhooks/alertmanager", bearer_token=token))
+        alertmanager.start()
+        stack.append(alertmanager.stop)
+        alerts = _alerts_for_alertmanager(scenario)
+        alertmanager.post_alerts(alerts)
+        _step(f"Alertmanager at {alertmanager.url}: {len(alerts)} alert(s) posted; waiting for the thread")
+        try:
+            slack.wait_for(lambda emu: emu.messages(), timeout=WAIT_SECONDS)
+        except TimeoutError:
+            raise RuntimeError(f"no incident card in Slack after {WAIT_SECONDS}s") from None
+        time.sleep(2.5)  # let Alertmanager's group_interval pass so later batches land too
+        (root, *_) = slack.messages()
+        return thread_text(slack.thread(root["channel"], root["ts"]))
+    finally:
+        for stop in reversed(stack):
+            stop()
+
+
+def run_demo(scenario_path: Path | None, keep: bool = False) -> int:
+    path = scenario_path or shared_scenarios_dir() / DEFAULT_SCENARIO
+    if not path.exists():
+        print(f"opsbot demo: scenario {path} not found (is ../shared beside the clone? "
+              "set OPSBOT_SHARED_DIR or pass --scenario)", file=sys.stderr)
+        return 2
+    try:
+        scenario = load_scenario(path)
+    except ScenarioError as exc:
+        print(f"opsbot demo: {exc}", file=sys.stderr)
+        return 2
+    from bot.logs import configure_logging
+
+    configure_logging("WARNING", "text")
+    workdir = Path(tempfile.mkdtemp(prefix="opsbot-demo-"))
+    print(f"opsbot demo: replaying {scenario.id}\n  {scenario.title}\n", flush=True)
+    try:
+        thread = replay(scenario, workdir)
+    except RuntimeError as exc:
+        print(f"opsbot demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("\nThe Slack thread opsbot produced:\n")
+    print(thread, flush=True)
+    if keep:
+        print(f"\n(state kept in {workdir})")
+    return 0

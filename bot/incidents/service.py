@@ -1,0 +1,104 @@
+"""Incident queries. No transactions here: callers (flows) own the unit of work."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from bot.db.models import Alert, Incident, SlackMessage
+
+SEVERITY_ALIASES = {
+    "page": "critical", "p1": "critical", "sev1": "critical", "error": "high", "p2": "high", "sev2": "high",
+    "major": "high", "medium": "warning", "p3": "warning", "sev3": "warning", "minor": "warning",
+    "low": "info", "none": "info", "p4": "info", "p5": "info", "sev4": "info",
+}
+
+
+def normalise_severity(value: str | None) -> str:
+    """Map the many spellings teams use onto critical | high | warning | info | unknown."""
+    if not value:
+        return "unknown"
+    value = value.strip().lower()
+    value = SEVERITY_ALIASES.get(value, value)
+    return value if value in {"critical", "high", "warning", "info"} else "unknown"
+
+
+def severity_rank(value: str) -> int:
+    return ("unknown", "info", "warning", "high", "critical").index(normalise_severity(value))
+
+
+def open_incident(session: Session, group_key: str, lock: bool = False) -> Incident | None:
+    """The open incident of a group key. With `lock`, the row stays locked (FOR UPDATE) until
+    the transaction ends, so concurrent updates of its aggregates queue instead of racing."""
+    query = select(Incident).where(Incident.group_key == group_key, Incident.is_open.is_(True))
+    if lock:
+        query = query.with_for_update()
+    return session.execute(query).scalar_one_or_none()
+
+
+def get_incident(session: Session, incident_id: int) -> Incident | None:
+    return session.get(Incident, incident_id)
+
+
+def alerts_of(session: Session, incident_id: int) -> list[Alert]:
+    return list(
+        session.execute(select(Alert).where(Alert.incident_id == incident_id).order_by(Alert.id)).scalars()
+    )
+
+
+def find_alert(session: Session, incident_id: int, source: str, fingerprint: str) -> Alert | None:
+    return session.execute(
+        select(Alert).where(
+            Alert.incident_id == incident_id, Alert.source == source, Alert.fingerprint == fingerprint
+        )
+    ).scalar_one_or_none()
+
+
+def card_message(session: Session, incident_id: int) -> SlackMessage | None:
+    return session.execute(
+        select(SlackMessage).where(SlackMessage.incident_id == incident_id, SlackMessage.purpose == "card")
+    ).scalar_one_or_none()
+
+
+def incidents_needing_card(session: Session, now: datetime, limit: int) -> list[int]:
+    """Incidents whose card is behind and not leased by another worker (or the lease lapsed)."""
+    return list(
+        session.execute(
+            select(Incident.id)
+            .where(
+                Incident.card_synced_version < Incident.card_version,
+                (Incident.card_lease_until.is_(None)) | (Incident.card_lease_until < now),
+            )
+            .order_by(Incident.id)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def lease_card(session: Session, incident_id: int, owner: str, now: datetime, until: datetime) -> bool:
+    """Take the card lease with a conditional UPDATE; True only for the one winner."""
+    result = session.execute(
+        update(Incident)
+        .where(
+            Incident.id == incident_id,
+            Incident.card_synced_version < Incident.card_version,
+            (Incident.card_lease_until.is_(None)) | (Incident.card_lease_until < now),
+        )
+        .values(card_lease_owner=owner, card_lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def open_incidents(session: Session, limit: int = 20) -> list[Incident]:
+    return list(
+        session.execute(
+            select(Incident).where(Incident.is_open.is_(True)).order_by(Incident.id.desc()).limit(limit)
+        ).scalars()
+    )
+
+
+def count_open_incidents(session: Session) -> int:
+    return session.execute(select(func.count()).where(Incident.is_open.is_(True))).scalar_one()

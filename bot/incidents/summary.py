@@ -1,0 +1,99 @@
+"""What an incident is about, derived from its alerts: pure functions, no database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+import re
+from dataclasses import dataclass
+
+from bot.incidents.service import normalise_severity, severity_rank
+
+TITLE_MAX = 300
+# Labels naming the service an alert is about, most specific first. Prometheus' own `job`
+# label names the scrape job (often kube-state-metrics), so it is deliberately absent.
+SERVICE_LABELS = (
+    "service", "app.kubernetes.io/name", "app_kubernetes_io_name", "app", "deployment",
+    "statefulset", "daemonset", "job_name", "cronjob",
+)
+# Pod names of Deployments (name-<template hash>-<5 chars>) and StatefulSets (name-<ordinal>).
+_DEPLOYMENT_POD = re.compile(r"^(?P<name>[a-z0-9-]+?)-[bcdfghjklmnpqrstvwxz2456789]{6,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$")
+_STATEFUL_POD = re.compile(r"^(?P<name>[a-z0-9-]+?)-\d+$")
+
+
+@dataclass(frozen=True)
+class AlertFacts:
+    """The parts of an alert the summary needs (works for new and stored alerts alike)."""
+
+    name: str
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str | None
+
+
+@dataclass(frozen=True)
+class IncidentSummary:
+    title: str
+    severity: str
+    cluster: str | None
+    namespace: str | None
+    service: str | None
+    alert_count: int
+    firing_count: int
+    links: dict[str, str]
+
+
+def _common(values: Iterable[str | None]) -> str | None:
+    distinct = {value for value in values if value}
+    return distinct.pop() if len(distinct) == 1 else None
+
+
+def _service(labels: dict[str, str]) -> str | None:
+    """The service an alert is about: an explicit label, else the workload a pod name implies,
+    else the container. A guess from names only; the RCA stage resolves ownerReferences."""
+    explicit = next((labels[key] for key in SERVICE_LABELS if labels.get(key)), None)
+    if explicit:
+        return explicit
+    pod = labels.get("pod", "")
+    match = _DEPLOYMENT_POD.match(pod) or _STATEFUL_POD.match(pod)
+    return match.group("name") if match else labels.get("container") or None
+
+
+def _safe_url(value: str | None) -> str | None:
+    return value if value and value.startswith(("https://", "http://")) else None
+
+
+def summarise(alerts: Sequence[AlertFacts], external_url: str | None = None) -> IncidentSummary:
+    """Title, severity and scope of an incident from all of its alerts.
+
+    Severity is the highest among firing alerts (all alerts once everything resolved); scope
+    labels are reported only when every alert agrees, so a mixed incident never names a
+    namespace it does not own.
+    """
+    if not alerts:
+        raise ValueError("an incident summary needs at least one alert")
+    firing = [alert for alert in alerts if alert.status == "firing"]
+    considered = firing or list(alerts)
+    names = sorted({alert.name for alert in considered})
+    lead = considered[0]
+    summary = lead.annotations.get("summary") or lead.annotations.get("message") or ""
+    title = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
+    if summary and len(names) == 1:
+        title = f"{title}: {summary}"
+    severity = max((normalise_severity(a.labels.get("severity")) for a in considered), key=severity_rank)
+    links = {
+        "alertmanager": _safe_url(external_url),
+        "source": _safe_url(lead.generator_url),
+        "runbook": _safe_url(lead.annotations.get("runbook_url")),
+        "dashboard": _safe_url(lead.annotations.get("dashboard_url")),
+    }
+    return IncidentSummary(
+        title=" ".join(title.split())[:TITLE_MAX],
+        severity=severity,
+        cluster=_common(alert.labels.get("cluster") for alert in alerts),
+        namespace=_common(alert.labels.get("namespace") for alert in alerts),
+        service=_common(_service(alert.labels) for alert in alerts),
+        alert_count=len(alerts),
+        firing_count=len(firing),
+        links={key: value for key, value in links.items() if value},
+    )

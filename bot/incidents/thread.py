@@ -1,0 +1,132 @@
+"""The THREAD stage: bring an incident's card in Slack up to date.
+
+Protocol, in three steps so that no database transaction is held open across a Slack call:
+1. lease the card with a conditional UPDATE (one worker across all replicas wins) and read
+   what to render;
+2. post the card (first time) or update it in place (`chat.update`);
+3. record the message and the synced version, only while still holding the lease.
+A 429 or 5xx from Slack defers the card by Retry-After (the lease doubles as "not before"),
+so the card is delayed, never lost. The first failure of a streak is written to the timeline.
+A crash between steps 2 and 3 can post the root message twice on retry: Slack offers no
+idempotency key for chat.postMessage, and a duplicate is preferable to a lost incident.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock
+from bot.db.engine import unit_of_work
+from bot.db.models import Incident, SlackMessage
+from bot.incidents import service
+from bot.logs import incident_context
+from bot.slack.gateway import SlackError, SlackGateway, SlackRetryLater
+from bot.slack.render.card import card_view, render_card
+from bot.timeline import chain
+
+log = logging.getLogger(__name__)
+ACTOR = "opsbot"
+MAX_BACKOFF_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class CardTarget:
+    channel: str
+    ts: str | None
+
+
+def _backoff_seconds(attempts: int) -> float:
+    return float(min(MAX_BACKOFF_SECONDS, 2 ** min(attempts, 9)))
+
+
+def _release(session: Session, incident_id: int, owner: str, **values: object) -> bool:
+    result = session.execute(
+        update(Incident)
+        .where(Incident.id == incident_id, Incident.card_lease_owner == owner)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+class CardSync:
+    """Posts and updates incident cards; one instance per worker pool."""
+
+    def __init__(self, factory: sessionmaker[Session], gateway: SlackGateway, channel: str, clock: Clock,
+                 owner: str, lease: timedelta = timedelta(seconds=60)):
+        self._factory, self._gateway, self._channel = factory, gateway, channel
+        self._clock, self._owner, self._lease = clock, owner, lease
+
+    def pending(self, limit: int = 20) -> list[int]:
+        with unit_of_work(self._factory) as session:
+            return service.incidents_needing_card(session, self._clock(), limit)
+
+    def sync(self, incident_id: int) -> str:
+        """Sync one card; returns 'posted', 'updated', 'skipped', 'deferred' or 'failed'."""
+        with incident_context(incident_id):
+            now = self._clock()
+            with unit_of_work(self._factory) as session:
+                if not service.lease_card(session, incident_id, self._owner, now, now + self._lease):
+                    return "skipped"
+                incident = session.get(Incident, incident_id)
+                message = service.card_message(session, incident_id)
+                version, attempts = incident.card_version, incident.card_attempts
+                rendered = render_card(card_view(incident))
+                target = CardTarget(message.channel, message.ts) if message else CardTarget(self._channel, None)
+            try:
+                outcome, posted = self._send(target, rendered)
+            except SlackRetryLater as exc:
+                return self._defer(incident_id, attempts, exc, exc.retry_after)
+            except SlackError as exc:
+                return self._defer(incident_id, attempts, exc, _backoff_seconds(attempts))
+            self._record(incident_id, version, attempts, target, posted)
+            log.info("incident card %s", outcome, extra={"channel": posted.channel, "ts": posted.ts})
+            return outcome
+
+    def _send(self, target: CardTarget, rendered: dict) -> tuple[str, CardTarget]:
+        if target.ts is not None:
+            try:
+                self._gateway.update_message(target.channel, target.ts, rendered["text"], rendered["blocks"])
+                return "updated", target
+            except SlackError as exc:
+                if exc.error not in {"message_not_found", "channel_not_found", "cant_update_message"}:
+                    raise
+                log.warning("card message gone (%s): posting a new one", exc.error)
+        posted = self._gateway.post_message(self._channel, rendered["text"], rendered["blocks"])
+        return "posted", CardTarget(posted.channel, posted.ts)
+
+    def _record(self, incident_id: int, version: int, attempts: int, target_before: CardTarget,
+                posted: CardTarget) -> None:
+        now = self._clock()
+        with unit_of_work(self._factory) as session:
+            if posted != target_before:
+                message = service.card_message(session, incident_id)
+                if message is None:
+                    session.add(SlackMessage(incident_id=incident_id, purpose="card", channel=posted.channel,
+                                             ts=posted.ts, created_at=now, updated_at=now))
+                else:
+                    message.channel, message.ts, message.updated_at = posted.channel, posted.ts, now
+                chain.append(session, incident_id, "slack.card_posted", ACTOR,
+                             {"channel": posted.channel, "ts": posted.ts}, now)
+            elif (message := service.card_message(session, incident_id)) is not None:
+                message.updated_at = now
+            if attempts:
+                chain.append(session, incident_id, "slack.recovered", ACTOR, {"after_attempts": attempts}, now)
+            _release(session, incident_id, self._owner, card_synced_version=version, card_lease_owner=None,
+                     card_lease_until=None, card_attempts=0, card_last_error=None)
+
+    def _defer(self, incident_id: int, attempts: int, exc: SlackError, delay_seconds: float) -> str:
+        now = self._clock()
+        log.warning("card deferred %.0fs: %s", delay_seconds, exc)
+        with unit_of_work(self._factory) as session:
+            if attempts == 0:
+                chain.append(session, incident_id, "slack.failed", ACTOR,
+                             {"method": exc.method, "error": exc.error, "retry_in_seconds": delay_seconds}, now)
+            _release(session, incident_id, self._owner, card_lease_until=now + timedelta(seconds=delay_seconds),
+                     card_attempts=attempts + 1, card_last_error=str(exc)[:2000])
+        return "deferred" if isinstance(exc, SlackRetryLater) else "failed"

@@ -1,0 +1,84 @@
+"""The composition root: everything a running bot owns, built once per process.
+
+No module-level singletons: the server, the CLI, the demo and each test build their own
+`Runtime` from `Settings`, and `close()` releases it (threads, pools, embedded emulators).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from slack_sdk import WebClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock, utc_now
+from bot.config import Settings
+from bot.db.engine import make_engine, make_session_factory
+from bot.incidents.thread import CardSync
+from bot.metrics import Metrics
+from bot.slack.gateway import SlackGateway, make_web_client
+from bot.workers import Workers, worker_identity
+
+log = logging.getLogger(__name__)
+EMULATOR_TOKEN = "xoxb-emulator"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    metrics: Metrics
+    engine: Engine
+    factory: sessionmaker[Session]
+    web_client: WebClient
+    gateway: SlackGateway
+    workers: Workers
+    signing_secret: str
+    owned: list = field(default_factory=list)  # things with .stop() started for this runtime
+
+    def close(self) -> None:
+        self.workers.stop()
+        for thing in reversed(self.owned):
+            thing.stop()
+        self.owned.clear()
+        self.engine.dispose()
+
+
+def _slack_endpoint(settings: Settings, owned: list) -> tuple[str, str | None]:
+    """(token, base_url): real Slack, a configured emulator URL, or an embedded emulator."""
+    if settings.slack_api_url:
+        return settings.slack_bot_token or EMULATOR_TOKEN, settings.slack_api_url
+    if settings.slack_bot_token:
+        return settings.slack_bot_token, None
+    from bot.sandbox.slack_emulator import SlackEmulator  # only without real Slack
+
+    emulator = SlackEmulator(bot_token=EMULATOR_TOKEN, port=settings.slack_emulator_port)
+    emulator.start()
+    owned.append(emulator)
+    log.info("no Slack token configured: using the embedded Slack emulator at %s", emulator.base_url)
+    return EMULATOR_TOKEN, emulator.base_url
+
+
+def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
+    owned: list = []
+    try:
+        metrics = Metrics()
+        engine = make_engine(settings.effective_database_url, pool_size=settings.worker_threads + settings.http_threads)
+        factory = make_session_factory(engine)
+        token, base_url = _slack_endpoint(settings, owned)
+        web_client = make_web_client(token, base_url)
+        gateway = SlackGateway(web_client, metrics)
+        cards = CardSync(factory, gateway, settings.slack_channel, clock, owner=worker_identity(),
+                         lease=timedelta(seconds=settings.claim_lease_seconds))
+        workers = Workers(factory, cards, clock, metrics, threads=settings.worker_threads,
+                          poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds)
+    except BaseException:
+        for thing in reversed(owned):
+            thing.stop()
+        raise
+    signing_secret = settings.slack_signing_secret or secrets.token_hex(16)
+    return Runtime(settings, clock, metrics, engine, factory, web_client, gateway, workers, signing_secret, owned)

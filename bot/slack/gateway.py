@@ -1,0 +1,117 @@
+"""The one way to Slack's Web API.
+
+Every write goes through `SlackGateway`, which keeps payloads inside Block Kit's limits,
+retries connection errors and 5xx briefly, and turns 429 into `SlackRetryLater` carrying
+Slack's `Retry-After`, so the caller reschedules the work instead of blocking a worker or
+dropping the message. Failures surface as exceptions that the flows record on the timeline.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, ServerErrorRetryHandler
+
+from bot.metrics import Metrics
+from bot.slack.limits import fit_blocks, fit_text
+
+log = logging.getLogger(__name__)
+DEFAULT_RETRY_AFTER_SECONDS = 5
+HTTP_TIMEOUT_SECONDS = 10
+
+
+class SlackError(Exception):
+    """A Slack call that failed; `error` is Slack's error code (e.g. channel_not_found)."""
+
+    def __init__(self, method: str, error: str):
+        self.method, self.error = method, error
+        super().__init__(f"{method}: {error}")
+
+
+class SlackRetryLater(SlackError):
+    """Slack asked us to slow down (429) or is unavailable; try again after `retry_after` s."""
+
+    def __init__(self, method: str, error: str, retry_after: float):
+        super().__init__(method, error)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class PostedMessage:
+    channel: str
+    ts: str
+
+
+def _retry_after(headers: dict[str, Any]) -> float:
+    """Slack's Retry-After in seconds (header names arrive in any case)."""
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(0.0, float(value[0] if isinstance(value, list) else value))
+            except (TypeError, ValueError):
+                break
+    return DEFAULT_RETRY_AFTER_SECONDS
+
+
+def make_web_client(token: str, base_url: str | None = None) -> WebClient:
+    kwargs: dict[str, Any] = {"token": token, "timeout": HTTP_TIMEOUT_SECONDS}
+    if base_url:
+        kwargs["base_url"] = base_url
+    client = WebClient(**kwargs)
+    client.retry_handlers = [ConnectionErrorRetryHandler(max_retry_count=2), ServerErrorRetryHandler(max_retry_count=2)]
+    return client
+
+
+class SlackGateway:
+    def __init__(self, client: WebClient, metrics: Metrics | None = None):
+        self.client = client
+        self._metrics = metrics
+
+    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self.client.api_call(method, json=kwargs)
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            error = str(exc.response.get("error", "unknown_error")) if exc.response is not None else "unknown"
+            self._count(method, error)
+            if status == 429:
+                raise SlackRetryLater(method, "ratelimited", _retry_after(exc.response.headers)) from None
+            if status >= 500:
+                raise SlackRetryLater(method, f"http_{status}", DEFAULT_RETRY_AFTER_SECONDS) from None
+            raise SlackError(method, error) from None
+        except OSError as exc:
+            self._count(method, "connection_error")
+            raise SlackRetryLater(method, f"connection_error: {exc}", DEFAULT_RETRY_AFTER_SECONDS) from None
+        self._count(method, "ok")
+        return response.data  # type: ignore[return-value]
+
+    def _count(self, method: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.slack_calls.labels(method=method, outcome=outcome).inc()
+
+    def post_message(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
+                     thread_ts: str | None = None) -> PostedMessage:
+        args: dict[str, Any] = {"channel": channel, "text": fit_text(text), "unfurl_links": False}
+        if blocks is not None:
+            args["blocks"] = fit_blocks(blocks)
+        if thread_ts:
+            args["thread_ts"] = thread_ts
+        data = self._call("chat.postMessage", **args)
+        return PostedMessage(channel=data["channel"], ts=data["ts"])
+
+    def update_message(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+        args: dict[str, Any] = {"channel": channel, "ts": ts, "text": fit_text(text)}
+        if blocks is not None:
+            args["blocks"] = fit_blocks(blocks)
+        self._call("chat.update", **args)
+
+    def post_ephemeral(self, channel: str, user: str, text: str,
+                       blocks: list[dict[str, Any]] | None = None) -> None:
+        args: dict[str, Any] = {"channel": channel, "user": user, "text": fit_text(text)}
+        if blocks is not None:
+            args["blocks"] = fit_blocks(blocks)
+        self._call("chat.postEphemeral", **args)

@@ -1,0 +1,71 @@
+"""The incident timeline: an append-only, hash-chained audit log.
+
+Each entry's hash is SHA-256 over the previous entry's hash and the entry's canonical JSON
+(incident, seq, time, kind, actor, payload). Editing or deleting any entry breaks every hash
+after it, which `verify_chain` reports. The (incident_id, seq) unique key means two writers
+racing to append the same seq cannot both win: one transaction fails and is retried whole.
+Payloads are redacted before hashing: secrets never reach the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.db.models import TimelineEntry
+from bot.redaction import redact_data
+
+GENESIS = "0" * 64
+
+
+def entry_hash(prev_hash: str, incident_id: int, seq: int, at: datetime, kind: str, actor: str,
+               payload: dict[str, Any]) -> str:
+    body = json.dumps(
+        {"incident": incident_id, "seq": seq, "at": at.astimezone(UTC).isoformat(), "kind": kind, "actor": actor,
+         "payload": payload},
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str,
+    )
+    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+def append(session: Session, incident_id: int, kind: str, actor: str, payload: dict[str, Any],
+           at: datetime) -> TimelineEntry:
+    """Append one entry in the caller's transaction (the caller owns commit and retry)."""
+    last = session.execute(
+        select(TimelineEntry.seq, TimelineEntry.hash)
+        .where(TimelineEntry.incident_id == incident_id)
+        .order_by(TimelineEntry.seq.desc())
+        .limit(1)
+    ).first()
+    seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
+    clean = json.loads(json.dumps(redact_data(payload), default=str))
+    entry = TimelineEntry(
+        incident_id=incident_id, seq=seq, at=at, kind=kind, actor=actor, payload=clean,
+        prev_hash=prev_hash, hash=entry_hash(prev_hash, incident_id, seq, at, kind, actor, clean),
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def verify_chain(entries: Iterable[TimelineEntry]) -> list[str]:
+    """Problems found in one incident's entries (ordered by seq); empty when intact."""
+    problems = []
+    prev_hash, expected_seq = GENESIS, 1
+    for entry in entries:
+        if entry.seq != expected_seq:
+            problems.append(f"INC-{entry.incident_id}: entry {expected_seq} is missing")
+        if entry.prev_hash != prev_hash:
+            problems.append(f"INC-{entry.incident_id} entry {entry.seq}: previous hash does not match")
+        recomputed = entry_hash(entry.prev_hash, entry.incident_id, entry.seq, entry.at, entry.kind,
+                                entry.actor, entry.payload)
+        if recomputed != entry.hash:
+            problems.append(f"INC-{entry.incident_id} entry {entry.seq}: content does not match its hash")
+        prev_hash, expected_seq = entry.hash, entry.seq + 1
+    return problems

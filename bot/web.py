@@ -1,0 +1,76 @@
+"""The WSGI application and the production server (waitress, threaded)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask, jsonify
+from waitress.server import create_server
+from werkzeug.exceptions import HTTPException
+
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_web_app(runtime: Runtime, with_slack: bool = True) -> Flask:
+    from handlers.health import health_blueprint
+    from handlers.webhooks import webhooks_blueprint
+
+    app = Flask("opsbot")
+    app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_body_bytes
+    app.register_blueprint(health_blueprint(runtime))
+    app.register_blueprint(webhooks_blueprint(runtime))
+    if with_slack:
+        from handlers.slack.app import build_bolt_app
+        from handlers.slack.routes import slack_blueprint
+
+        app.register_blueprint(slack_blueprint(build_bolt_app(runtime)))
+
+    @app.errorhandler(404)
+    def not_found(_error):
+        return jsonify(error="no such route"), 404
+
+    @app.errorhandler(405)
+    def wrong_method(_error):
+        return jsonify(error="method not allowed"), 405
+
+    @app.errorhandler(413)
+    def too_large(_error):
+        return jsonify(error=f"body larger than {runtime.settings.max_body_bytes} bytes"), 413
+
+    @app.errorhandler(Exception)
+    def internal(error):
+        if isinstance(error, HTTPException):
+            return jsonify(error=error.description), error.code
+        log.exception("unhandled error in a request")
+        return jsonify(error="internal error"), 500
+
+    return app
+
+
+class HttpServer:
+    """waitress serving the app on host:port (port 0 picks a free one)."""
+
+    def __init__(self, app: Flask, host: str, port: int, threads: int):
+        self._server = create_server(app, host=host, port=port, threads=threads, clear_untrusted_proxy_headers=True,
+                                     ident="opsbot")
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._server.effective_host}:{self._server.effective_port}"
+
+    def serve_forever(self) -> None:
+        self._server.run()
+
+    def start(self) -> str:
+        self._thread = threading.Thread(target=self._server.run, name="opsbot-http", daemon=True)
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        self._server.close()
+        if self._thread is not None:
+            self._thread.join(5)

@@ -1,0 +1,144 @@
+"""Background workers: claim stored deliveries, run the intake flow, sync incident cards.
+
+Work lives in the database, not in memory: a worker claims rows (see `bot.alerts.deliveries`)
+and a restart resumes whatever was pending or whose lease lapsed. Any number of threads and
+replicas may run these loops at once; the claims decide who does what. The webhook handler
+calls `wake()` so that a fresh delivery is picked up at once instead of at the next poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.alerts import alertmanager, deliveries
+from bot.alerts.model import AlertBatch, PayloadError
+from bot.clock import Clock
+from bot.db.engine import unit_of_work
+from bot.db.models import RawDelivery
+from bot.incidents import flows
+from bot.incidents.thread import CardSync
+from bot.logs import incident_context
+from bot.metrics import Metrics
+
+log = logging.getLogger(__name__)
+PARSERS = {alertmanager.SOURCE: alertmanager.parse}
+CLAIM_BATCH = 20
+CONFLICT_RETRIES = 3
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def parse_delivery(source: str, body: bytes) -> AlertBatch:
+    parser = PARSERS.get(source)
+    if parser is None:
+        raise PayloadError(f"no parser for source '{source}'")
+    return parser(body)
+
+
+class Workers:
+    def __init__(self, factory: sessionmaker[Session], cards: CardSync, clock: Clock, metrics: Metrics,
+                 threads: int = 2, poll_seconds: float = 0.5, lease_seconds: float = 60):
+        self._factory, self._cards, self._clock, self._metrics = factory, cards, clock, metrics
+        self._threads_wanted, self._poll, self._lease = threads, poll_seconds, timedelta(seconds=lease_seconds)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._stop.clear()
+        for index in range(self._threads_wanted):
+            thread = threading.Thread(target=self._loop, name=f"opsbot-worker-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def _loop(self) -> None:
+        owner = f"{worker_identity()}:{threading.current_thread().name}"
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once(owner)
+            except Exception:  # noqa: BLE001 - a worker must survive any single failure
+                log.exception("worker iteration failed")
+                busy = False
+            if not busy:
+                self._wake.wait(self._poll)
+                self._wake.clear()
+
+    def run_once(self, owner: str) -> bool:
+        """One round: process claimed deliveries, then sync pending cards. True if any work."""
+        with unit_of_work(self._factory) as session:
+            claimed = deliveries.claim(session, owner, self._clock(), self._lease, CLAIM_BATCH)
+        for delivery_id in claimed:
+            self.process_delivery(delivery_id, owner)
+        synced = [self._cards.sync(incident_id) for incident_id in self._cards.pending()]
+        return bool(claimed) or any(outcome in {"posted", "updated"} for outcome in synced)
+
+    def process_delivery(self, delivery_id: int, owner: str) -> None:
+        """Run the intake flow for one claimed delivery, retrying write conflicts."""
+        started = time.perf_counter()
+        source = "unknown"
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            try:
+                with unit_of_work(self._factory) as session:
+                    delivery = session.get(RawDelivery, delivery_id)
+                    if delivery is None or delivery.claimed_by != owner or delivery.status != "processing":
+                        return
+                    source = delivery.source
+                    batch = parse_delivery(delivery.source, delivery.body)
+                    result = flows.ingest(session, batch, delivery.id, self._clock())
+                    deliveries.mark_done(session, delivery, self._clock())
+                break
+            except (IntegrityError, DBAPIError) as exc:
+                if attempt == CONFLICT_RETRIES or not _is_conflict(exc):
+                    self._fail(delivery_id, owner, source, exc)
+                    return
+                log.info("delivery %s: write conflict, retrying (%s)", delivery_id, type(exc.orig).__name__)
+            except Exception as exc:  # noqa: BLE001 - recorded on the delivery, retried with backoff
+                self._fail(delivery_id, owner, source, exc)
+                return
+        self._metrics.work_seconds.labels(stage="intake").observe(time.perf_counter() - started)
+        self._metrics.deliveries_processed.labels(source=source, outcome="done").inc()
+        for alert in batch.alerts:
+            self._metrics.alerts_received.labels(source=source, status=alert.status).inc()
+        if result.opened:
+            self._metrics.incidents_opened.labels(source=source).inc()
+        with incident_context(result.incident_id):
+            log.info("delivery %s processed", delivery_id,
+                     extra={"opened": result.opened, "new": result.new_alerts, "repeat": result.repeated_alerts})
+
+    def _fail(self, delivery_id: int, owner: str, source: str, exc: Exception) -> None:
+        log.error("delivery %s failed: %s", delivery_id, exc, exc_info=not isinstance(exc, PayloadError))
+        with unit_of_work(self._factory) as session:
+            delivery = session.get(RawDelivery, delivery_id)
+            attempts = delivery.attempts if delivery else 1
+            status = deliveries.mark_failed(session, delivery_id, owner, f"{type(exc).__name__}: {exc}",
+                                            self._clock(), timedelta(seconds=min(300, 2**attempts)),
+                                            permanent=isinstance(exc, PayloadError))
+        self._metrics.deliveries_processed.labels(source=source, outcome=status).inc()
+
+
+def _is_conflict(exc: DBAPIError) -> bool:
+    """Unique violations, serialization failures, deadlocks and SQLite lock timeouts."""
+    if isinstance(exc, IntegrityError):
+        return True
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in {"40001", "40P01"} or "database is locked" in str(exc.orig)

@@ -1,0 +1,1 @@
+"""Slack entry points: the Bolt app and its listeners, one module per feature."""

@@ -1,0 +1,41 @@
+"""Alert webhook routes: authenticate, size-check, validate, store, answer. Thin by design."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from bot.alerts import alertmanager, intake
+from bot.alerts.model import PayloadError
+from bot.runtime import Runtime
+from bot.webhook_auth import authorised
+
+SOURCES = (alertmanager.SOURCE,)
+
+
+def webhooks_blueprint(runtime: Runtime) -> Blueprint:
+    blueprint = Blueprint("webhooks", __name__)
+
+    def answer(source: str, code: int, **body: object) -> tuple[Response, int]:
+        runtime.metrics.webhook_requests.labels(source=source, code=str(code)).inc()
+        return jsonify(body), code
+
+    @blueprint.post("/webhooks/<source>")
+    def receive(source: str):
+        if source not in SOURCES:
+            return answer("unknown", 404, error=f"unknown webhook source '{source}'", sources=list(SOURCES))
+        if not authorised(runtime.settings, request.headers.get("Authorization")):
+            return answer(source, 401, error="missing or invalid credentials")
+        length = request.content_length
+        if length is not None and length > runtime.settings.max_body_bytes:
+            return answer(source, 413, error=f"body larger than {runtime.settings.max_body_bytes} bytes")
+        body = request.get_data(cache=False)
+        if len(body) > runtime.settings.max_body_bytes:
+            return answer(source, 413, error=f"body larger than {runtime.settings.max_body_bytes} bytes")
+        try:
+            delivery_id = intake.accept(runtime.factory, source, body, dict(request.headers), runtime.clock())
+        except PayloadError as exc:
+            return answer(source, 400, error=str(exc))
+        runtime.workers.wake()
+        return answer(source, 202, status="accepted", delivery=delivery_id)
+
+    return blueprint

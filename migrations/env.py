@@ -1,0 +1,50 @@
+"""Alembic environment: run by `opsbot db upgrade`, never on start-up.
+
+Batch mode (`render_as_batch`) lets ALTER TABLE migrations work on SQLite too.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import pool
+
+from bot.db.engine import make_engine
+from bot.db.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_offline() -> None:
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    engine.pool = pool.NullPool(engine.pool._creator)  # noqa: SLF001 - one-shot connection
+    with engine.connect() as conn:
+        _run(conn)
+    engine.dispose()
+
+
+def _run(connection) -> None:
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,638 @@
+"""Deployment artefacts: Kubernetes manifests, the Slack app manifest and the Dockerfile.
+
+Every manifest in deploy/kubernetes is validated against the Kubernetes OpenAPI schemas that
+kubernetes-validate ships (strict: unknown fields are errors, so a typo such as
+`readOnlyRootFSystem` cannot silently drop a protection). The rest pins the properties a
+careless edit could regress without any schema noticing: non-root, read-only, capability-free
+containers; an RBAC role that never reads Secrets and whose writes are exactly the runbooks';
+probes on the right routes; secrets from the right Secret. Offline and fast: no cluster, no
+Docker, no network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEPLOY_DIR = REPO_ROOT / "deploy"
+K8S_DIR = DEPLOY_DIR / "kubernetes"
+SLACK_MANIFEST = DEPLOY_DIR / "slack-app-manifest.yaml"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+
+# The oldest Kubernetes minor the manifests promise to work on (every field used is GA there).
+# They are also validated against the newest schemas the installed kubernetes-validate ships,
+# so a field removed upstream shows up here before it does on a cluster.
+MIN_KUBERNETES_VERSION = "1.30"
+KUBERNETES_VERSIONS = tuple(
+    dict.fromkeys(
+        [MIN_KUBERNETES_VERSION, kubernetes_validate.utils.major_minor(kubernetes_validate.latest_version())]
+    )
+)
+
+# Not Kubernetes API objects: kustomize's own file, and the example Secret that is validated
+# but deliberately kept out of the kustomization.
+KUSTOMIZATION = "kustomization.yaml"
+EXAMPLE_SECRET = "secret.example.yaml"
+
+SECRET_NAME = "opsbot"
+NAMESPACE = "opsbot"
+SERVICE_ACCOUNT = "opsbot"
+IMAGE_UID = 10001
+
+# Settings that are credentials: they may only ever come from the Secret.
+SECRET_ENV_NAMES = frozenset(
+    {
+        "OPSBOT_DATABASE_URL",
+        "OPSBOT_SLACK_BOT_TOKEN",
+        "OPSBOT_SLACK_SIGNING_SECRET",
+        "OPSBOT_SLACK_APP_TOKEN",
+        "OPSBOT_WEBHOOK_TOKEN",
+        "OPSBOT_ANTHROPIC_API_KEY",
+    }
+)
+
+READ_VERBS = frozenset({"get", "list"})
+
+# Every write the ClusterRole grants, as (apiGroup, resource, verb): exactly what the built-in
+# runbooks perform. Adding a runbook that writes something new means extending this set and
+# rbac.yaml together, with a reason.
+EXPECTED_WRITES = frozenset(
+    {
+        ("apps", "deployments", "patch"),  # rollback, restart, raise memory/cpu limit
+        ("apps", "deployments/scale", "patch"),  # scale-deployment
+        ("apps", "deployments/scale", "update"),
+        ("apps", "statefulsets/scale", "patch"),
+        ("apps", "statefulsets/scale", "update"),
+        ("", "pods", "delete"),  # delete-pod
+        ("", "pods/eviction", "create"),  # drain-node
+        ("", "nodes", "patch"),  # cordon-node, drain-node
+        ("", "persistentvolumeclaims", "patch"),  # expand-pvc
+        ("batch", "jobs", "create"),  # rerun-job
+    }
+)
+
+# What the context gatherers read (get and list); the role must cover all of it.
+EXPECTED_READS = frozenset(
+    {
+        ("", "pods"),
+        ("", "events"),
+        ("events.k8s.io", "events"),
+        ("", "nodes"),
+        ("apps", "deployments"),
+        ("apps", "replicasets"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+        ("batch", "jobs"),
+        ("batch", "cronjobs"),
+        ("", "services"),
+        ("", "endpoints"),
+        ("discovery.k8s.io", "endpointslices"),
+        ("", "configmaps"),
+        ("", "persistentvolumeclaims"),
+        ("", "persistentvolumes"),
+        ("storage.k8s.io", "storageclasses"),
+        ("autoscaling", "horizontalpodautoscalers"),
+        ("", "resourcequotas"),
+        ("", "limitranges"),
+        ("policy", "poddisruptionbudgets"),
+        ("", "namespaces"),
+        ("networking.k8s.io", "networkpolicies"),
+        ("networking.k8s.io", "ingresses"),
+    }
+)
+
+# Subresources that give a shell, a tunnel or a proxy into workloads or nodes; any verb on
+# them (even get: nodes/proxy GET reaches the kubelet API) would let the bot run commands.
+FORBIDDEN_SUBRESOURCES = frozenset(
+    {"pods/exec", "pods/attach", "pods/portforward", "pods/proxy", "nodes/proxy", "services/proxy"}
+)
+
+SLACK_ROUTES = {
+    "commands": "/slack/commands",
+    "events": "/slack/events",
+    "interactions": "/slack/interactions",
+}
+
+EXPECTED_BOT_SCOPES = frozenset(
+    {
+        "chat:write",
+        "files:write",
+        "commands",
+        "app_mentions:read",
+        "users:read",
+        "usergroups:read",
+        "channels:read",
+        "groups:read",
+    }
+)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _manifest_files() -> list[Path]:
+    return sorted(p for p in K8S_DIR.glob("*.y*ml") if p.name != KUSTOMIZATION)
+
+
+@cache
+def _load_docs(path: Path) -> tuple[dict[str, Any], ...]:
+    with path.open(encoding="utf-8") as f:
+        return tuple(doc for doc in yaml.safe_load_all(f) if doc is not None)
+
+
+def _applied_docs() -> list[dict[str, Any]]:
+    """The objects `kubectl apply -k` creates (everything but the example Secret)."""
+    return [doc for path in _manifest_files() if path.name != EXAMPLE_SECRET for doc in _load_docs(path)]
+
+
+def _docs_of_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in _applied_docs() if doc["kind"] == kind]
+
+
+def _one(kind: str) -> dict[str, Any]:
+    docs = _docs_of_kind(kind)
+    assert len(docs) == 1, f"expected exactly one {kind}, found {len(docs)}"
+    return docs[0]
+
+
+def _pod_specs() -> list[tuple[str, dict[str, Any]]]:
+    """(workload name, pod spec) for every workload that runs containers."""
+    specs = []
+    for doc in _applied_docs():
+        if doc["kind"] in {"Deployment", "StatefulSet", "DaemonSet", "Job"}:
+            specs.append((f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]))
+        elif doc["kind"] == "CronJob":
+            spec = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            specs.append((f"CronJob/{doc['metadata']['name']}", spec))
+        elif doc["kind"] == "Pod":
+            specs.append((f"Pod/{doc['metadata']['name']}", doc["spec"]))
+    return specs
+
+
+def _containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*pod_spec.get("initContainers", []), *pod_spec["containers"]]
+
+
+def _server_container() -> dict[str, Any]:
+    deployment = _one("Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_manifest_folder_is_not_empty() -> None:
+    names = {p.name for p in _manifest_files()}
+    for required in (
+        "serviceaccount.yaml",
+        "rbac.yaml",
+        "deployment.yaml",
+        "service.yaml",
+        "migration-job.yaml",
+        EXAMPLE_SECRET,
+    ):
+        assert required in names
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("path", _manifest_files(), ids=lambda p: p.name)
+def test_manifest_validates_against_kubernetes_schema(path: Path, version: str) -> None:
+    docs = _load_docs(path)
+    assert docs, f"{path.name} holds no document"
+    errors = []
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(p) for p in exc.path)
+            errors.append(f"{doc['kind']}/{doc['metadata']['name']} at {where}: {exc.message}")
+    # Reported outside the except block, so the failure shows the message, not the schema.
+    assert not errors, f"{path.name} (Kubernetes {version}):\n" + "\n".join(errors)
+
+
+def test_namespaced_objects_live_in_the_opsbot_namespace() -> None:
+    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+    for path in _manifest_files():
+        for doc in _load_docs(path):
+            if doc["kind"] in cluster_scoped:
+                assert "namespace" not in doc["metadata"], f"{path.name}: {doc['kind']} is cluster-scoped"
+            else:
+                assert doc["metadata"].get("namespace") == NAMESPACE, f"{path.name}: {doc['kind']}"
+
+
+def test_kustomization_lists_every_manifest_except_the_example_secret() -> None:
+    kustomization = yaml.safe_load((K8S_DIR / KUSTOMIZATION).read_text(encoding="utf-8"))
+    assert kustomization["namespace"] == NAMESPACE
+    listed = kustomization["resources"]
+    assert len(listed) == len(set(listed)), "a resource is listed twice"
+    expected = {p.name for p in _manifest_files() if p.name != EXAMPLE_SECRET}
+    assert set(listed) == expected
+    assert EXAMPLE_SECRET not in listed
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kustomize_renders_the_same_objects() -> None:
+    """`kubectl kustomize` (offline) renders exactly the listed objects, and no Secret."""
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(K8S_DIR)], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    docs = [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+    def key(doc: dict[str, Any]) -> tuple[str, str, str]:
+        return doc["kind"], doc["metadata"]["name"], doc["metadata"].get("namespace", "")
+
+    assert sorted(map(key, docs)) == sorted(map(key, _applied_docs()))
+    assert not [doc for doc in docs if doc["kind"] == "Secret"]
+
+
+def test_example_secret_holds_only_placeholders() -> None:
+    (secret,) = _load_docs(K8S_DIR / EXAMPLE_SECRET)
+    assert secret["kind"] == "Secret"
+    assert secret["metadata"]["name"] == SECRET_NAME
+    assert "data" not in secret, "use stringData with visible placeholders, not base64"
+    for key, value in secret["stringData"].items():
+        assert "REPLACE_ME" in value, f"{key} does not look like a placeholder"
+
+
+# --------------------------------------------------------------------------- pod security
+
+
+def test_there_are_workloads_to_check() -> None:
+    names = {name for name, _ in _pod_specs()}
+    assert "Deployment/opsbot" in names
+    assert "Job/opsbot-db-upgrade" in names
+
+
+@pytest.mark.parametrize("name_and_spec", _pod_specs(), ids=lambda item: item[0])
+def test_every_container_is_non_root_read_only_and_capability_free(
+    name_and_spec: tuple[str, dict[str, Any]],
+) -> None:
+    """The Pod Security "restricted" profile, plus a read-only root filesystem."""
+    name, pod_spec = name_and_spec
+    pod_sc = pod_spec.get("securityContext", {})
+    assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
+    assert not pod_spec.get("hostNetwork") and not pod_spec.get("hostPID") and not pod_spec.get("hostIPC")
+    assert pod_spec.get("enableServiceLinks") is False, f"{name}: Service env vars collide with OPSBOT_*"
+
+    for container in _containers(pod_spec):
+        sc = container.get("securityContext", {})
+        where = f"{name}/{container['name']}"
+        run_as_non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+        run_as_user = sc.get("runAsUser", pod_sc.get("runAsUser"))
+        assert run_as_non_root is True, where
+        assert run_as_user == IMAGE_UID, f"{where}: runAsUser must match the image's USER"
+        assert sc.get("readOnlyRootFilesystem") is True, where
+        assert sc.get("allowPrivilegeEscalation") is False, where
+        assert sc.get("privileged", False) is False, where
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"], where
+        assert not sc.get("capabilities", {}).get("add"), where
+        assert container["resources"]["requests"] and container["resources"]["limits"]["memory"], where
+
+
+@pytest.mark.parametrize("name_and_spec", _pod_specs(), ids=lambda item: item[0])
+def test_writable_paths_are_empty_dirs(name_and_spec: tuple[str, dict[str, Any]]) -> None:
+    """With a read-only root, /tmp and the data dir must be mounted volumes, and nothing else."""
+    name, pod_spec = name_and_spec
+    volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+    assert all(set(v) == {"name", "emptyDir"} for v in volumes.values()), f"{name}: only emptyDirs"
+    for container in _containers(pod_spec):
+        mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+        assert {"/tmp", "/var/lib/opsbot"} <= set(mounts), name
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env.get("OPSBOT_DATA_DIR") == "/var/lib/opsbot", name
+
+
+def test_only_the_server_mounts_a_kubernetes_token() -> None:
+    for name, pod_spec in _pod_specs():
+        if name == "Deployment/opsbot":
+            assert pod_spec["serviceAccountName"] == SERVICE_ACCOUNT
+            assert pod_spec["automountServiceAccountToken"] is True
+        else:
+            assert pod_spec.get("automountServiceAccountToken") is False, name
+    assert _one("ServiceAccount").get("automountServiceAccountToken") is False
+
+
+# --------------------------------------------------------------------------- deployment
+
+
+def test_probes_hit_healthz_and_readyz() -> None:
+    container = _server_container()
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    if "startupProbe" in container:
+        # Startup gates liveness, so it must not depend on the database either.
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert port_names == {"http": 8080}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] in ("http", 8080)
+
+
+def test_deployment_runs_serve_in_cluster_mode() -> None:
+    container = _server_container()
+    assert container.get("args", ["serve"]) == ["serve"]
+    assert "command" not in container, "keep the image's ENTRYPOINT (opsbot)"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["OPSBOT_KUBE_MODE"]["value"] == "in-cluster"
+    assert env["OPSBOT_HTTP_PORT"]["value"] == "8080"
+
+
+def test_migration_job_runs_db_upgrade_with_the_same_image() -> None:
+    job = _one("Job")
+    spec = job["spec"]
+    assert spec["backoffLimit"] >= 1
+    assert spec["ttlSecondsAfterFinished"] > 0
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["args"] == ["db", "upgrade"]
+    assert "command" not in container
+    assert container["image"] == _server_container()["image"]
+    env = {e["name"] for e in container["env"]}
+    assert "OPSBOT_DATABASE_URL" in env
+
+
+def test_every_secret_reference_points_at_the_opsbot_secret() -> None:
+    refs = 0
+    for name, pod_spec in _pod_specs():
+        for container in _containers(pod_spec):
+            for env in container.get("env", []):
+                source = env.get("valueFrom", {})
+                if "secretKeyRef" in source:
+                    refs += 1
+                    assert source["secretKeyRef"]["name"] == SECRET_NAME, f"{name}: {env['name']}"
+                # A credential written inline would end up in Git and in `kubectl describe`.
+                if env["name"] in SECRET_ENV_NAMES:
+                    assert "secretKeyRef" in source, f"{name}: {env['name']} must come from the Secret"
+            for env_from in container.get("envFrom", []):
+                if "secretRef" in env_from:
+                    assert env_from["secretRef"]["name"] == SECRET_NAME, name
+    assert refs > 0
+
+
+def test_secret_keys_referenced_exist_in_the_example_secret() -> None:
+    """The example documents every key the pods read, so an operator copying it misses none."""
+    (secret,) = _load_docs(K8S_DIR / EXAMPLE_SECRET)
+    for name, pod_spec in _pod_specs():
+        for container in _containers(pod_spec):
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["key"] in secret["stringData"], f"{name}: {env['name']} -> {ref['key']}"
+
+
+def test_service_and_pdb_select_the_server_pods() -> None:
+    pod_labels = _one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    service = _one("Service")
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    pdb = _one("PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    job_labels = _one("Job")["spec"]["template"]["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= job_labels.items(), "the Service must not pick the Job"
+
+
+# --------------------------------------------------------------------------- RBAC
+
+
+def _cluster_role() -> dict[str, Any]:
+    return _one("ClusterRole")
+
+
+def _grants() -> set[tuple[str, str, str]]:
+    grants = set()
+    for rule in _cluster_role()["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    grants.add((group, resource, verb))
+    return grants
+
+
+def test_cluster_role_rules_are_plain_resource_rules() -> None:
+    role = _cluster_role()
+    assert "aggregationRule" not in role
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, f"unexpected keys in {rule}"
+        assert len(rule["apiGroups"]) == 1, f"one API group per rule: {rule}"
+
+
+def test_cluster_role_uses_no_wildcards() -> None:
+    for rule in _cluster_role()["rules"]:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert not any("*" in item for item in rule[field]), f"wildcard in {field}: {rule}"
+
+
+def test_cluster_role_never_grants_secrets() -> None:
+    resources = {resource for _, resource, _ in _grants()}
+    assert not any(r == "secrets" or r.startswith("secrets/") for r in resources)
+
+
+def test_cluster_role_grants_no_escalation_paths() -> None:
+    for group, resource, verb in _grants():
+        assert resource not in FORBIDDEN_SUBRESOURCES, resource
+        assert group not in {"rbac.authorization.k8s.io", "coordination.k8s.io", "certificates.k8s.io"}
+        assert verb not in {"bind", "escalate", "impersonate", "watch", "deletecollection"}, verb
+        assert resource != "serviceaccounts/token"
+
+
+def test_cluster_role_writes_are_exactly_the_runbooks() -> None:
+    writes = {grant for grant in _grants() if grant[2] not in READ_VERBS}
+    assert writes == EXPECTED_WRITES
+
+
+def test_cluster_role_covers_every_read_the_gatherers_need() -> None:
+    grants = _grants()
+    missing = {(g, r) for g, r in EXPECTED_READS if not {(g, r, "get"), (g, r, "list")} <= grants}
+    assert not missing
+    assert ("", "pods/log", "get") in grants
+
+
+def test_cluster_role_reads_nothing_unexpected() -> None:
+    reads = {(g, r) for g, r, v in _grants() if v in READ_VERBS}
+    scale = {("apps", "deployments/scale"), ("apps", "statefulsets/scale")}
+    assert reads <= EXPECTED_READS | {("", "pods/log")} | scale
+
+
+def test_cluster_role_binding_binds_only_the_service_account() -> None:
+    binding = _one("ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": _cluster_role()["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}
+    ]
+    assert _docs_of_kind("RoleBinding") == [] and _docs_of_kind("Role") == []
+
+
+def test_rbac_rules_are_commented() -> None:
+    """Every rule says why it exists: a rule without a reason is a rule nobody can review."""
+    lines = (K8S_DIR / "rbac.yaml").read_text(encoding="utf-8").splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip().startswith("- apiGroups:")]
+    assert len(starts) == len(_cluster_role()["rules"])
+    for i in starts:
+        assert lines[i - 1].strip().startswith("#"), f"rbac.yaml line {i + 1}: rule without a comment"
+
+
+# --------------------------------------------------------------------------- Slack app manifest
+
+
+def _slack_manifest() -> dict[str, Any]:
+    return yaml.safe_load(SLACK_MANIFEST.read_text(encoding="utf-8"))
+
+
+def test_slack_manifest_has_the_ops_command() -> None:
+    manifest = _slack_manifest()
+    (command,) = manifest["features"]["slash_commands"]
+    assert command["command"] == "/ops"
+    assert command["url"].endswith(SLACK_ROUTES["commands"])
+    for word in ("status", "explain", "freeze", "unfreeze", "help"):
+        assert word in command["usage_hint"]
+    assert manifest["features"]["bot_user"]["display_name"]
+
+
+def test_slack_manifest_request_urls_hit_the_bolt_routes() -> None:
+    manifest = _slack_manifest()
+    settings = manifest["settings"]
+    urls = {
+        "commands": manifest["features"]["slash_commands"][0]["url"],
+        "events": settings["event_subscriptions"]["request_url"],
+        "interactions": settings["interactivity"]["request_url"],
+    }
+    for kind, url in urls.items():
+        assert url.startswith("https://"), url
+        assert url.endswith(SLACK_ROUTES[kind]), url
+    bases = {url.removesuffix(SLACK_ROUTES[kind]) for kind, url in urls.items()}
+    assert len(bases) == 1, f"the three URLs point at different hosts: {bases}"
+    assert settings["interactivity"]["is_enabled"] is True
+    assert settings["event_subscriptions"]["bot_events"] == ["app_mention"]
+    assert settings["socket_mode_enabled"] is False
+    assert settings["org_deploy_enabled"] is False
+    assert settings["token_rotation_enabled"] is False
+
+
+def test_slack_manifest_requests_exactly_the_needed_scopes() -> None:
+    manifest = _slack_manifest()
+    scopes = manifest["oauth_config"]["scopes"]
+    assert set(scopes) == {"bot"}, "no user-token scopes"
+    bot = scopes["bot"]
+    assert len(bot) == len(set(bot))
+    assert set(bot) == EXPECTED_BOT_SCOPES
+
+
+def test_slack_manifest_display_information_fits_slack_limits() -> None:
+    info = _slack_manifest()["display_information"]
+    assert 1 <= len(info["name"]) <= 35
+    assert len(info.get("description", "")) <= 140
+    if "long_description" in info:
+        assert 175 <= len(info["long_description"]) <= 4000
+    if "background_color" in info:
+        assert re.fullmatch(r"#[0-9a-fA-F]{6}", info["background_color"])
+
+
+# --------------------------------------------------------------------------- Dockerfile
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with comments dropped and continuations joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        if full:
+            keyword, _, rest = full.partition(" ")
+            instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def _final_stage() -> list[tuple[str, str]]:
+    instructions = _dockerfile_instructions()
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from:]
+
+
+def _exec_form(arguments: str) -> list[str]:
+    value = json.loads(arguments)
+    assert isinstance(value, list), f"use the exec (JSON) form, not a shell string: {arguments}"
+    return value
+
+
+def test_dockerfile_is_multi_stage_on_python_slim() -> None:
+    froms = [args for keyword, args in _dockerfile_instructions() if keyword == "FROM"]
+    assert len(froms) >= 2
+    assert froms[-1].split()[0].startswith("python:3.11-slim")
+    assert any(" AS builder" in f or " as builder" in f for f in froms[:-1])
+
+
+def test_dockerfile_final_stage_runs_opsbot_serve_as_non_root() -> None:
+    stage = _final_stage()
+    users = [args for keyword, args in stage if keyword == "USER"]
+    assert users, "the final stage must set USER"
+    user, _, group = users[-1].partition(":")
+    assert user.isdigit() and int(user) == IMAGE_UID, "numeric, so runAsNonRoot can verify it"
+    assert not group or (group.isdigit() and int(group) != 0)
+
+    entrypoint = [args for keyword, args in stage if keyword == "ENTRYPOINT"]
+    cmd = [args for keyword, args in stage if keyword == "CMD"]
+    assert entrypoint and cmd
+    assert _exec_form(entrypoint[-1]) + _exec_form(cmd[-1]) == ["opsbot", "serve"]
+
+
+def test_dockerfile_final_stage_environment_and_data() -> None:
+    stage = _final_stage()
+    env_text = " ".join(args for keyword, args in stage if keyword == "ENV")
+    env = dict(token.split("=", 1) for token in shlex.split(env_text) if "=" in token)
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["OPSBOT_DATA_DIR"] == "/var/lib/opsbot"
+
+    copies = [args.split() for keyword, args in stage if keyword == "COPY"]
+    copied_to = {parts[-1]: parts[-2] for parts in copies}
+    assert copied_to[env["OPSBOT_RUNBOOKS_DIR"]] == "runbooks"
+    assert copied_to[env["OPSBOT_POLICIES_DIR"]] == "policies"
+
+    assert ("EXPOSE", "8080") in stage
+    runs = " ".join(args for keyword, args in stage if keyword == "RUN")
+    assert "/var/lib/opsbot" in runs and str(IMAGE_UID) in runs, "the data dir must belong to the user"
+    for tool in ("build-essential", "gcc", "pip install"):
+        assert tool not in runs, f"{tool} belongs in the builder stage"
+
+
+def test_dockerfile_builder_installs_with_the_constraints_file() -> None:
+    instructions = _dockerfile_instructions()
+    builder = instructions[: len(instructions) - len(_final_stage())]
+    runs = " ".join(args for keyword, args in builder if keyword == "RUN")
+    assert re.search(r"pip install (.* )?-c constraints\.txt", runs)
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
+    patterns = {
+        line.strip().rstrip("/")
+        for line in (REPO_ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for required in (".git", ".venv", "data", ".env", ".pytest_cache"):
+        assert required in patterns, required
+    for needed in ("runbooks", "policies", "bot", "handlers", "migrations", "constraints.txt", "README.md"):
+        assert needed not in patterns, f"{needed} is needed by the Dockerfile"

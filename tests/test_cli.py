@@ -1,0 +1,73 @@
+"""The `opsbot` command as a user runs it: one clear line per problem, never a traceback."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from bot.sandbox.promstack import free_port
+
+
+def opsbot(*args, env=None, timeout=60):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSBOT_") and k != "DATABASE_URL"}
+    return subprocess.run([sys.executable, "-m", "bot", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**clean, **(env or {})})
+
+
+def test_help_and_version():
+    result = opsbot("--help")
+    assert result.returncode == 0
+    for command in ("serve", "db", "demo", "version"):
+        assert command in result.stdout
+    assert opsbot("version").stdout.startswith("opsbot 0.")
+
+
+def test_db_upgrade_then_current(tmp_path):
+    env = {"OPSBOT_DATA_DIR": str(tmp_path / "data")}
+    assert opsbot("db", "current", env=env).returncode == 1
+    first = opsbot("db", "upgrade", env=env)
+    assert first.returncode == 0 and "upgraded empty -> 0001" in first.stdout
+    assert "already at 0001" in opsbot("db", "upgrade", env=env).stdout
+    assert opsbot("db", "current", env=env).stdout.strip() == "current 0001, head 0001"
+
+
+def test_configuration_errors_are_one_line_each(tmp_path):
+    result = opsbot("serve", env={"OPSBOT_HTTP_PORT": "eighty", "OPSBOT_SLACK_BOT_TOKEN": "nope"})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "OPSBOT_HTTP_PORT:" in result.stderr and "OPSBOT_SLACK_BOT_TOKEN: must be a bot token" in result.stderr
+
+
+def test_serve_refuses_an_unmigrated_database(tmp_path):
+    result = opsbot("serve", "--port", "0", env={"OPSBOT_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("the database has no schema yet: run `opsbot db upgrade`")
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_runs_with_defaults_and_stops_on_sigterm(tmp_path):
+    env = {"OPSBOT_DATA_DIR": str(tmp_path)}
+    assert opsbot("db", "upgrade", env=env).returncode == 0
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSBOT_") and k != "DATABASE_URL"}
+    process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(port)],
+                               env={**clean, **env}, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("serve did not become ready")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0
+    lines = [line for line in stderr.splitlines() if line.startswith("{")]
+    assert any('"message": "opsbot' in line and "listening on" in line for line in lines), stderr

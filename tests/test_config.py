@@ -1,0 +1,81 @@
+import pytest
+
+from bot.config import ConfigError, load_settings
+
+REAL_SLACK = {"OPSBOT_SLACK_BOT_TOKEN": "xoxb-1", "OPSBOT_SLACK_SIGNING_SECRET": "s",
+              "OPSBOT_WEBHOOK_TOKEN": "t", "OPSBOT_KUBE_MODE": "in-cluster"}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("OPSBOT_") or key == "DATABASE_URL":
+            monkeypatch.delenv(key)
+
+
+def test_defaults_run_locally_without_secrets():
+    settings = load_settings()
+    assert settings.effective_database_url.startswith("sqlite:///")
+    assert settings.kube_mode == "sandbox" and not settings.uses_real_slack
+
+
+def test_database_url_is_honoured_and_spelled_with_the_installed_driver(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@db/opsbot")
+    assert load_settings().effective_database_url == "postgresql+psycopg://u@db/opsbot"
+
+
+def test_every_problem_is_reported_in_one_pass(monkeypatch):
+    monkeypatch.setenv("OPSBOT_HTTP_PORT", "eighty")
+    monkeypatch.setenv("OPSBOT_HTTP_PROT", "80")
+    monkeypatch.setenv("OPSBOT_DATABASE_URL", "mysql://x")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    problems = caught.value.problems
+    assert "OPSBOT_HTTP_PROT: unknown setting" in problems
+    assert any(line.startswith("OPSBOT_HTTP_PORT: ") for line in problems)
+    assert any(line.startswith("OPSBOT_DATABASE_URL: unsupported database 'mysql'") for line in problems)
+    assert all("\n" not in line for line in problems)
+
+
+def test_real_slack_needs_a_signing_secret_and_webhook_credentials(monkeypatch):
+    monkeypatch.setenv("OPSBOT_SLACK_BOT_TOKEN", "xoxb-1")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    text = "\n".join(caught.value.problems)
+    assert "OPSBOT_SLACK_SIGNING_SECRET is required" in text
+    assert "webhooks would be unauthenticated" in text
+    for key, value in REAL_SLACK.items():
+        monkeypatch.setenv(key, value)
+    assert load_settings().uses_real_slack
+
+
+def test_yaml_file_with_environment_taking_precedence(monkeypatch, tmp_path):
+    config = tmp_path / "opsbot.yaml"
+    config.write_text("http_port: 9000\nslack_channel: '#ops'\n")
+    monkeypatch.setenv("OPSBOT_CONFIG", str(config))
+    monkeypatch.setenv("OPSBOT_HTTP_PORT", "9100")
+    settings = load_settings()
+    assert (settings.http_port, settings.slack_channel) == (9100, "#ops")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("http_port: [1]\n", "http_port (config file)"),
+    ("colour: blue\n", "colour: unknown setting in the config file"),
+    ("- a\n- b\n", "must hold a mapping"),
+    ("a: [\n", "not valid YAML"),
+])
+def test_bad_config_files_are_named(monkeypatch, tmp_path, content, message):
+    config = tmp_path / "opsbot.yaml"
+    config.write_text(content)
+    monkeypatch.setenv("OPSBOT_CONFIG", str(config))
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings()
+
+
+def test_kubernetes_service_links_are_not_mistaken_for_settings(monkeypatch):
+    monkeypatch.setenv("OPSBOT_PORT", "tcp://10.0.0.1:80")
+    monkeypatch.setenv("OPSBOT_PORT_80_TCP_ADDR", "10.0.0.1")
+    monkeypatch.setenv("OPSBOT_SERVICE_HOST", "10.0.0.1")
+    load_settings()
