@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from bot.redaction import redact
+from bot.redaction import redact, redact_data
 
 _incident: contextvars.ContextVar[str | None] = contextvars.ContextVar("opsbot_incident", default=None)
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -44,7 +44,7 @@ class JsonFormatter(logging.Formatter):
             line["incident"] = incident
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                line[key] = value
+                line[key] = redact_data(value)
         if record.exc_info:
             line["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(line, default=str, ensure_ascii=False)
