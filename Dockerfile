@@ -40,8 +40,9 @@ COPY migrations ./migrations
 # stage forbids writing bytecode and runs on a read-only root filesystem. The import check
 # fails the build, not the first pod, when a package or its data is missing from the wheel.
 # (No BuildKit cache mount: the Dockerfile stays buildable by kaniko and the classic builder.)
+# `cd /` so the check imports the installed packages, not the source tree in /src.
 RUN pip install -c constraints.txt . \
-    && python -c "import bot, handlers, migrations"
+    && cd / && python -c "import bot.cli, handlers.webhooks, migrations, bot.db.migrate; bot.db.migrate.head_revision()"
 
 
 FROM python:3.11-slim AS runtime

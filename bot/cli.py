@@ -77,7 +77,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         migrate.upgrade(engine, args.revision)
         after = migrate.current_revision(engine)
     except SQLAlchemyError as exc:
-        raise CliError(f"database upgrade failed: {str(exc.orig if hasattr(exc, 'orig') else exc).strip()}") from None
+        raise CliError(f"database upgrade failed: {_reason(exc)}") from None
     finally:
         engine.dispose()
     print(f"database {engine.url.render_as_string(hide_password=True)}: "
@@ -94,7 +94,7 @@ def cmd_db_current(_args: argparse.Namespace) -> int:
     try:
         current = migrate.current_revision(engine)
     except SQLAlchemyError as exc:
-        raise CliError(f"cannot read the database: {exc.__class__.__name__}") from None
+        raise CliError(f"cannot read the database: {_reason(exc)}") from None
     finally:
         engine.dispose()
     head = migrate.head_revision()
@@ -114,7 +114,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _ensure_sqlite_dir(settings)
     runtime = build_runtime(settings)
     try:
-        problem = schema_problem(runtime.engine)
+        try:
+            problem = schema_problem(runtime.engine)
+        except SQLAlchemyError as exc:
+            raise CliError(f"cannot reach the database: {_reason(exc)}") from None
         if problem:
             raise CliError(problem)
         app = create_web_app(runtime)
@@ -127,20 +130,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stopping = threading.Event()
 
         def _stop(signum, _frame):
+            # Raised in the main thread inside waitress's loop, which catches SystemExit and
+            # shuts its task threads down; idle keep-alive connections do not hold us up.
             if not stopping.is_set():
                 stopping.set()
                 log.info("signal %s: shutting down", signum)
-                server.stop()
+                raise SystemExit(0)
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         log.info("opsbot %s listening on %s", package_version(), server.url)
-        server.serve_forever()
+        server.serve_forever()  # returns once _stop raised SystemExit inside it
+        server.close()
         if socket_mode is not None:
             socket_mode.close()
     finally:
         runtime.close()
+    log.info("stopped")
     return 0
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's own message, first line only (never the SQL or a traceback)."""
+    original = getattr(exc, "orig", None) or exc
+    return (str(original).strip().splitlines() or [type(original).__name__])[0]
 
 
 def _start_socket_mode(runtime):

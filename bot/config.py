@@ -20,6 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "OPSBOT_"
 # Variables with the prefix that are read elsewhere, not settings of a running bot.
 NOT_SETTINGS = frozenset({"OPSBOT_CONFIG", "OPSBOT_SHARED_DIR"})
+# PostgreSQL goes through psycopg 3, the driver installed with opsbot.
+SUPPORTED_SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Kubernetes injects these for a Service named `opsbot` when service links are enabled.
 SERVICE_LINK = re.compile(r"^OPSBOT_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?)$")
 
@@ -79,18 +82,25 @@ class Settings(BaseSettings):
     runbooks_dir: Path = Field(Path("runbooks"), description="Folder of runbook YAML files.")
     policies_dir: Path = Field(Path("policies"), description="Folder of policy YAML files.")
 
+    reopen_window_seconds: int = Field(
+        3600, ge=0, description="A resolved incident that fires again within this reopens; later, a new one opens."
+    )
     worker_threads: int = Field(2, ge=1, le=64)
     worker_poll_seconds: float = Field(0.5, gt=0, le=60)
-    claim_lease_seconds: float = Field(60, ge=5, le=3600)
+    claim_lease_seconds: float = Field(
+        120, ge=60, le=3600, description="How long a claim is held; longer than the slowest Slack call with retries."
+    )
 
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        scheme = value.split(":", 1)[0].split("+", 1)[0]
-        if scheme not in {"sqlite", "postgresql", "postgres"}:
-            raise ValueError(f"unsupported database '{scheme}': use sqlite:/// or postgresql://")
+        scheme = value.split(":", 1)[0]
+        if scheme not in SUPPORTED_SCHEMES:
+            raise ValueError(
+                f"unsupported database URL scheme '{scheme}': use sqlite:///PATH or postgresql://USER@HOST/DB"
+            )
         return value
 
     @field_validator("slack_bot_token")
@@ -110,7 +120,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         problems = []
-        if self.uses_real_slack and not self.slack_signing_secret and not self.slack_app_token:
+        if self.slack_bot_token and not self.slack_signing_secret and not self.slack_app_token:
             problems.append(
                 "OPSBOT_SLACK_SIGNING_SECRET is required with OPSBOT_SLACK_BOT_TOKEN (HTTP mode verifies "
                 "every Slack request); set it, or OPSBOT_SLACK_APP_TOKEN for Socket Mode"
@@ -119,10 +129,17 @@ class Settings(BaseSettings):
             problems.append("OPSBOT_SLACK_APP_TOKEN needs OPSBOT_SLACK_BOT_TOKEN as well")
         if bool(self.webhook_basic_user) != bool(self.webhook_basic_password):
             problems.append("OPSBOT_WEBHOOK_BASIC_USER and OPSBOT_WEBHOOK_BASIC_PASSWORD go together")
-        if self.uses_real_slack and not self.webhook_auth_configured and not self.webhook_allow_unauthenticated:
+        exposed = self.http_host not in LOOPBACK_HOSTS
+        if (exposed or self.slack_bot_token) and not self.webhook_auth_configured \
+                and not self.webhook_allow_unauthenticated:
             problems.append(
                 "webhooks would be unauthenticated: set OPSBOT_WEBHOOK_TOKEN (or the basic-auth pair), "
                 "or OPSBOT_WEBHOOK_ALLOW_UNAUTHENTICATED=true to accept that risk"
+            )
+        if exposed and not self.slack_bot_token:
+            problems.append(
+                f"OPSBOT_SLACK_BOT_TOKEN is required when serving on {self.http_host}: the embedded Slack "
+                "emulator is only for local trials on 127.0.0.1"
             )
         if self.kube_mode == "sandbox" and self.uses_real_slack and self.sandbox_scenario is None:
             problems.append(

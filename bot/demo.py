@@ -9,6 +9,7 @@ directory that is removed afterwards (unless --keep).
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import sys
 import tempfile
@@ -71,6 +72,7 @@ def _start_bot(workdir: Path, scenario: Scenario, slack_url: str, token: str, st
     from bot.web import HttpServer, create_web_app
 
     settings = Settings(data_dir=workdir, slack_api_url=slack_url, slack_bot_token="xoxb-emulator",
+                        slack_signing_secret=secrets.token_hex(16),
                         webhook_token=token, http_port=0, worker_poll_seconds=0.1, log_level="WARNING",
                         log_format="text")
     runtime = build_runtime(settings, clock=scenario_clock(scenario))

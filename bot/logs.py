@@ -51,11 +51,12 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """Human-readable lines; the whole formatted line (arguments and traceback) is redacted."""
+
     def format(self, record: logging.LogRecord) -> str:
         incident = _incident.get()
         prefix = f"[{incident}] " if incident else ""
-        record.msg = prefix + redact(str(record.msg))
-        return super().format(record)
+        return prefix + redact(super().format(record))
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:

@@ -75,7 +75,8 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
         cards = CardSync(factory, gateway, settings.slack_channel, clock, owner=worker_identity(),
                          lease=timedelta(seconds=settings.claim_lease_seconds))
         workers = Workers(factory, cards, clock, metrics, threads=settings.worker_threads,
-                          poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds)
+                          poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds,
+                          reopen_window=timedelta(seconds=settings.reopen_window_seconds))
     except BaseException:
         for thing in reversed(owned):
             thing.stop()

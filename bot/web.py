@@ -63,14 +63,28 @@ class HttpServer:
         return f"http://{self._server.effective_host}:{self._server.effective_port}"
 
     def serve_forever(self) -> None:
+        """Serve in the calling thread until SystemExit/KeyboardInterrupt (see `opsbot serve`)."""
         self._server.run()
 
+    def close(self) -> None:
+        self._server.close()
+
     def start(self) -> str:
-        self._thread = threading.Thread(target=self._server.run, name="opsbot-http", daemon=True)
+        """Serve in a background thread (tests, the demo); `stop()` ends it."""
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run_in_thread, name="opsbot-http", daemon=True)
         self._thread.start()
         return self.url
 
+    def _run_in_thread(self) -> None:
+        try:
+            self._server.run()
+        except (OSError, ValueError):
+            if not self._stopping.is_set():  # closing the sockets under select() ends the loop
+                raise
+
     def stop(self) -> None:
+        self._stopping.set()
         self._server.close()
         if self._thread is not None:
             self._thread.join(5)

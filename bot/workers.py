@@ -15,7 +15,7 @@ import threading
 import time
 from datetime import timedelta
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.alerts import alertmanager, deliveries
@@ -30,7 +30,7 @@ from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 PARSERS = {alertmanager.SOURCE: alertmanager.parse}
-CLAIM_BATCH = 20
+CLAIM_BATCH = 10
 CONFLICT_RETRIES = 3
 
 
@@ -47,9 +47,11 @@ def parse_delivery(source: str, body: bytes) -> AlertBatch:
 
 class Workers:
     def __init__(self, factory: sessionmaker[Session], cards: CardSync, clock: Clock, metrics: Metrics,
-                 threads: int = 2, poll_seconds: float = 0.5, lease_seconds: float = 60):
+                 threads: int = 2, poll_seconds: float = 0.5, lease_seconds: float = 120,
+                 reopen_window: timedelta = flows.DEFAULT_REOPEN_WINDOW):
         self._factory, self._cards, self._clock, self._metrics = factory, cards, clock, metrics
         self._threads_wanted, self._poll, self._lease = threads, poll_seconds, timedelta(seconds=lease_seconds)
+        self._reopen_window = reopen_window
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -99,14 +101,19 @@ class Workers:
         for attempt in range(1, CONFLICT_RETRIES + 1):
             try:
                 with unit_of_work(self._factory) as session:
-                    delivery = session.get(RawDelivery, delivery_id)
+                    # Locked for the whole unit of work: a worker that re-claims this delivery
+                    # after our lease lapsed waits here, then finds it done.
+                    delivery = session.get(RawDelivery, delivery_id, with_for_update=True)
                     if delivery is None or delivery.claimed_by != owner or delivery.status != "processing":
                         return
                     source = delivery.source
                     batch = parse_delivery(delivery.source, delivery.body)
-                    result = flows.ingest(session, batch, delivery.id, self._clock())
+                    result = flows.ingest(session, batch, delivery.id, self._clock(), self._reopen_window)
                     deliveries.mark_done(session, delivery, self._clock())
                 break
+            except DataError as exc:  # a value the database refuses will never fit: no retry
+                self._fail(delivery_id, owner, source, exc, permanent=True)
+                return
             except (IntegrityError, DBAPIError) as exc:
                 if attempt == CONFLICT_RETRIES or not _is_conflict(exc):
                     self._fail(delivery_id, owner, source, exc)
@@ -125,14 +132,14 @@ class Workers:
             log.info("delivery %s processed", delivery_id,
                      extra={"opened": result.opened, "new": result.new_alerts, "repeat": result.repeated_alerts})
 
-    def _fail(self, delivery_id: int, owner: str, source: str, exc: Exception) -> None:
+    def _fail(self, delivery_id: int, owner: str, source: str, exc: Exception, permanent: bool = False) -> None:
         log.error("delivery %s failed: %s", delivery_id, exc, exc_info=not isinstance(exc, PayloadError))
         with unit_of_work(self._factory) as session:
             delivery = session.get(RawDelivery, delivery_id)
             attempts = delivery.attempts if delivery else 1
             status = deliveries.mark_failed(session, delivery_id, owner, f"{type(exc).__name__}: {exc}",
                                             self._clock(), timedelta(seconds=min(300, 2**attempts)),
-                                            permanent=isinstance(exc, PayloadError))
+                                            permanent=permanent or isinstance(exc, PayloadError))
         self._metrics.deliveries_processed.labels(source=source, outcome=status).inc()
 
 

@@ -16,6 +16,17 @@ from tests.db_fixtures import database_url, engine  # noqa: F401 - fixtures
 from tests.promstack_fixtures import *  # noqa: F401,F403 - Prometheus/Alertmanager fixtures
 
 SIGNING_SECRET = "test-signing-secret"
+
+
+def pytest_sessionstart(session) -> None:
+    """The shared material (scenarios, Slack's OpenAPI description) is part of the set-up:
+    without it, tests would quietly check less, so the run stops with the fix instead."""
+    from bot.sandbox.paths import shared_dir, shared_scenarios_dir, slack_openapi_path
+
+    missing = [path for path in (shared_scenarios_dir(), slack_openapi_path()) if not path.exists()]
+    if missing:
+        pytest.exit(f"shared material not found ({', '.join(map(str, missing))}): clone the repository with "
+                    f"shared/ beside it ({shared_dir()}) or set OPSBOT_SHARED_DIR", returncode=4)
 WEBHOOK_TOKEN = "test-webhook-token"
 
 

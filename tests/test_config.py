@@ -35,7 +35,7 @@ def test_every_problem_is_reported_in_one_pass(monkeypatch):
     problems = caught.value.problems
     assert "OPSBOT_HTTP_PROT: unknown setting" in problems
     assert any(line.startswith("OPSBOT_HTTP_PORT: ") for line in problems)
-    assert any(line.startswith("OPSBOT_DATABASE_URL: unsupported database 'mysql'") for line in problems)
+    assert any(line.startswith("OPSBOT_DATABASE_URL: unsupported database URL scheme 'mysql'") for line in problems)
     assert all("\n" not in line for line in problems)
 
 
@@ -79,3 +79,28 @@ def test_kubernetes_service_links_are_not_mistaken_for_settings(monkeypatch):
     monkeypatch.setenv("OPSBOT_PORT_80_TCP_ADDR", "10.0.0.1")
     monkeypatch.setenv("OPSBOT_SERVICE_HOST", "10.0.0.1")
     load_settings()
+
+
+def test_serving_beyond_loopback_needs_webhook_credentials_and_real_slack(monkeypatch):
+    monkeypatch.setenv("OPSBOT_HTTP_HOST", "0.0.0.0")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    text = "\n".join(caught.value.problems)
+    assert "webhooks would be unauthenticated" in text
+    assert "OPSBOT_SLACK_BOT_TOKEN is required when serving on 0.0.0.0" in text
+
+
+def test_an_emulator_url_does_not_switch_off_the_security_checks(monkeypatch):
+    monkeypatch.setenv("OPSBOT_SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("OPSBOT_SLACK_API_URL", "https://slack.com/api/")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    text = "\n".join(caught.value.problems)
+    assert "OPSBOT_SLACK_SIGNING_SECRET is required" in text and "webhooks would be unauthenticated" in text
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopg2://u@h/db", "mysql://u@h/db", "sqlite+aiosqlite:///x"])
+def test_unsupported_database_drivers_are_refused(monkeypatch, url):
+    monkeypatch.setenv("OPSBOT_DATABASE_URL", url)
+    with pytest.raises(ConfigError, match="unsupported database URL scheme"):
+        load_settings()

@@ -11,8 +11,15 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.alerts.fingerprints import label_fingerprint
-from bot.alerts.model import AlertBatch, NormalizedAlert, PayloadError
+from bot.alerts.fingerprints import bounded_fingerprint, label_fingerprint
+from bot.alerts.model import (
+    MAX_FINGERPRINT,
+    AlertBatch,
+    NormalizedAlert,
+    PayloadError,
+    clean_map,
+    clean_text,
+)
 
 SOURCE = "alertmanager"
 # Alertmanager writes this for "no end time" (Go's zero time).
@@ -90,24 +97,25 @@ def parse(body: bytes) -> AlertBatch:
     alerts = tuple(
         NormalizedAlert(
             source=SOURCE,
-            fingerprint=alert.fingerprint or label_fingerprint(alert.labels),
+            fingerprint=bounded_fingerprint(clean_text(alert.fingerprint or label_fingerprint(alert.labels)),
+                                            MAX_FINGERPRINT),
             status=alert.status,
-            labels=dict(alert.labels),
-            annotations=dict(alert.annotations),
+            labels=clean_map(alert.labels),
+            annotations=clean_map(alert.annotations),
             starts_at=alert.startsAt,
             ends_at=alert.endsAt,
-            generator_url=alert.generatorURL,
+            generator_url=clean_text(alert.generatorURL) if alert.generatorURL else None,
         )
         for alert in payload.alerts
     )
     return AlertBatch(
         source=SOURCE,
-        group_key=payload.groupKey,
+        group_key=clean_text(payload.groupKey),
         status=payload.status,
         alerts=alerts,
-        group_labels=dict(payload.groupLabels),
-        common_labels=dict(payload.commonLabels),
-        common_annotations=dict(payload.commonAnnotations),
-        external_url=payload.externalURL,
+        group_labels=clean_map(payload.groupLabels),
+        common_labels=clean_map(payload.commonLabels),
+        common_annotations=clean_map(payload.commonAnnotations),
+        external_url=clean_text(payload.externalURL) if payload.externalURL else None,
         truncated_alerts=payload.truncatedAlerts,
     )

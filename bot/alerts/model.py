@@ -9,6 +9,20 @@ from typing import Literal
 AlertStatus = Literal["firing", "resolved"]
 
 
+# Column widths: values are cut to fit on every backend (PostgreSQL refuses longer ones).
+MAX_NAME = 256
+MAX_FINGERPRINT = 128
+
+
+def clean_text(value: str) -> str:
+    """Untrusted text made storable: NUL characters (refused by PostgreSQL) removed."""
+    return value.replace("\x00", "")
+
+
+def clean_map(values: dict[str, str]) -> dict[str, str]:
+    return {clean_text(key): clean_text(value) for key, value in values.items()}
+
+
 class PayloadError(ValueError):
     """A webhook body that cannot be accepted; the message names the offending field."""
 

@@ -44,12 +44,24 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+def _known_revisions() -> set[str]:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return {revision.revision for revision in script.walk_revisions()}
+
+
 def schema_problem(engine: Engine) -> str | None:
-    """None when the schema is at head; otherwise one line saying what to do."""
+    """None when the schema is at this code's head or newer; otherwise one line saying what to do.
+
+    A newer schema (a revision this code does not know) is accepted: during a rolling upgrade
+    the migration Job runs first, and the old replicas must stay ready until they are replaced.
+    Migrations are therefore written expand-then-contract, so the previous release keeps working.
+    """
     current = current_revision(engine)
     head = head_revision()
     if current == head:
         return None
     if current is None:
         return "the database has no schema yet: run `opsbot db upgrade`"
+    if current not in _known_revisions():
+        return None
     return f"the database schema is at {current}, this version needs {head}: run `opsbot db upgrade`"

@@ -1,8 +1,9 @@
 """SQLAlchemy 2 models. Dialect-neutral: the same schema on SQLite and PostgreSQL.
 
 Invariants enforced by the schema itself, not only by code:
-- one open incident per grouping key: a unique index over (group_key, is_open) where is_open
-  is TRUE while open and NULL once closed (NULLs never collide in a unique index);
+- one open incident per grouping key: a unique index over (group_key_hash, is_open) where
+  is_open is TRUE while open and NULL once closed (NULLs never collide in a unique index); the
+  key is hashed because group keys have no length limit and btree index entries do;
 - the timeline is append-only: database triggers (see the migration) refuse UPDATE and DELETE,
   and (incident_id, seq) is unique so two writers can never fork an incident's hash chain;
 - a scheduled job runs once per slot: (job, slot) is the primary key of `job_claims`.
@@ -79,7 +80,8 @@ class Incident(Base):
     __tablename__ = "incidents"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    group_key: Mapped[str] = mapped_column(String(1024))
+    group_key: Mapped[str] = mapped_column(Text)
+    group_key_hash: Mapped[str] = mapped_column(String(64))
     is_open: Mapped[bool | None] = mapped_column(Boolean, default=True)
     status: Mapped[str] = mapped_column(String(24), default="open")
     source: Mapped[str] = mapped_column(String(32))
@@ -102,7 +104,7 @@ class Incident(Base):
     card_last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        Index("uq_incidents_open_group_key", "group_key", "is_open", unique=True),
+        Index("uq_incidents_open_group_key", "group_key_hash", "is_open", unique=True),
         Index("ix_incidents_card_pending", "card_synced_version", "card_version"),
     )
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from bot.alerts.fingerprints import key_hash
 from bot.db.models import Alert, Incident, SlackMessage
 
 SEVERITY_ALIASES = {
@@ -32,7 +33,19 @@ def severity_rank(value: str) -> int:
 def open_incident(session: Session, group_key: str, lock: bool = False) -> Incident | None:
     """The open incident of a group key. With `lock`, the row stays locked (FOR UPDATE) until
     the transaction ends, so concurrent updates of its aggregates queue instead of racing."""
-    query = select(Incident).where(Incident.group_key == group_key, Incident.is_open.is_(True))
+    query = select(Incident).where(Incident.group_key_hash == key_hash(group_key), Incident.is_open.is_(True))
+    if lock:
+        query = query.with_for_update()
+    return session.execute(query).scalar_one_or_none()
+
+
+def latest_closed_incident(session: Session, group_key: str, lock: bool = False) -> Incident | None:
+    query = (
+        select(Incident)
+        .where(Incident.group_key_hash == key_hash(group_key), Incident.is_open.is_(None))
+        .order_by(Incident.id.desc())
+        .limit(1)
+    )
     if lock:
         query = query.with_for_update()
     return session.execute(query).scalar_one_or_none()
@@ -95,10 +108,10 @@ def lease_card(session: Session, incident_id: int, owner: str, now: datetime, un
 def open_incidents(session: Session, limit: int = 20) -> list[Incident]:
     return list(
         session.execute(
-            select(Incident).where(Incident.is_open.is_(True)).order_by(Incident.id.desc()).limit(limit)
+            select(Incident).where(Incident.status == "open").order_by(Incident.id.desc()).limit(limit)
         ).scalars()
     )
 
 
 def count_open_incidents(session: Session) -> int:
-    return session.execute(select(func.count()).where(Incident.is_open.is_(True))).scalar_one()
+    return session.execute(select(func.count()).where(Incident.status == "open")).scalar_one()

@@ -5,10 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from bot.incidents.service import normalise_severity, severity_rank
+from bot.redaction import redact
 
 TITLE_MAX = 300
+SCOPE_MAX = 128  # cluster, namespace (Kubernetes allows 63); service gets SERVICE_MAX
+SERVICE_MAX = 256
 # Labels naming the service an alert is about, most specific first. Prometheus' own `job`
 # label names the scrape job (often kube-state-metrics), so it is deliberately absent.
 SERVICE_LABELS = (
@@ -48,6 +52,10 @@ def _common(values: Iterable[str | None]) -> str | None:
     return distinct.pop() if len(distinct) == 1 else None
 
 
+def _cut(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value else value
+
+
 def _service(labels: dict[str, str]) -> str | None:
     """The service an alert is about: an explicit label, else the workload a pod name implies,
     else the container. A guess from names only; the RCA stage resolves ownerReferences."""
@@ -60,7 +68,18 @@ def _service(labels: dict[str, str]) -> str | None:
 
 
 def _safe_url(value: str | None) -> str | None:
-    return value if value and value.startswith(("https://", "http://")) else None
+    """An http(s) link from an untrusted annotation, or None. A URL carrying credentials
+    (user:password@, or a secret-looking query parameter) is dropped whole: a redacted link
+    is useless, and the secret must not reach Slack."""
+    if not value or not value.startswith(("https://", "http://")):
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.username or parts.password or redact(value) != value:
+        return None
+    return value
 
 
 def summarise(alerts: Sequence[AlertFacts], external_url: str | None = None) -> IncidentSummary:
@@ -90,9 +109,9 @@ def summarise(alerts: Sequence[AlertFacts], external_url: str | None = None) -> 
     return IncidentSummary(
         title=" ".join(title.split())[:TITLE_MAX],
         severity=severity,
-        cluster=_common(alert.labels.get("cluster") for alert in alerts),
-        namespace=_common(alert.labels.get("namespace") for alert in alerts),
-        service=_common(_service(alert.labels) for alert in alerts),
+        cluster=_cut(_common(alert.labels.get("cluster") for alert in alerts), SCOPE_MAX),
+        namespace=_cut(_common(alert.labels.get("namespace") for alert in alerts), SCOPE_MAX),
+        service=_cut(_common(_service(alert.labels) for alert in alerts), SERVICE_MAX),
         alert_count=len(alerts),
         firing_count=len(firing),
         links={key: value for key, value in links.items() if value},

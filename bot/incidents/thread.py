@@ -14,10 +14,11 @@ idempotency key for chat.postMessage, and a duplicate is preferable to a lost in
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
@@ -32,6 +33,16 @@ from bot.timeline import chain
 log = logging.getLogger(__name__)
 ACTOR = "opsbot"
 MAX_BACKOFF_SECONDS = 300
+# Errors a retry cannot fix until someone changes the Slack app or the configuration.
+NEEDS_A_HUMAN = {
+    "channel_not_found": "the channel does not exist or the bot cannot see it: check OPSBOT_SLACK_CHANNEL",
+    "not_in_channel": "invite the bot to the channel",
+    "is_archived": "the channel is archived: unarchive it or change OPSBOT_SLACK_CHANNEL",
+    "invalid_auth": "the bot token is invalid: check OPSBOT_SLACK_BOT_TOKEN",
+    "token_revoked": "the bot token was revoked: reinstall the app",
+    "account_inactive": "the bot token was revoked: reinstall the app",
+    "missing_scope": "the app lacks a scope: reinstall it from deploy/slack-app-manifest.yaml",
+}
 
 
 @dataclass(frozen=True)
@@ -58,9 +69,9 @@ class CardSync:
     """Posts and updates incident cards; one instance per worker pool."""
 
     def __init__(self, factory: sessionmaker[Session], gateway: SlackGateway, channel: str, clock: Clock,
-                 owner: str, lease: timedelta = timedelta(seconds=60)):
+                 owner: str, lease: timedelta = timedelta(seconds=120)):
         self._factory, self._gateway, self._channel = factory, gateway, channel
-        self._clock, self._owner, self._lease = clock, owner, lease
+        self._clock, self._owner_prefix, self._lease = clock, owner, lease
 
     def pending(self, limit: int = 20) -> list[int]:
         with unit_of_work(self._factory) as session:
@@ -68,10 +79,11 @@ class CardSync:
 
     def sync(self, incident_id: int) -> str:
         """Sync one card; returns 'posted', 'updated', 'skipped', 'deferred' or 'failed'."""
+        owner = f"{self._owner_prefix}:{uuid.uuid4().hex[:12]}"  # unique to this attempt
         with incident_context(incident_id):
             now = self._clock()
             with unit_of_work(self._factory) as session:
-                if not service.lease_card(session, incident_id, self._owner, now, now + self._lease):
+                if not service.lease_card(session, incident_id, owner, now, now + self._lease):
                     return "skipped"
                 incident = session.get(Incident, incident_id)
                 message = service.card_message(session, incident_id)
@@ -80,11 +92,10 @@ class CardSync:
                 target = CardTarget(message.channel, message.ts) if message else CardTarget(self._channel, None)
             try:
                 outcome, posted = self._send(target, rendered)
-            except SlackRetryLater as exc:
-                return self._defer(incident_id, attempts, exc, exc.retry_after)
             except SlackError as exc:
-                return self._defer(incident_id, attempts, exc, _backoff_seconds(attempts))
-            self._record(incident_id, version, attempts, target, posted)
+                retry_after = exc.retry_after if isinstance(exc, SlackRetryLater) else None
+                return self._defer(incident_id, owner, attempts, exc, retry_after or _backoff_seconds(attempts))
+            self._record(incident_id, owner, version, attempts, target, posted)
             log.info("incident card %s", outcome, extra={"channel": posted.channel, "ts": posted.ts})
             return outcome
 
@@ -100,10 +111,13 @@ class CardSync:
         posted = self._gateway.post_message(self._channel, rendered["text"], rendered["blocks"])
         return "posted", CardTarget(posted.channel, posted.ts)
 
-    def _record(self, incident_id: int, version: int, attempts: int, target_before: CardTarget,
+    def _record(self, incident_id: int, owner: str, version: int, attempts: int, target_before: CardTarget,
                 posted: CardTarget) -> None:
+        """Store the message and the synced version. The message is recorded even when the lease
+        was lost meanwhile (it exists in Slack); the version only while the lease is ours."""
         now = self._clock()
         with unit_of_work(self._factory) as session:
+            session.execute(select(Incident.id).where(Incident.id == incident_id).with_for_update())
             if posted != target_before:
                 message = service.card_message(session, incident_id)
                 if message is None:
@@ -117,16 +131,22 @@ class CardSync:
                 message.updated_at = now
             if attempts:
                 chain.append(session, incident_id, "slack.recovered", ACTOR, {"after_attempts": attempts}, now)
-            _release(session, incident_id, self._owner, card_synced_version=version, card_lease_owner=None,
-                     card_lease_until=None, card_attempts=0, card_last_error=None)
+            if not _release(session, incident_id, owner, card_synced_version=version, card_lease_owner=None,
+                            card_lease_until=None, card_attempts=0, card_last_error=None):
+                log.warning("card lease lapsed during the Slack call; another worker will re-sync the card")
 
-    def _defer(self, incident_id: int, attempts: int, exc: SlackError, delay_seconds: float) -> str:
+    def _defer(self, incident_id: int, owner: str, attempts: int, exc: SlackError, delay_seconds: float) -> str:
         now = self._clock()
-        log.warning("card deferred %.0fs: %s", delay_seconds, exc)
+        hint = NEEDS_A_HUMAN.get(exc.error)
+        if hint:
+            log.error("incident card cannot be posted (%s): %s; retrying in %.0fs", exc.error, hint, delay_seconds)
+        else:
+            log.warning("card deferred %.0fs: %s", delay_seconds, exc)
         with unit_of_work(self._factory) as session:
             if attempts == 0:
                 chain.append(session, incident_id, "slack.failed", ACTOR,
-                             {"method": exc.method, "error": exc.error, "retry_in_seconds": delay_seconds}, now)
-            _release(session, incident_id, self._owner, card_lease_until=now + timedelta(seconds=delay_seconds),
+                             {"method": exc.method, "error": exc.error, "retry_in_seconds": delay_seconds,
+                              **({"hint": hint} if hint else {})}, now)
+            _release(session, incident_id, owner, card_lease_until=now + timedelta(seconds=delay_seconds),
                      card_attempts=attempts + 1, card_last_error=str(exc)[:2000])
         return "deferred" if isinstance(exc, SlackRetryLater) else "failed"

@@ -33,9 +33,10 @@ class SlackError(Exception):
 
 
 class SlackRetryLater(SlackError):
-    """Slack asked us to slow down (429) or is unavailable; try again after `retry_after` s."""
+    """Slack asked us to slow down (429: `retry_after` seconds) or is unavailable (5xx or a
+    connection error: `retry_after` is None and the caller backs off)."""
 
-    def __init__(self, method: str, error: str, retry_after: float):
+    def __init__(self, method: str, error: str, retry_after: float | None):
         super().__init__(method, error)
         self.retry_after = retry_after
 
@@ -62,7 +63,9 @@ def make_web_client(token: str, base_url: str | None = None) -> WebClient:
     if base_url:
         kwargs["base_url"] = base_url
     client = WebClient(**kwargs)
-    client.retry_handlers = [ConnectionErrorRetryHandler(max_retry_count=2), ServerErrorRetryHandler(max_retry_count=2)]
+    # One quick retry each; longer outages are the caller's backoff, so a worker never sits in
+    # a Slack call for longer than ~3 × HTTP_TIMEOUT_SECONDS (well inside a claim lease).
+    client.retry_handlers = [ConnectionErrorRetryHandler(max_retry_count=1), ServerErrorRetryHandler(max_retry_count=1)]
     return client
 
 
@@ -75,17 +78,20 @@ class SlackGateway:
         try:
             response = self.client.api_call(method, json=kwargs)
         except SlackApiError as exc:
+            if exc.response is None:
+                self._count(method, "no_response")
+                raise SlackRetryLater(method, "no_response", None) from None
             status = exc.response.status_code
-            error = str(exc.response.get("error", "unknown_error")) if exc.response is not None else "unknown"
+            error = str(exc.response.get("error", "unknown_error"))
             self._count(method, error)
             if status == 429:
                 raise SlackRetryLater(method, "ratelimited", _retry_after(exc.response.headers)) from None
             if status >= 500:
-                raise SlackRetryLater(method, f"http_{status}", DEFAULT_RETRY_AFTER_SECONDS) from None
+                raise SlackRetryLater(method, f"http_{status}", None) from None
             raise SlackError(method, error) from None
         except OSError as exc:
             self._count(method, "connection_error")
-            raise SlackRetryLater(method, f"connection_error: {exc}", DEFAULT_RETRY_AFTER_SECONDS) from None
+            raise SlackRetryLater(method, f"connection_error: {exc}", None) from None
         self._count(method, "ok")
         return response.data  # type: ignore[return-value]
 

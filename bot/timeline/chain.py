@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.db.models import TimelineEntry
+from bot.db.models import Incident, TimelineEntry
 from bot.redaction import redact_data
 
 GENESIS = "0" * 64
@@ -36,7 +36,13 @@ def entry_hash(prev_hash: str, incident_id: int, seq: int, at: datetime, kind: s
 
 def append(session: Session, incident_id: int, kind: str, actor: str, payload: dict[str, Any],
            at: datetime) -> TimelineEntry:
-    """Append one entry in the caller's transaction (the caller owns commit and retry)."""
+    """Append one entry in the caller's transaction (the caller owns commit and retry).
+
+    The incident row is locked first (FOR UPDATE; SQLite's BEGIN IMMEDIATE already serialises
+    writers), so two transactions appending to one incident queue instead of both reading the
+    same last seq and one failing on the (incident_id, seq) unique key.
+    """
+    session.execute(select(Incident.id).where(Incident.id == incident_id).with_for_update())
     last = session.execute(
         select(TimelineEntry.seq, TimelineEntry.hash)
         .where(TimelineEntry.incident_id == incident_id)

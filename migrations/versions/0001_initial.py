@@ -43,7 +43,8 @@ def upgrade() -> None:
     op.create_table(
         "incidents",
         sa.Column("id", BigId, primary_key=True),
-        sa.Column("group_key", sa.String(1024), nullable=False),
+        sa.Column("group_key", sa.Text(), nullable=False),
+        sa.Column("group_key_hash", sa.String(64), nullable=False),
         sa.Column("is_open", sa.Boolean()),
         sa.Column("status", sa.String(24), nullable=False),
         sa.Column("source", sa.String(32), nullable=False),
@@ -66,7 +67,7 @@ def upgrade() -> None:
         sa.Column("card_last_error", sa.Text()),
         sa.PrimaryKeyConstraint("id", name="pk_incidents"),
     )
-    op.create_index("uq_incidents_open_group_key", "incidents", ["group_key", "is_open"], unique=True)
+    op.create_index("uq_incidents_open_group_key", "incidents", ["group_key_hash", "is_open"], unique=True)
     op.create_index("ix_incidents_card_pending", "incidents", ["card_synced_version", "card_version"])
 
     op.create_table(

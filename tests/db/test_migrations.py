@@ -38,9 +38,9 @@ def test_downgrade_removes_everything(database_url):
 
 def _insert_entry(connection):
     connection.execute(text(
-        "INSERT INTO incidents (id, group_key, is_open, status, source, title, severity, alert_count, firing_count,"
-        " links, created_at, updated_at, card_version, card_synced_version, card_attempts)"
-        " VALUES (1, 'g', true, 'open', 'test', 't', 'info', 0, 0, '{}', :now, :now, 1, 0, 0)"
+        "INSERT INTO incidents (id, group_key, group_key_hash, is_open, status, source, title, severity,"
+        " alert_count, firing_count, links, created_at, updated_at, card_version, card_synced_version, card_attempts)"
+        " VALUES (1, 'g', 'h', true, 'open', 'test', 't', 'info', 0, 0, '{}', :now, :now, 1, 0, 0)"
     ), {"now": "2026-11-21 10:00:00"})
     connection.execute(text(
         "INSERT INTO timeline_entries (incident_id, seq, at, kind, actor, payload, prev_hash, hash)"
@@ -60,9 +60,9 @@ def test_the_database_refuses_to_edit_or_delete_timeline_rows(engine, statement)
 
 def test_one_open_incident_per_group_key_is_enforced_by_the_schema(engine):
     insert = text(
-        "INSERT INTO incidents (group_key, is_open, status, source, title, severity, alert_count, firing_count,"
-        " links, created_at, updated_at, card_version, card_synced_version, card_attempts)"
-        " VALUES ('g', :open, 'open', 'test', 't', 'info', 0, 0, '{}', :now, :now, 1, 0, 0)"
+        "INSERT INTO incidents (group_key, group_key_hash, is_open, status, source, title, severity, alert_count,"
+        " firing_count, links, created_at, updated_at, card_version, card_synced_version, card_attempts)"
+        " VALUES ('g', 'h', :open, 'open', 'test', 't', 'info', 0, 0, '{}', :now, :now, 1, 0, 0)"
     )
     now = "2026-11-21 10:00:00"
     with engine.begin() as connection:
@@ -71,3 +71,10 @@ def test_one_open_incident_per_group_key_is_enforced_by_the_schema(engine):
         connection.execute(insert, {"open": None, "now": now})
     with pytest.raises(DBAPIError), engine.begin() as connection:
         connection.execute(insert, {"open": True, "now": now})
+
+
+def test_a_schema_newer_than_the_code_keeps_replicas_ready(engine):
+    """During a rolling upgrade the migration Job runs first; old replicas must stay ready."""
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'ffff_from_the_future'"))
+    assert migrate.schema_problem(engine) is None

@@ -60,7 +60,7 @@ def test_all_alerts_resolved_moves_the_incident_to_resolved_by_source(factory):
     (incident,) = incidents(factory)
     assert (incident.status, incident.firing_count, incident.is_open) == ("resolved", 0, True)
     assert timeline(factory, incident.id)[-1].kind == "incident.resolved_by_source"
-    ingest(factory, [am_alert(pod="a")])
+    ingest(factory, [am_alert(pod="a", starts_at="2026-11-21T10:06:00Z")])
     (incident,) = incidents(factory)
     assert incident.status == "open" and incident.resolved_at is None
 

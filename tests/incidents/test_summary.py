@@ -42,3 +42,18 @@ def test_title_names_several_alertnames_and_links_only_http():
     assert summary.title == "A and 2 more"
     one = summarise([alert(annotations={"summary": "x", "runbook_url": "javascript:1"})], "ftp://am")
     assert one.title == "KubePodCrashLooping: x" and one.links == {}
+
+
+@pytest.mark.parametrize("url", [
+    "https://admin:hunter2@grafana.example/d/1",
+    "https://runbooks.example/x?token=s3cr3t",
+    "https://grafana.example/d/1?api_key=abcdef123456",
+])
+def test_links_carrying_credentials_are_dropped(url):
+    summary = summarise([alert(annotations={"runbook_url": url, "dashboard_url": url})], external_url=url)
+    assert summary.links == {}
+
+
+def test_ordinary_links_are_kept():
+    url = "https://grafana.example/d/abc?orgId=1&var-namespace=shop"
+    assert summarise([alert(annotations={"dashboard_url": url})]).links == {"dashboard": url}

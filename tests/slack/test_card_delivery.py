@@ -24,11 +24,24 @@ def test_a_429_delays_the_card_by_retry_after_and_never_loses_it(bot, slack):
     assert kinds(bot)[-3:] == ["slack.failed", "slack.card_posted", "slack.recovered"]
 
 
-def test_server_errors_are_retried(bot, slack):
-    slack.inject("chat.postMessage", status=503, retry_after=None, times=1)
+def test_a_slack_outage_longer_than_the_client_retry_defers_the_card(bot, slack):
+    slack.inject("chat.postMessage", status=503, retry_after=None, times=2)  # the client retries once
     bot.post_webhook("alertmanager", am_body([am_alert(pod="a")]))
     slack.wait_for(lambda emu: emu.messages(), timeout=15)
-    assert len(slack.messages()) == 1
+    assert [call.status for call in slack.calls_to("chat.postMessage")] == [503, 503, 200]
+    slack.wait_for(lambda emu: "slack.recovered" in kinds(bot))
+    with unit_of_work(bot.runtime.factory) as session:
+        failed = session.execute(select(TimelineEntry).where(TimelineEntry.kind == "slack.failed")).scalar_one()
+    assert failed.payload["error"] == "http_503"
+
+
+def test_a_channel_the_bot_cannot_post_to_is_reported_with_a_hint(bot, slack):
+    slack.inject("chat.postMessage", status=200, error="not_in_channel", retry_after=None, times=1)
+    bot.post_webhook("alertmanager", am_body([am_alert(pod="a")]))
+    slack.wait_for(lambda emu: emu.messages(), timeout=15)
+    with unit_of_work(bot.runtime.factory) as session:
+        failed = session.execute(select(TimelineEntry).where(TimelineEntry.kind == "slack.failed")).scalar_one()
+    assert failed.payload["hint"] == "invite the bot to the channel"
 
 
 def test_a_deleted_card_is_posted_again_on_the_next_change(bot, slack):

@@ -20,7 +20,6 @@ SCENARIOS = sorted(shared_scenarios_dir().glob("*.yaml"))
 ORDERS = shared_scenarios_dir() / "orders-api-revision-22-panics-on-start.yaml"
 _DURATION = re.compile(r"^([+-])?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
-pytestmark = pytest.mark.skipif(not SCENARIOS, reason="the shared scenarios folder is not present")
 
 
 def _resolve(value: Any, now: datetime, key: str = "") -> Any:

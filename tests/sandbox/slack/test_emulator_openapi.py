@@ -16,8 +16,6 @@ from bot.sandbox.slack_emulator.validation import (
     ApiCatalog,
 )
 
-pytestmark = pytest.mark.skipif(not slack_openapi_path().exists(), reason="shared/ OpenAPI fixture absent")
-
 
 def messages_of(exc: pytest.ExceptionInfo[SlackApiError]) -> list[str]:
     return list(exc.value.response["response_metadata"]["messages"])
