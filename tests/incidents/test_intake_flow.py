@@ -1,4 +1,3 @@
-import threading
 from datetime import timedelta
 
 import pytest
@@ -7,6 +6,7 @@ from sqlalchemy import select
 from bot.db.engine import make_session_factory, unit_of_work
 from bot.db.models import Alert, TimelineEntry
 from bot.timeline.chain import verify_chain
+from tests.concurrency import run_together
 from tests.incidents.helpers import NOW, incidents, ingest
 from tests.payloads import am_alert
 
@@ -102,21 +102,7 @@ def test_secrets_in_annotations_never_reach_the_timeline(factory):
 def test_concurrent_deliveries_for_a_new_group_open_one_incident(factory):
     """Six deliveries for one new group key at the same instant: one incident, no lost alert
     (on PostgreSQL a true race; SQLite serialises writers, and must give the same answer)."""
-    barrier = threading.Barrier(6)
-    errors = []
-
-    def deliver(index):
-        barrier.wait()
-        try:
-            ingest(factory, [am_alert(pod=f"p{index}")], group_key="storm")
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_together(lambda index: ingest(factory, [am_alert(pod=f"p{index}")], group_key="storm"), 6)
     assert errors == []
     (incident,) = incidents(factory)
     assert (incident.alert_count, incident.firing_count) == (6, 6)

@@ -1,6 +1,5 @@
 """Incident lifecycle across resolution: reopen, close after a quiet window, late resolves."""
 
-import threading
 import time
 from datetime import timedelta
 
@@ -10,6 +9,7 @@ from sqlalchemy import select
 from bot.db.engine import make_session_factory, unit_of_work
 from bot.db.models import Alert, TimelineEntry
 from bot.timeline import chain
+from tests.concurrency import run_together
 from tests.incidents.helpers import NOW, incidents, ingest
 from tests.payloads import am_alert
 
@@ -92,24 +92,12 @@ def test_values_longer_than_columns_and_nul_characters_are_stored(factory):
 
 def test_concurrent_appends_to_one_incident_all_land_in_one_chain(factory):
     first = ingest(factory, [am_alert(pod="a")])
-    barrier = threading.Barrier(4)
-    errors = []
-
     def append(index):
-        barrier.wait()
-        try:
-            with unit_of_work(factory) as session:
-                chain.append(session, first.incident_id, "test.concurrent", "test", {"i": index}, NOW)
-                time.sleep(0.1)  # hold the transaction open while the others try
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
+        with unit_of_work(factory) as session:
+            chain.append(session, first.incident_id, "test.concurrent", "test", {"i": index}, NOW)
+            time.sleep(0.1)  # hold the transaction open while the others try
 
-    threads = [threading.Thread(target=append, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert run_together(append, 4) == []
     with unit_of_work(factory) as session:
         entries = list(session.execute(select(TimelineEntry).where(
             TimelineEntry.incident_id == first.incident_id).order_by(TimelineEntry.seq)).scalars())
