@@ -82,8 +82,26 @@ class Settings(BaseSettings):
     runbooks_dir: Path = Field(Path("runbooks"), description="Folder of runbook YAML files.")
     policies_dir: Path = Field(Path("policies"), description="Folder of policy YAML files.")
 
+    duplicate_window_seconds: int = Field(
+        120, ge=0, le=86400, description="An identical webhook body within this is a retry, processed once."
+    )
     reopen_window_seconds: int = Field(
         3600, ge=0, description="A resolved incident that fires again within this reopens; later, a new one opens."
+    )
+    quiet_window_seconds: int = Field(
+        6 * 3600, ge=60, description="An open incident silent this long is closed when its key fires again."
+    )
+    related_window_seconds: int = Field(
+        900, ge=0, description="Incidents opened this close together in one scope are flagged as related."
+    )
+    card_min_interval_seconds: float = Field(
+        10, ge=0, le=300, description="At most one card update (and thread note) per incident per interval."
+    )
+    group_key_template: str | None = Field(
+        None, description="Group alerts by labels, e.g. '{cluster}/{namespace}/{service}' (default: groupKey)."
+    )
+    silences: list[str] = Field(
+        default_factory=list, description='Label matcher sets whose alerts never open a thread, e.g. namespace=~"dev-.*"'
     )
     worker_threads: int = Field(2, ge=1, le=64)
     worker_poll_seconds: float = Field(0.5, gt=0, le=60)
@@ -101,6 +119,24 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unsupported database URL scheme '{scheme}': use sqlite:///PATH or postgresql://USER@HOST/DB"
             )
+        return value
+
+    @field_validator("group_key_template")
+    @classmethod
+    def _template_names_labels(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from bot.alerts.grouping import validate_template
+
+        return validate_template(value)
+
+    @field_validator("silences")
+    @classmethod
+    def _silences_parse(cls, value: list[str]) -> list[str]:
+        from bot.alerts.matchers import parse_matchers
+
+        for text in value:
+            parse_matchers(text)
         return value
 
     @field_validator("slack_bot_token")

@@ -20,6 +20,10 @@ class Metrics:
             "opsbot_alerts_received_total", "Alerts received, by source and status.",
             ["source", "status"], registry=self.registry,
         )
+        self.alerts_suppressed = Counter(
+            "opsbot_alerts_suppressed_total", "Alerts that opened no thread: heartbeats and silenced ones.",
+            ["source", "reason"], registry=self.registry,
+        )
         self.incidents_opened = Counter(
             "opsbot_incidents_opened_total", "Incidents opened.", ["source"], registry=self.registry,
         )

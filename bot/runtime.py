@@ -15,13 +15,15 @@ from slack_sdk import WebClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.alerts.matchers import parse_matchers
 from bot.clock import Clock, utc_now
 from bot.config import Settings
 from bot.db.engine import make_engine, make_session_factory
+from bot.incidents.lifecycle import Windows
 from bot.incidents.thread import CardSync
 from bot.metrics import Metrics
 from bot.slack.gateway import SlackGateway, make_web_client
-from bot.workers import Workers, worker_identity
+from bot.workers import IntakeRules, Workers, worker_identity
 
 log = logging.getLogger(__name__)
 EMULATOR_TOKEN = "xoxb-emulator"
@@ -63,6 +65,16 @@ def _slack_endpoint(settings: Settings, owned: list) -> tuple[str, str | None]:
     return EMULATOR_TOKEN, emulator.base_url
 
 
+def intake_rules(settings: Settings) -> IntakeRules:
+    return IntakeRules(
+        windows=Windows(reopen=timedelta(seconds=settings.reopen_window_seconds),
+                        quiet=timedelta(seconds=settings.quiet_window_seconds),
+                        related=timedelta(seconds=settings.related_window_seconds)),
+        group_key_template=settings.group_key_template,
+        silences=tuple(parse_matchers(text) for text in settings.silences),
+    )
+
+
 def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
     owned: list = []
     try:
@@ -73,10 +85,11 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
         web_client = make_web_client(token, base_url)
         gateway = SlackGateway(web_client, metrics)
         cards = CardSync(factory, gateway, settings.slack_channel, clock, owner=worker_identity(),
-                         lease=timedelta(seconds=settings.claim_lease_seconds))
+                         lease=timedelta(seconds=settings.claim_lease_seconds),
+                         min_interval=timedelta(seconds=settings.card_min_interval_seconds))
         workers = Workers(factory, cards, clock, metrics, threads=settings.worker_threads,
                           poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds,
-                          reopen_window=timedelta(seconds=settings.reopen_window_seconds))
+                          intake=intake_rules(settings))
     except BaseException:
         for thing in reversed(owned):
             thing.stop()

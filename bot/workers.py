@@ -13,25 +13,39 @@ import os
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.alerts import alertmanager, deliveries
+from bot.alerts import alertmanager, deliveries, grafana
+from bot.alerts.grouping import regroup
+from bot.alerts.matchers import MatcherSet
 from bot.alerts.model import AlertBatch, PayloadError
+from bot.alerts.screening import screen
 from bot.clock import Clock
 from bot.db.engine import unit_of_work
 from bot.db.models import RawDelivery
 from bot.incidents import flows
+from bot.incidents.lifecycle import Windows
 from bot.incidents.thread import CardSync
 from bot.logs import incident_context
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
-PARSERS = {alertmanager.SOURCE: alertmanager.parse}
+PARSERS = {alertmanager.SOURCE: alertmanager.parse, grafana.SOURCE: grafana.parse}
 CLAIM_BATCH = 10
 CONFLICT_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class IntakeRules:
+    """How deliveries become incidents (from the settings)."""
+
+    windows: Windows = Windows()
+    group_key_template: str | None = None
+    silences: tuple[MatcherSet, ...] = ()
 
 
 def worker_identity() -> str:
@@ -48,10 +62,10 @@ def parse_delivery(source: str, body: bytes) -> AlertBatch:
 class Workers:
     def __init__(self, factory: sessionmaker[Session], cards: CardSync, clock: Clock, metrics: Metrics,
                  threads: int = 2, poll_seconds: float = 0.5, lease_seconds: float = 120,
-                 reopen_window: timedelta = flows.DEFAULT_REOPEN_WINDOW):
+                 intake: IntakeRules | None = None):
         self._factory, self._cards, self._clock, self._metrics = factory, cards, clock, metrics
         self._threads_wanted, self._poll, self._lease = threads, poll_seconds, timedelta(seconds=lease_seconds)
-        self._reopen_window = reopen_window
+        self._intake = intake or IntakeRules()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -107,8 +121,11 @@ class Workers:
                     if delivery is None or delivery.claimed_by != owner or delivery.status != "processing":
                         return
                     source = delivery.source
-                    batch = parse_delivery(delivery.source, delivery.body)
-                    result = flows.ingest(session, batch, delivery.id, self._clock(), self._reopen_window)
+                    batch, suppressed = screen(parse_delivery(delivery.source, delivery.body),
+                                               self._intake.silences)
+                    groups = regroup(batch, self._intake.group_key_template) if batch else []
+                    results = [flows.ingest(session, group, delivery.id, self._clock(), self._intake.windows)
+                               for group in groups]
                     deliveries.mark_done(session, delivery, self._clock())
                 break
             except DataError as exc:  # a value the database refuses will never fit: no retry
@@ -124,13 +141,16 @@ class Workers:
                 return
         self._metrics.work_seconds.labels(stage="intake").observe(time.perf_counter() - started)
         self._metrics.deliveries_processed.labels(source=source, outcome="done").inc()
-        for alert in batch.alerts:
+        for reason, count in suppressed.items():
+            self._metrics.alerts_suppressed.labels(source=source, reason=reason).inc(count)
+        for alert in batch.alerts if batch else ():
             self._metrics.alerts_received.labels(source=source, status=alert.status).inc()
-        if result.opened:
-            self._metrics.incidents_opened.labels(source=source).inc()
-        with incident_context(result.incident_id):
-            log.info("delivery %s processed", delivery_id,
-                     extra={"opened": result.opened, "new": result.new_alerts, "repeat": result.repeated_alerts})
+        for result in results:
+            if result.opened:
+                self._metrics.incidents_opened.labels(source=source).inc()
+            with incident_context(result.incident_id):
+                log.info("delivery %s processed", delivery_id,
+                         extra={"opened": result.opened, "new": result.new_alerts, "repeat": result.repeated_alerts})
 
     def _fail(self, delivery_id: int, owner: str, source: str, exc: Exception, permanent: bool = False) -> None:
         log.error("delivery %s failed: %s", delivery_id, exc, exc_info=not isinstance(exc, PayloadError))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, Response, jsonify, request
 
-from bot.alerts import alertmanager, intake
+from bot.alerts import alertmanager, grafana, intake
 from bot.alerts.model import PayloadError
 from bot.runtime import Runtime
 from bot.webhook_auth import authorised
 
-SOURCES = (alertmanager.SOURCE,)
+SOURCES = (alertmanager.SOURCE, grafana.SOURCE)
 
 
 def webhooks_blueprint(runtime: Runtime) -> Blueprint:
@@ -32,10 +34,13 @@ def webhooks_blueprint(runtime: Runtime) -> Blueprint:
         if len(body) > runtime.settings.max_body_bytes:
             return answer(source, 413, error=f"body larger than {runtime.settings.max_body_bytes} bytes")
         try:
-            delivery_id = intake.accept(runtime.factory, source, body, dict(request.headers), runtime.clock())
+            accepted = intake.accept(runtime.factory, source, body, dict(request.headers), runtime.clock(),
+                                     timedelta(seconds=runtime.settings.duplicate_window_seconds))
         except PayloadError as exc:
             return answer(source, 400, error=str(exc))
+        if accepted.duplicate:
+            return answer(source, 200, status="duplicate", delivery=accepted.delivery_id)
         runtime.workers.wake()
-        return answer(source, 202, status="accepted", delivery=delivery_id)
+        return answer(source, 202, status="accepted", delivery=accepted.delivery_id)
 
     return blueprint

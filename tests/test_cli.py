@@ -29,9 +29,9 @@ def test_db_upgrade_then_current(tmp_path):
     env = {"OPSBOT_DATA_DIR": str(tmp_path / "data")}
     assert opsbot("db", "current", env=env).returncode == 1
     first = opsbot("db", "upgrade", env=env)
-    assert first.returncode == 0 and "upgraded empty -> 0001" in first.stdout
-    assert "already at 0001" in opsbot("db", "upgrade", env=env).stdout
-    assert opsbot("db", "current", env=env).stdout.strip() == "current 0001, head 0001"
+    assert first.returncode == 0 and "upgraded empty -> 0002" in first.stdout
+    assert "already at 0002" in opsbot("db", "upgrade", env=env).stdout
+    assert opsbot("db", "current", env=env).stdout.strip() == "current 0002, head 0002"
 
 
 def test_configuration_errors_are_one_line_each(tmp_path):

@@ -7,6 +7,7 @@ interpreted. Unknown fields are ignored (kept in the raw delivery), not fatal.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -66,13 +67,6 @@ class _Payload(BaseModel):
     externalURL: str | None = None
     alerts: list[_Alert] = Field(min_length=1)
 
-    @field_validator("version")
-    @classmethod
-    def _version_4(cls, value: str) -> str:
-        if value != "4":
-            raise ValueError(f"unsupported payload version '{value}' (opsbot reads version 4)")
-        return value
-
 
 def _first_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
@@ -82,26 +76,38 @@ def _first_error(exc: ValidationError) -> str:
     return f"{location}: {message}" + (f" (and {more} more problems)" if more else "")
 
 
-def parse(body: bytes) -> AlertBatch:
-    """Validate and normalise a webhook body; raise `PayloadError` naming the bad field."""
+def _no_extras(_alert: _Alert) -> dict[str, str]:
+    return {}
+
+
+def parse_compatible(body: bytes, source: str, versions: frozenset[str],
+                     extra_annotations: Callable[[_Alert], dict[str, str]] = _no_extras) -> AlertBatch:
+    """Parse any Alertmanager-compatible webhook (Alertmanager itself, Grafana, ...).
+
+    `versions` are the payload versions the source sends; `extra_annotations` turns a
+    source's additional per-alert fields into annotations (never overriding the alert's own).
+    """
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
-        raise PayloadError("body must be a JSON object (an Alertmanager webhook payload)")
+        raise PayloadError(f"body must be a JSON object (a {source} webhook payload)")
     try:
         payload = _Payload.model_validate(document)
     except ValidationError as exc:
         raise PayloadError(_first_error(exc)) from None
+    if payload.version not in versions:
+        raise PayloadError(f"version: unsupported payload version '{payload.version}' "
+                           f"(this endpoint reads version {' or '.join(sorted(versions))})")
     alerts = tuple(
         NormalizedAlert(
-            source=SOURCE,
+            source=source,
             fingerprint=bounded_fingerprint(clean_text(alert.fingerprint or label_fingerprint(alert.labels)),
                                             MAX_FINGERPRINT),
             status=alert.status,
             labels=clean_map(alert.labels),
-            annotations=clean_map(alert.annotations),
+            annotations=clean_map({**extra_annotations(alert), **alert.annotations}),
             starts_at=alert.startsAt,
             ends_at=alert.endsAt,
             generator_url=clean_text(alert.generatorURL) if alert.generatorURL else None,
@@ -109,7 +115,7 @@ def parse(body: bytes) -> AlertBatch:
         for alert in payload.alerts
     )
     return AlertBatch(
-        source=SOURCE,
+        source=source,
         group_key=clean_text(payload.groupKey),
         status=payload.status,
         alerts=alerts,
@@ -119,3 +125,8 @@ def parse(body: bytes) -> AlertBatch:
         external_url=clean_text(payload.externalURL) if payload.externalURL else None,
         truncated_alerts=payload.truncatedAlerts,
     )
+
+
+def parse(body: bytes) -> AlertBatch:
+    """An Alertmanager (payload version 4) webhook body; `PayloadError` names the bad field."""
+    return parse_compatible(body, SOURCE, frozenset({"4"}))

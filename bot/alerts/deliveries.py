@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from bot.db.models import RawDelivery
@@ -20,11 +20,32 @@ MAX_ATTEMPTS = 5
 KEPT_HEADERS = ("content-type", "user-agent", "content-length", "x-forwarded-for")
 
 
+def body_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def recent_duplicate(session: Session, source: str, sha256: str, since: datetime) -> int | None:
+    """The id of an identical delivery received since `since` (a sender's retry), if any.
+
+    On PostgreSQL a transaction-scoped advisory lock on the body's hash serialises identical
+    bodies arriving at the same instant, so exactly one of them is stored; SQLite's writers
+    are serialised already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(sha256[:15], 16)})
+    return session.execute(
+        select(RawDelivery.id)
+        .where(RawDelivery.source == source, RawDelivery.body_sha256 == sha256, RawDelivery.received_at >= since)
+        .order_by(RawDelivery.id)
+        .limit(1)
+    ).scalar_one_or_none()
+
+
 def store(session: Session, source: str, body: bytes, headers: dict[str, str], now: datetime) -> RawDelivery:
     kept = {key.lower(): value for key, value in headers.items() if key.lower() in KEPT_HEADERS}
     delivery = RawDelivery(
         source=source, received_at=now, headers=kept, body=body,
-        body_sha256=hashlib.sha256(body).hexdigest(), status="pending", attempts=0,
+        body_sha256=body_hash(body), status="pending", attempts=0,
     )
     session.add(delivery)
     session.flush()

@@ -3,7 +3,8 @@ so the sender gets its 2xx quickly; workers do the rest (see `bot.workers`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -12,11 +13,21 @@ from bot.db.engine import unit_of_work
 from bot.workers import parse_delivery
 
 
+@dataclass(frozen=True)
+class Accepted:
+    delivery_id: int
+    duplicate: bool
+
+
 def accept(factory: sessionmaker[Session], source: str, body: bytes, headers: dict[str, str],
-           now: datetime) -> int:
-    """Store the delivery and return its id; raise `PayloadError` (storing nothing) when the
-    body is malformed or of the wrong shape."""
-    batch = parse_delivery(source, body)
-    del batch  # parsed only to refuse bad input before anything is written
+           now: datetime, duplicate_window: timedelta) -> Accepted:
+    """Store the delivery, or recognise a retry of one received within `duplicate_window`
+    (identical body), which is then not stored again. Raises `PayloadError`, storing nothing,
+    when the body is malformed or of the wrong shape."""
+    parse_delivery(source, body)  # refuse bad input before anything is written
+    sha256 = deliveries.body_hash(body)
     with unit_of_work(factory) as session:
-        return deliveries.store(session, source, body, headers, now).id
+        earlier = deliveries.recent_duplicate(session, source, sha256, now - duplicate_window)
+        if earlier is not None:
+            return Accepted(earlier, duplicate=True)
+        return Accepted(deliveries.store(session, source, body, headers, now).id, duplicate=False)

@@ -96,8 +96,20 @@ class Incident(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+    category: Mapped[str] = mapped_column(String(24), default="other", server_default="other")
+    acknowledged_by: Mapped[str | None] = mapped_column(String(256))
+    previous_incident_id: Mapped[int | None] = mapped_column(BigId)
+    related_incident_id: Mapped[int | None] = mapped_column(BigId)
+    merged_into_id: Mapped[int | None] = mapped_column(BigId)
+    note_pending: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
+    pagerduty_dedup_key: Mapped[str | None] = mapped_column(String(255))
+    pagerduty_incident_id: Mapped[str | None] = mapped_column(String(64))
+    pagerduty_status_wanted: Mapped[str | None] = mapped_column(String(24))
+    pagerduty_status_synced: Mapped[str | None] = mapped_column(String(24))
+    pagerduty_retry_at: Mapped[datetime | None]
     card_version: Mapped[int] = mapped_column(Integer, default=1)
     card_synced_version: Mapped[int] = mapped_column(Integer, default=0)
+    card_synced_at: Mapped[datetime | None]
     card_lease_owner: Mapped[str | None] = mapped_column(String(128))
     card_lease_until: Mapped[datetime | None]
     card_attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -106,6 +118,7 @@ class Incident(Base):
     __table_args__ = (
         Index("uq_incidents_open_group_key", "group_key_hash", "is_open", unique=True),
         Index("ix_incidents_card_pending", "card_synced_version", "card_version"),
+        Index("ix_incidents_pagerduty_dedup_key", "pagerduty_dedup_key"),
     )
 
     @property

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -75,30 +75,30 @@ def card_message(session: Session, incident_id: int) -> SlackMessage | None:
     ).scalar_one_or_none()
 
 
-def incidents_needing_card(session: Session, now: datetime, limit: int) -> list[int]:
-    """Incidents whose card is behind and not leased by another worker (or the lease lapsed)."""
+def _card_due(now: datetime, min_interval: timedelta):
+    """Behind, not leased (or the lease lapsed), and not synced within the debounce interval."""
+    return (
+        (Incident.card_synced_version < Incident.card_version)
+        & ((Incident.card_lease_until.is_(None)) | (Incident.card_lease_until < now))
+        & ((Incident.card_synced_at.is_(None)) | (Incident.card_synced_at <= now - min_interval))
+    )
+
+
+def incidents_needing_card(session: Session, now: datetime, limit: int,
+                           min_interval: timedelta = timedelta(0)) -> list[int]:
     return list(
         session.execute(
-            select(Incident.id)
-            .where(
-                Incident.card_synced_version < Incident.card_version,
-                (Incident.card_lease_until.is_(None)) | (Incident.card_lease_until < now),
-            )
-            .order_by(Incident.id)
-            .limit(limit)
+            select(Incident.id).where(_card_due(now, min_interval)).order_by(Incident.id).limit(limit)
         ).scalars()
     )
 
 
-def lease_card(session: Session, incident_id: int, owner: str, now: datetime, until: datetime) -> bool:
+def lease_card(session: Session, incident_id: int, owner: str, now: datetime, until: datetime,
+               min_interval: timedelta = timedelta(0)) -> bool:
     """Take the card lease with a conditional UPDATE; True only for the one winner."""
     result = session.execute(
         update(Incident)
-        .where(
-            Incident.id == incident_id,
-            Incident.card_synced_version < Incident.card_version,
-            (Incident.card_lease_until.is_(None)) | (Incident.card_lease_until < now),
-        )
+        .where(Incident.id == incident_id, _card_due(now, min_interval))
         .values(card_lease_owner=owner, card_lease_until=until)
         .execution_options(synchronize_session=False)
     )

@@ -56,7 +56,7 @@ def _cut(value: str | None, limit: int) -> str | None:
     return value[:limit] if value else value
 
 
-def _service(labels: dict[str, str]) -> str | None:
+def derived_service(labels: dict[str, str]) -> str | None:
     """The service an alert is about: an explicit label, else the workload a pod name implies,
     else the container. A guess from names only; the RCA stage resolves ownerReferences."""
     explicit = next((labels[key] for key in SERVICE_LABELS if labels.get(key)), None)
@@ -111,7 +111,7 @@ def summarise(alerts: Sequence[AlertFacts], external_url: str | None = None) -> 
         severity=severity,
         cluster=_cut(_common(alert.labels.get("cluster") for alert in alerts), SCOPE_MAX),
         namespace=_cut(_common(alert.labels.get("namespace") for alert in alerts), SCOPE_MAX),
-        service=_cut(_common(_service(alert.labels) for alert in alerts), SERVICE_MAX),
+        service=_cut(_common(derived_service(alert.labels) for alert in alerts), SERVICE_MAX),
         alert_count=len(alerts),
         firing_count=len(firing),
         links={key: value for key, value in links.items() if value},

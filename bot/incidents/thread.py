@@ -28,6 +28,7 @@ from bot.incidents import service
 from bot.logs import incident_context
 from bot.slack.gateway import SlackError, SlackGateway, SlackRetryLater
 from bot.slack.render.card import card_view, render_card
+from bot.slack.render.notes import note_is_loud, render_note, subtract_note
 from bot.timeline import chain
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,16 @@ class CardSync:
     """Posts and updates incident cards; one instance per worker pool."""
 
     def __init__(self, factory: sessionmaker[Session], gateway: SlackGateway, channel: str, clock: Clock,
-                 owner: str, lease: timedelta = timedelta(seconds=120)):
+                 owner: str, lease: timedelta = timedelta(seconds=120), min_interval: timedelta = timedelta(0)):
+        """`min_interval` debounces: after a sync, the next one for that incident waits at least
+        this long, so a storm into one incident costs a bounded number of Slack writes."""
         self._factory, self._gateway, self._channel = factory, gateway, channel
         self._clock, self._owner_prefix, self._lease = clock, owner, lease
+        self._min_interval = min_interval
 
     def pending(self, limit: int = 20) -> list[int]:
         with unit_of_work(self._factory) as session:
-            return service.incidents_needing_card(session, self._clock(), limit)
+            return service.incidents_needing_card(session, self._clock(), limit, self._min_interval)
 
     def sync(self, incident_id: int) -> str:
         """Sync one card; returns 'posted', 'updated', 'skipped', 'deferred' or 'failed'."""
@@ -83,19 +87,24 @@ class CardSync:
         with incident_context(incident_id):
             now = self._clock()
             with unit_of_work(self._factory) as session:
-                if not service.lease_card(session, incident_id, owner, now, now + self._lease):
+                if not service.lease_card(session, incident_id, owner, now, now + self._lease, self._min_interval):
                     return "skipped"
                 incident = session.get(Incident, incident_id)
                 message = service.card_message(session, incident_id)
                 version, attempts = incident.card_version, incident.card_attempts
                 rendered = render_card(card_view(incident))
+                note = dict(incident.note_pending or {})
+                note_text = render_note(note, incident.firing_count, incident.alert_count)
                 target = CardTarget(message.channel, message.ts) if message else CardTarget(self._channel, None)
             try:
                 outcome, posted = self._send(target, rendered)
+                if note_text and target.ts is not None:
+                    self._gateway.post_message(posted.channel, note_text, thread_ts=posted.ts,
+                                               reply_broadcast=note_is_loud(note))
             except SlackError as exc:
                 retry_after = exc.retry_after if isinstance(exc, SlackRetryLater) else None
                 return self._defer(incident_id, owner, attempts, exc, retry_after or _backoff_seconds(attempts))
-            self._record(incident_id, owner, version, attempts, target, posted)
+            self._record(incident_id, owner, version, attempts, target, posted, note if note_text else {})
             log.info("incident card %s", outcome, extra={"channel": posted.channel, "ts": posted.ts})
             return outcome
 
@@ -112,7 +121,7 @@ class CardSync:
         return "posted", CardTarget(posted.channel, posted.ts)
 
     def _record(self, incident_id: int, owner: str, version: int, attempts: int, target_before: CardTarget,
-                posted: CardTarget) -> None:
+                posted: CardTarget, note_posted: dict) -> None:
         """Store the message and the synced version. The message is recorded even when the lease
         was lost meanwhile (it exists in Slack); the version only while the lease is ours."""
         now = self._clock()
@@ -131,8 +140,11 @@ class CardSync:
                 message.updated_at = now
             if attempts:
                 chain.append(session, incident_id, "slack.recovered", ACTOR, {"after_attempts": attempts}, now)
+            incident = session.get(Incident, incident_id)
+            remaining = subtract_note(incident.note_pending or {}, note_posted) if note_posted else None
             if not _release(session, incident_id, owner, card_synced_version=version, card_lease_owner=None,
-                            card_lease_until=None, card_attempts=0, card_last_error=None):
+                            card_lease_until=None, card_attempts=0, card_last_error=None, card_synced_at=now,
+                            **({"note_pending": remaining} if remaining is not None else {})):
                 log.warning("card lease lapsed during the Slack call; another worker will re-sync the card")
 
     def _defer(self, incident_id: int, owner: str, attempts: int, exc: SlackError, delay_seconds: float) -> str:

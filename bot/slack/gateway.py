@@ -100,12 +100,14 @@ class SlackGateway:
             self._metrics.slack_calls.labels(method=method, outcome=outcome).inc()
 
     def post_message(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
-                     thread_ts: str | None = None) -> PostedMessage:
+                     thread_ts: str | None = None, reply_broadcast: bool = False) -> PostedMessage:
         args: dict[str, Any] = {"channel": channel, "text": fit_text(text), "unfurl_links": False}
         if blocks is not None:
             args["blocks"] = fit_blocks(blocks)
         if thread_ts:
             args["thread_ts"] = thread_ts
+            if reply_broadcast:
+                args["reply_broadcast"] = True
         data = self._call("chat.postMessage", **args)
         return PostedMessage(channel=data["channel"], ts=data["ts"])
 

@@ -43,8 +43,16 @@ def test_alertmanager_delivers_and_the_card_follows_the_group(bot, slack, alertm
     am.post_alerts([am_alert("checkout-7d9f-abc12", ends_at=past), am_alert("checkout-7d9f-def34", ends_at=past)])
     slack.wait_for(lambda emu: "Resolved by source" in card_text(emu), timeout=30)
 
-    assert len(slack.calls_to("chat.postMessage")) == 1, "one thread: the root was posted once"
+    roots = [call for call in slack.calls_to("chat.postMessage") if "thread_ts" not in call.args]
+    assert len(roots) == 1, "one thread: the root was posted once"
     assert len(slack.calls_to("chat.update")) >= 2
+    (root,) = slack.messages()
+
+    def notes(emu):
+        return " | ".join(reply["text"] for reply in emu.thread(root["channel"], root["ts"])[1:])
+
+    slack.wait_for(lambda emu: "2 resolved" in notes(emu), timeout=10)
+    assert "1 new firing" in notes(slack)
     with bot.runtime.factory() as session:
         from bot.db.models import RawDelivery
 

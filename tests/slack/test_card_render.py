@@ -46,6 +46,23 @@ def test_resolved_card_golden():
     check_golden("card_resolved", render_card(replace(VIEW, status="resolved", firing_count=0)))
 
 
+def test_related_acknowledged_card_golden():
+    view = replace(VIEW, incident_id=7, related_id=5, previous_id=2, acknowledged_by="Alice <!here>",
+                   category="availability", links={**VIEW.links, "pagerduty": "https://acme.pagerduty.com/incidents/Q1"})
+    rendered = render_card(view)
+    check_golden("card_related", rendered)
+    assert valid_blocks(rendered["blocks"])
+    (button,) = rendered["blocks"][3]["elements"]
+    assert button["value"] == "7:5" and button["action_id"] == "incident_merge"
+    assert "<!here>" not in json.dumps(rendered)
+
+
+def test_a_merged_card_says_where_and_offers_no_merge():
+    rendered = render_card(replace(VIEW, status="merged", merged_into_id=5, related_id=5, incident_id=7))
+    assert "Merged into INC-5" in json.dumps(rendered)
+    assert not [block for block in rendered["blocks"] if block["type"] == "actions"]
+
+
 def test_untrusted_label_values_cannot_mention_or_link():
     hostile = replace(VIEW, title="<!channel> click <https://evil.example|here>", namespace="<@U123>",
                       links={"runbook": "javascript:alert(1)", "source": "https://ok.example/a|b"})

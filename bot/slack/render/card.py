@@ -11,10 +11,11 @@ from bot.slack.render.text import link, plain, untrusted
 
 SEVERITY_ICON = {"critical": ":red_circle:", "high": ":large_orange_circle:", "warning": ":large_yellow_circle:",
                  "info": ":large_blue_circle:", "unknown": ":white_circle:"}
-STATUS_LABEL = {"open": "Open", "resolved": "Resolved by source", "closed": "Closed"}
+STATUS_LABEL = {"open": "Open", "resolved": "Resolved by source", "closed": "Closed", "merged": "Merged"}
 LINK_LABELS = (("alertmanager", "Alertmanager"), ("source", "Prometheus"), ("runbook", "Runbook"),
-               ("dashboard", "Dashboard"))
+               ("dashboard", "Dashboard"), ("pagerduty", "PagerDuty"))
 HEADER_MAX = 150
+MERGE_ACTION_ID = "incident_merge"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,12 @@ class IncidentCardView:
     links: dict[str, str]
     created_at: datetime
     updated_at: datetime
+    category: str = "other"
+    acknowledged_by: str | None = None
+    incident_id: int = 0
+    related_id: int | None = None
+    previous_id: int | None = None
+    merged_into_id: int | None = None
 
 
 def card_view(incident: Incident) -> IncidentCardView:
@@ -38,7 +45,10 @@ def card_view(incident: Incident) -> IncidentCardView:
         reference=incident.reference, title=incident.title, severity=incident.severity, status=incident.status,
         cluster=incident.cluster, namespace=incident.namespace, service=incident.service,
         alert_count=incident.alert_count, firing_count=incident.firing_count, links=dict(incident.links),
-        created_at=incident.created_at, updated_at=incident.updated_at,
+        created_at=incident.created_at, updated_at=incident.updated_at, category=incident.category,
+        acknowledged_by=incident.acknowledged_by, incident_id=incident.id,
+        related_id=incident.related_incident_id, previous_id=incident.previous_incident_id,
+        merged_into_id=incident.merged_into_id,
     )
 
 
@@ -50,27 +60,59 @@ def _time(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _status(view: IncidentCardView) -> str:
+    if view.status == "merged" and view.merged_into_id:
+        return f"Merged into INC-{view.merged_into_id}"
+    status = STATUS_LABEL.get(view.status, view.status.title())
+    return f"{status}, acknowledged by {view.acknowledged_by}" if view.acknowledged_by else status
+
+
+def _related_blocks(view: IncidentCardView) -> list[dict[str, Any]]:
+    """"Possibly related" with a Merge button: a suggestion, merged only when a person clicks."""
+    if not view.related_id or view.status != "open":
+        return []
+    text = (f":link: Possibly related to *INC-{view.related_id}* (same scope, opened close together). "
+            f"Merge folds this incident's alerts into INC-{view.related_id}.")
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "block_id": "incident_related", "elements": [{
+            "type": "button", "action_id": MERGE_ACTION_ID, "text": {"type": "plain_text", "text": "Merge"},
+            "value": f"{view.incident_id}:{view.related_id}",
+            "confirm": {
+                "title": {"type": "plain_text", "text": "Merge incidents?"},
+                "text": {"type": "plain_text", "text": f"Fold {view.reference} into INC-{view.related_id}."},
+                "confirm": {"type": "plain_text", "text": "Merge"},
+                "deny": {"type": "plain_text", "text": "Cancel"},
+            },
+        }]},
+    ]
+
+
 def render_card(view: IncidentCardView) -> dict[str, Any]:
     """`{"text": fallback, "blocks": [...]}` for chat.postMessage / chat.update."""
     icon = SEVERITY_ICON.get(view.severity, SEVERITY_ICON["unknown"])
-    status = STATUS_LABEL.get(view.status, view.status.title())
+    status = _status(view)
     header = plain(f"{icon} {view.reference} · {view.title}", HEADER_MAX)
     alerts = f"{view.firing_count} firing / {view.alert_count} total"
     fields = [
-        _field("Severity", f"{view.severity}"),
+        _field("Severity", view.severity),
         _field("Status", status),
+        _field("Category", view.category),
+        _field("Alerts", alerts),
         _field("Namespace", view.namespace),
         _field("Service", view.service),
         _field("Cluster", view.cluster),
-        _field("Alerts", alerts),
     ]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
         {"type": "section", "fields": fields},
+        *_related_blocks(view),
     ]
     links = [link(view.links[key], label) for key, label in LINK_LABELS if view.links.get(key)]
-    context = [f"Opened {_time(view.created_at)}", f"updated {_time(view.updated_at)}", *links]
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
+    context = [f"Opened {_time(view.created_at)}", f"updated {_time(view.updated_at)}"]
+    if view.previous_id:
+        context.append(f"follows INC-{view.previous_id}")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context + links)}]})
     scope = "/".join(part for part in (view.namespace, view.service) if part)
     fallback = f"{view.reference} [{view.severity}] {status}: {view.title}" + (f" ({scope})" if scope else "")
-    return {"text": untrusted(fallback, 3000), "blocks": blocks}  # notifications parse `text` as mrkdwn
+    return {"text": untrusted(fallback, 3000), "blocks": blocks}

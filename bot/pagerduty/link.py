@@ -1,0 +1,300 @@
+"""`PagerDutyLink`: opsbot's outbound side of PagerDuty, through the `pagerduty` client only.
+
+- Events API v2 (`EventsApiV2Client`, routing key): `trigger` opens or re-triggers the PD
+  incident of an opsbot incident under the dedup key `opsbot-<REF>` (e.g. `opsbot-INC-12`);
+  PagerDuty de-duplicates on that key, so a retried trigger never opens a second PD incident.
+  `acknowledge` and `resolve` act on the same key.
+- REST API v2 (`RestApiV2Client`, API key, `From` user): `find_incident_id` maps a dedup key
+  to the PD incident id, `add_note` posts the RCA as a note. Both need the API key; notes
+  also need the `From` email of a PagerDuty user.
+
+Errors: `PagerDutyUnavailable` is transient (network, timeout, 429, 5xx, a garbled answer):
+the caller retries later. `PagerDutyRejected` is permanent (bad routing key or API key, 4xx
+other than 429, REST not configured), with PagerDuty's reason; retrying will not help. Both
+derive from `PagerDutyError`. The client's own retries are bounded (`http_retries` for 429
+and 5xx, one network retry) so that a worker never blocks for minutes; the client's default
+retries 429 forever.
+
+Secrets: summary, source, custom details, links and note text pass through
+`bot.redaction` before leaving the process, and custom-detail values stored under a
+secret-looking key (`password`, `token`, `api_key`, ...) are masked whatever they look like.
+Keys are never put in exception messages.
+
+Thread safety: one lock per client serialises calls (the `pagerduty` clients keep per-call
+counters that are not thread-safe); PagerDuty traffic is a few calls per incident.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import pagerduty
+
+from bot.redaction import MASK, redact, redact_data
+
+DEDUP_PREFIX = "opsbot-"
+MAX_SUMMARY_CHARS = 1024  # Events API v2: payload.summary
+MAX_SOURCE_CHARS = 255
+MAX_DEDUP_KEY_CHARS = 255  # Events API v2: dedup_key
+MAX_NOTE_CHARS = 25_000  # a conservative cap for incident notes
+OPEN_STATUSES = ("triggered", "acknowledged")
+
+# opsbot severities → Events API v2 `payload.severity` (critical | error | warning | info).
+EVENTS_SEVERITY: Mapping[str, str] = {
+    "critical": "critical",
+    "high": "error",
+    "warning": "warning",
+    "info": "info",
+    "unknown": "warning",
+}
+_RETRIED_STATUSES = (429, 500, 502, 503, 504)
+# A value stored under such a key is a secret whatever it looks like (`redact` only sees the value).
+_SECRET_KEY = re.compile(r"(?i)(password|passwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)")
+_PD_ID = re.compile(r"[A-Za-z0-9]{1,64}")
+T = TypeVar("T")
+
+
+class PagerDutyError(Exception):
+    """A PagerDuty call failed. `status` is the HTTP status when there was an answer."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PagerDutyUnavailable(PagerDutyError):  # noqa: N818 (the name says what the caller does: wait)
+    """Transient: network error, timeout, 429 or 5xx. Retry later."""
+
+
+class PagerDutyRejected(PagerDutyError):  # noqa: N818
+    """Permanent: PagerDuty refused the request (4xx other than 429) or the link is not
+    configured for it. The message carries PagerDuty's reason."""
+
+
+class PagerDutyLink:
+    """Opens, acknowledges, resolves and annotates PagerDuty incidents for opsbot incidents.
+
+    `events_url` / `rest_url` default to PagerDuty's US endpoints; the client accepts only
+    `https://` URLs. `verify` is handed to the HTTP client (True: the system trust store; an
+    `ssl.SSLContext` for a private CA such as the sandbox emulator's).
+    """
+
+    def __init__(
+        self,
+        routing_key: str,
+        api_key: str | None,
+        from_email: str | None,
+        events_url: str | None = None,
+        rest_url: str | None = None,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        timeout_seconds: float = 10.0,
+        http_retries: int = 1,
+        retry_sleep_seconds: float = 1.0,
+    ) -> None:
+        if not routing_key:
+            raise ValueError("a PagerDuty routing key is required")
+        if http_retries < 0 or retry_sleep_seconds < 0 or timeout_seconds <= 0:
+            raise ValueError("http_retries and retry_sleep_seconds must be >= 0, timeout_seconds > 0")
+        self._from_email = from_email or None
+        try:
+            self._events = pagerduty.EventsApiV2Client(routing_key, base_url=events_url, verify=verify)
+            self._rest = (pagerduty.RestApiV2Client(api_key, default_from=self._from_email, base_url=rest_url,
+                                                    verify=verify) if api_key else None)
+        except pagerduty.UrlError as exc:
+            raise ValueError(f"PagerDuty URL refused: {exc}") from None
+        self._events_lock = threading.Lock()
+        self._rest_lock = threading.Lock()
+        for client in (self._events, self._rest):
+            if client is not None:
+                _configure(client, timeout_seconds, http_retries, retry_sleep_seconds)
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the HTTP connection pools. Idempotent."""
+        for client in (self._events, self._rest):
+            if client is not None:
+                client.close()
+
+    def __enter__(self) -> PagerDutyLink:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def rest_enabled(self) -> bool:
+        """Whether REST calls (`find_incident_id`) are possible: an API key is configured."""
+        return self._rest is not None
+
+    @property
+    def notes_enabled(self) -> bool:
+        """Whether `add_note` is possible: an API key and a `From` email are configured."""
+        return self._rest is not None and self._from_email is not None
+
+    # -- Events API v2 ---------------------------------------------------------------------------
+    def dedup_key(self, incident_reference: str) -> str:
+        """`opsbot-INC-12` for `INC-12`: the Events API dedup key of an opsbot incident. The
+        webhook parser recognises the prefix and links PagerDuty's events back to it."""
+        reference = (incident_reference or "").strip()
+        if not reference:
+            raise ValueError("an incident reference is required")
+        key = DEDUP_PREFIX + reference
+        if len(key) > MAX_DEDUP_KEY_CHARS:
+            raise ValueError(f"dedup key longer than {MAX_DEDUP_KEY_CHARS} characters")
+        return key
+
+    def trigger(self, incident_reference: str, summary: str, severity: str, source: str,
+                custom_details: Mapping[str, Any], links: Sequence[Mapping[str, Any]]) -> str:
+        """Trigger (or re-trigger) the PD incident of `incident_reference`; returns its dedup
+        key. Idempotent: PagerDuty folds a repeated trigger into the open incident.
+
+        The summary is redacted then cut to 1,024 characters; `severity` is an opsbot severity
+        (unknown values map to `warning`); links are `{"href", "text"}` dicts.
+        """
+        key = self.dedup_key(incident_reference)
+        text = redact(summary or "").strip() or f"opsbot incident {incident_reference}"
+        origin = redact(source or "").strip() or "opsbot"
+        details = json.loads(json.dumps(_mask_secret_fields(redact_data(dict(custom_details))), default=str))
+        safe_links = [
+            {"href": redact(str(link["href"])), "text": redact(str(link.get("text") or link["href"]))}
+            for link in links if link.get("href")
+        ]
+        return self._call("events", "trigger", lambda: self._events.trigger(
+            _cut(text, MAX_SUMMARY_CHARS), _cut(origin, MAX_SOURCE_CHARS), dedup_key=key,
+            severity=EVENTS_SEVERITY.get((severity or "").lower(), "warning"),
+            custom_details=details, links=safe_links or None,
+        ))
+
+    def acknowledge(self, dedup_key: str) -> None:
+        """Acknowledge the PD incident opened under `dedup_key` (a no-op in PagerDuty when
+        it is already acknowledged or resolved)."""
+        self._call("events", "acknowledge", lambda: self._events.acknowledge(_checked_key(dedup_key)))
+
+    def resolve(self, dedup_key: str) -> None:
+        """Resolve the PD incident opened under `dedup_key` (a no-op when already resolved)."""
+        self._call("events", "resolve", lambda: self._events.resolve(_checked_key(dedup_key)))
+
+    # -- REST API v2 -----------------------------------------------------------------------------
+    def find_incident_id(self, dedup_key: str) -> str | None:
+        """The id of the PD incident with `incident_key == dedup_key`, or None.
+
+        Searches all dates; when several incidents carry the key (one re-opened after an
+        earlier one resolved) the open one wins, then the most recently created.
+        """
+        key = _checked_key(dedup_key)
+        rest = self._require_rest("find an incident")
+        incidents = self._call("rest", "find_incident_id", lambda: rest.list_all(
+            "/incidents", params={"incident_key": key, "date_range": "all"}))
+        matching = [i for i in incidents if isinstance(i, dict) and i.get("incident_key") == key and i.get("id")]
+        if not matching:
+            return None
+        matching.sort(key=lambda i: (i.get("status") in OPEN_STATUSES, str(i.get("created_at") or "")))
+        return str(matching[-1]["id"])
+
+    def add_note(self, pd_incident_id: str, text: str) -> None:
+        """Add a note (e.g. the RCA) to a PD incident, as the `From` user. The text is
+        redacted and cut to `MAX_NOTE_CHARS`."""
+        if not _PD_ID.fullmatch(pd_incident_id or ""):
+            raise ValueError(f"not a PagerDuty incident id: {pd_incident_id!r}")
+        rest = self._require_rest("add a note")
+        if self._from_email is None:
+            raise PagerDutyRejected("cannot add a note: no From email configured (PagerDuty requires a user)")
+        content = _cut(redact(text or "").strip(), MAX_NOTE_CHARS)
+        if not content:
+            raise ValueError("a note needs some text")
+        self._call("rest", "add_note", lambda: rest.rpost(f"/incidents/{pd_incident_id}/notes",
+                                                          json={"content": content}))
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _require_rest(self, what: str) -> pagerduty.RestApiV2Client:
+        if self._rest is None:
+            raise PagerDutyRejected(f"cannot {what}: no PagerDuty REST API key configured")
+        return self._rest
+
+    def _call(self, api: str, what: str, call: Callable[[], T]) -> T:
+        """Run one client call under that API's lock, translating the client's errors."""
+        lock = self._events_lock if api == "events" else self._rest_lock
+        try:
+            with lock:
+                return call()
+        except pagerduty.HttpError as exc:
+            raise _classify(what, exc.response.status_code, _reason(exc)) from None
+        except pagerduty.Error as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            if status is None:
+                cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "network error"
+                raise PagerDutyUnavailable(f"PagerDuty {what}: unreachable ({cause})") from None
+            raise _classify(what, status, _reason(exc)) from None
+        except pagerduty.UrlError as exc:
+            raise PagerDutyRejected(f"PagerDuty {what}: {exc}") from None
+
+
+def _configure(client: pagerduty.ApiClient, timeout_seconds: float, http_retries: int,
+               retry_sleep_seconds: float) -> None:
+    """Bound the client's retries through its documented attributes.
+
+    `retry[status] = n` retries that status n times; `max_http_attempts` caps the total
+    (`n - 1` means "return after n retries", `-1` none at all). Sleeps start at
+    `retry_sleep_seconds` and double. One network retry, then the error surfaces.
+    """
+    client.timeout = timeout_seconds
+    client.retry = dict.fromkeys(_RETRIED_STATUSES, max(1, http_retries))
+    client.max_http_attempts = http_retries - 1
+    client.max_network_attempts = 1
+    client.sleep_timer_base = 2
+    client.sleep_timer = retry_sleep_seconds / 2
+
+
+def _classify(what: str, status: int, reason: str) -> PagerDutyError:
+    message = f"PagerDuty {what}: HTTP {status}" + (f": {reason}" if reason else "")
+    if status == 429 or status >= 500 or status < 400:
+        return PagerDutyUnavailable(message, status)
+    return PagerDutyRejected(message, status)
+
+
+def _reason(exc: pagerduty.Error) -> str:
+    """PagerDuty's own words from an error body: Events API `message` + `errors`, REST
+    `error.message` + `error.errors`. Never the request (it holds the routing key)."""
+    response = exc.response
+    if response is None:
+        return ""
+    try:
+        body = response.json()
+    except ValueError:
+        return _cut(response.text.strip(), 300)
+    if not isinstance(body, dict):
+        return ""
+    inner = body.get("error") if isinstance(body.get("error"), dict) else body
+    parts = [str(inner.get("message") or "")]
+    errors = inner.get("errors")
+    if isinstance(errors, list):
+        parts.extend(str(e) for e in errors)
+    return _cut("; ".join(p for p in parts if p), 300)
+
+
+def _mask_secret_fields(value: Any) -> Any:
+    """`value` with every entry under a secret-looking key (`password`, `api_key`, ...) masked."""
+    if isinstance(value, dict):
+        return {key: MASK if isinstance(key, str) and _SECRET_KEY.search(key) and item not in (None, "")
+                else _mask_secret_fields(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask_secret_fields(item) for item in value]
+    return value
+
+
+def _checked_key(dedup_key: str) -> str:
+    if not dedup_key or len(dedup_key) > MAX_DEDUP_KEY_CHARS:
+        raise ValueError(f"a dedup key of 1 to {MAX_DEDUP_KEY_CHARS} characters is required")
+    return dedup_key
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
