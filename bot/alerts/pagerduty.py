@@ -93,6 +93,8 @@ def verify_signature(secrets: Sequence[str], body: bytes, header: str | None) ->
     """
     if not header or not isinstance(body, bytes | bytearray):
         return False
+    if isinstance(secrets, str):  # one secret, not a sequence of one-character secrets
+        secrets = [secrets]
     keys = [secret for secret in secrets if secret]
     if not keys:
         return False
@@ -191,7 +193,8 @@ class _Envelope(BaseModel):
 
 def _first_error(exc: ValidationError, prefix: str = "") -> str:
     error = exc.errors()[0]
-    location = ".".join([prefix] * bool(prefix) + [str(part) for part in error["loc"]]) or "body"
+    parts = ([prefix] if prefix else []) + [str(part) for part in error["loc"]]
+    location = ".".join(parts) or "body"
     message = error["msg"].removeprefix("Value error, ")
     more = len(exc.errors()) - 1
     return f"{location}: {message}" + (f" (and {more} more problems)" if more else "")

@@ -80,7 +80,7 @@ def _apply_alert(stored: dict[tuple[str, str], Alert], session: Session, inciden
     return "changed" if changed else "repeat"
 
 
-def _refresh(incident: Incident, alerts: list[Alert], external_url: str | None, now: datetime) -> None:
+def refresh(incident: Incident, alerts: list[Alert], external_url: str | None, now: datetime) -> None:
     """Recompute what the card shows from all of the incident's alerts."""
     summary = summarise([AlertFacts(a.name, a.status, a.labels, a.annotations, a.generator_url) for a in alerts],
                         external_url)
@@ -154,7 +154,7 @@ def ingest(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
     counts = {kind: outcomes.count(kind) for kind in ("new", "repeat", "changed", "stale")}
     firing_after = {key for key, alert in stored.items() if alert.status == "firing"}
     counts["new_firing"] = len(firing_after - firing_before)
-    _refresh(incident, list(stored.values()), batch.external_url, now)
+    refresh(incident, list(stored.values()), batch.external_url, now)
     incident.updated_at = now
     note_changed = False
     if placement.opened:

@@ -61,11 +61,13 @@ T = TypeVar("T")
 
 
 class PagerDutyError(Exception):
-    """A PagerDuty call failed. `status` is the HTTP status when there was an answer."""
+    """A PagerDuty call failed. `status` is the HTTP status when there was an answer;
+    `retry_after_seconds` is PagerDuty's `Retry-After` when it sent one."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, retry_after_seconds: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_seconds = retry_after_seconds
 
 
 class PagerDutyUnavailable(PagerDutyError):  # noqa: N818 (the name says what the caller does: wait)
@@ -193,7 +195,10 @@ class PagerDutyLink:
         rest = self._require_rest("find an incident")
         incidents = self._call("rest", "find_incident_id", lambda: rest.list_all(
             "/incidents", params={"incident_key": key, "date_range": "all"}))
-        matching = [i for i in incidents if isinstance(i, dict) and i.get("incident_key") == key and i.get("id")]
+        # PagerDuty filters on the key itself; an incident grouped from several alerts may show
+        # no incident_key of its own, so only a different key disqualifies a result.
+        matching = [i for i in incidents if isinstance(i, dict) and i.get("id")
+                    and i.get("incident_key") in (key, None)]
         if not matching:
             return None
         matching.sort(key=lambda i: (i.get("status") in OPEN_STATUSES, str(i.get("created_at") or "")))
@@ -225,14 +230,11 @@ class PagerDutyLink:
         try:
             with lock:
                 return call()
-        except pagerduty.HttpError as exc:
-            raise _classify(what, exc.response.status_code, _reason(exc)) from None
-        except pagerduty.Error as exc:
-            status = exc.response.status_code if exc.response is not None else None
-            if status is None:
+        except pagerduty.Error as exc:  # HttpError included: both may carry the response
+            if exc.response is None:
                 cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "network error"
                 raise PagerDutyUnavailable(f"PagerDuty {what}: unreachable ({cause})") from None
-            raise _classify(what, status, _reason(exc)) from None
+            raise _classify(what, exc.response, _reason(exc)) from None
         except pagerduty.UrlError as exc:
             raise PagerDutyRejected(f"PagerDuty {what}: {exc}") from None
 
@@ -253,11 +255,20 @@ def _configure(client: pagerduty.ApiClient, timeout_seconds: float, http_retries
     client.sleep_timer = retry_sleep_seconds / 2
 
 
-def _classify(what: str, status: int, reason: str) -> PagerDutyError:
+def _classify(what: str, response: Any, reason: str) -> PagerDutyError:
+    status = int(response.status_code)
     message = f"PagerDuty {what}: HTTP {status}" + (f": {reason}" if reason else "")
-    if status == 429 or status >= 500 or status < 400:
-        return PagerDutyUnavailable(message, status)
+    if status == 429 or status >= 500 or status < 400:  # < 400: a garbled success, also transient
+        return PagerDutyUnavailable(message, status, _retry_after(response))
     return PagerDutyRejected(message, status)
+
+
+def _retry_after(response: Any) -> float | None:
+    try:
+        value = float(response.headers.get("retry-after", ""))
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
 
 
 def _reason(exc: pagerduty.Error) -> str:

@@ -30,11 +30,8 @@ order. Test-side reads take the lock and return copies.
 
 from __future__ import annotations
 
-import base64
 import copy
-import http.client
 import json
-import queue
 import ssl
 import threading
 import time
@@ -43,10 +40,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs
 
 from bot.clock import utc_now
-from bot.sandbox import pagerduty_webhooks as wh
 from bot.sandbox.pagerduty_state import (
     DEFAULT_API_TOKEN,
     DEFAULT_ROUTING_KEY,
@@ -56,6 +52,7 @@ from bot.sandbox.pagerduty_state import (
     PagerDutyAccount,
     rest_error,
 )
+from bot.sandbox.pagerduty_webhook_sender import WebhookDelivery, WebhookSender
 from bot.sandbox.slack_emulator.server import HttpRequest, HttpResponse
 from bot.sandbox.tls_loopback import LoopbackHttpsServer
 
@@ -84,31 +81,6 @@ class PagerDutyCall:
     injected: bool = False
 
 
-@dataclass(frozen=True)
-class WebhookDelivery:
-    """One V3 webhook and the outcome of its last attempt: `status` is the receiver's HTTP
-    status (None when it could not be reached), `error` says why it failed (None when 2xx)."""
-
-    event_type: str
-    incident_id: str
-    event_id: str
-    webhook_id: str
-    body: bytes
-    headers: dict[str, str]
-    status: int | None
-    error: str | None
-    attempts: int
-    at: float
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        return json.loads(self.body)
-
-    @property
-    def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
-
-
 @dataclass
 class _Injection:
     prefix: str
@@ -134,7 +106,7 @@ class PagerDutyEmulator:
         self._server = LoopbackHttpsServer(self._handle, host, port, name="pagerduty-emulator")
         self._calls: list[PagerDutyCall] = []
         self._injections: list[_Injection] = []
-        self._webhooks = _WebhookSender(webhook_max_attempts, webhook_retry_seconds, webhook_timeout_seconds)
+        self._webhooks = WebhookSender(webhook_max_attempts, webhook_retry_seconds, webhook_timeout_seconds)
         self.set_webhook(webhook_url, webhook_secret)
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -189,7 +161,9 @@ class PagerDutyEmulator:
 
     @property
     def from_email(self) -> str:
-        return self._account.user_named("opsbot").email
+        """The email of the `opsbot` user: the `From` a link should use."""
+        with self._lock:
+            return self._account.user_named("opsbot").email
 
     @property
     def service_id(self) -> str:
@@ -414,106 +388,3 @@ class PagerDutyEmulator:
         self._calls.append(PagerDutyCall(api, request.method, path, parse_qs(request.query, keep_blank_values=True),
                                          headers, copy.deepcopy(body), response.status, answer, time.time(),
                                          injected))
-
-
-class _WebhookSender:
-    """Delivers queued webhooks one at a time from a daemon thread, in queue order.
-
-    A delivery is retried on 429, 5xx and network errors (up to `max_attempts`, waits doubling
-    from `retry_seconds`), reusing its `X-Webhook-Id` as PagerDuty does; any other status is
-    final. `idle()` waits until nothing is queued or in flight.
-    """
-
-    def __init__(self, max_attempts: int, retry_seconds: float, timeout_seconds: float) -> None:
-        self._max_attempts = max(1, max_attempts)
-        self._retry_seconds = retry_seconds
-        self._timeout_seconds = timeout_seconds
-        self._queue: queue.Queue[tuple[Change, str, list[str]] | None] = queue.Queue()
-        self._done = threading.Condition()
-        self._pending = 0
-        self._deliveries: list[WebhookDelivery] = []
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._stopping.clear()
-            self._thread = threading.Thread(target=self._run, name="pagerduty-emulator-webhooks", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stopping.set()
-            self._queue.put(None)
-            thread.join(timeout=10)
-
-    def enqueue(self, change: Change, url: str, secrets: list[str]) -> None:
-        with self._done:
-            self._pending += 1
-        self._queue.put((change, url, secrets))
-
-    def idle(self, timeout: float) -> bool:
-        with self._done:
-            return self._done.wait_for(lambda: self._pending == 0, timeout)
-
-    def deliveries(self) -> list[WebhookDelivery]:
-        with self._done:
-            return list(self._deliveries)
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            try:
-                if not self._stopping.is_set():
-                    delivery = self._deliver(*item)
-                    with self._done:
-                        self._deliveries.append(delivery)
-            finally:
-                with self._done:
-                    self._pending -= 1
-                    self._done.notify_all()
-
-    def _deliver(self, change: Change, url: str, secrets: list[str]) -> WebhookDelivery:
-        payload = wh.webhook_event(change.event_type, change.incident, change.agent, note=change.note,
-                                   note_id=change.note_id, occurred_at=change.occurred_at)
-        raw, headers = wh.signed(payload, secrets)
-        status: int | None = None
-        error: str | None = None
-        attempt = 0
-        while attempt < self._max_attempts and not self._stopping.is_set():
-            attempt += 1
-            status, error = _post(url, raw, headers, self._timeout_seconds)
-            if error is None or (status is not None and 400 <= status < 500 and status != 429):
-                break
-            if attempt < self._max_attempts:
-                self._stopping.wait(self._retry_seconds * 2 ** (attempt - 1))
-        return WebhookDelivery(change.event_type, change.incident["id"], payload["event"]["id"],
-                               headers["X-Webhook-Id"], raw, headers, status, error, attempt, time.time())
-
-
-def _post(url: str, body: bytes, headers: dict[str, str], timeout_seconds: float) -> tuple[int | None, str | None]:
-    """POST once, header names exactly as given (never through a proxy): (status, None) on
-    2xx, (status, reason) on another status, (None, reason) when unreachable. Credentials in
-    the URL (`https://user:pass@host/...`) become Basic auth, as PagerDuty does."""
-    parts = urlsplit(url)
-    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    send = dict(headers)
-    if parts.username is not None:
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        send["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    connection = connection_class(parts.hostname or "127.0.0.1", parts.port, timeout=timeout_seconds)
-    try:
-        connection.request("POST", target, body=body, headers=send)
-        response = connection.getresponse()
-        text = response.read()[:200].decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException) as exc:
-        return None, f"{type(exc).__name__}: {exc}"
-    finally:
-        connection.close()
-    if 200 <= response.status < 300:
-        return response.status, None
-    return response.status, f"HTTP {response.status}: {text}"

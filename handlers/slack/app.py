@@ -10,7 +10,7 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.runtime import Runtime
-from handlers.slack import commands, events
+from handlers.slack import actions, commands, events
 
 
 def build_bolt_app(runtime: Runtime) -> App:
@@ -22,5 +22,6 @@ def build_bolt_app(runtime: Runtime) -> App:
         request_verification_enabled=True,
     )
     commands.register(app, runtime)
+    actions.register(app, runtime)
     events.register(app, runtime)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -180,3 +181,22 @@ def test_dedup_key_needs_a_reference(link: PagerDutyLink) -> None:
         link.dedup_key("  ")
     with pytest.raises(ValueError):
         link.dedup_key("x" * 300)
+
+
+def test_retry_after_is_passed_on(pd: PagerDutyEmulator, link: PagerDutyLink) -> None:
+    pd.inject("/v2/enqueue", status=429, times=5, retry_after=30)
+    with pytest.raises(PagerDutyUnavailable) as caught:
+        link.resolve("opsbot-INC-1")
+    assert caught.value.retry_after_seconds == 30
+
+
+def test_a_silent_server_times_out_as_unavailable(pd: PagerDutyEmulator) -> None:
+    with socket.socket() as silent:  # accepts connections (backlog), never answers the TLS handshake
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}"
+        with make_link(pd, events_url=url, timeout_seconds=0.2) as link:
+            started = time.monotonic()
+            with pytest.raises(PagerDutyUnavailable):
+                link.trigger("INC-9", "s", "critical", "s", {}, [])
+            assert time.monotonic() - started < 2  # two attempts of 0.2 s, not the client's 60 s default

@@ -8,7 +8,7 @@ from typing import Any
 from bot.slack.render.text import untrusted
 
 COUNTERS = ("new_firing", "resolved")
-FLAGS = ("reopened", "escalated", "acknowledged", "reassigned", "annotated")
+FLAGS = ("reopened", "escalated", "acknowledged", "reassigned", "annotated", "merged")
 
 
 def note_is_loud(note: dict[str, Any]) -> bool:
@@ -23,6 +23,8 @@ def render_note(note: dict[str, Any], firing: int, total: int) -> str | None:
         parts.append(":rotating_light: Firing again")
     if note.get("escalated"):
         parts.append(f":arrow_double_up: Severity raised to *{note['escalated']}*")
+    if note.get("merged"):
+        parts.append(f":twisted_rightwards_arrows: {untrusted(str(note['merged']), 100)} merged into this incident")
     if note.get("new_firing"):
         parts.append(f":heavy_plus_sign: {note['new_firing']} new firing")
     if note.get("resolved"):

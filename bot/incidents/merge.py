@@ -1,0 +1,78 @@
+"""Merging one incident into another, when a person clicks Merge on a "possibly related" card.
+
+Re-checked at click time, in one transaction with both incidents locked in id order (so two
+opposite merges clicked at once cannot deadlock or cross): both must still be open and
+distinct. The source's alerts move to the target (an alert both hold stays with the target),
+the source closes as `merged` with a pointer to the target, and both timelines record who
+merged what. Later alerts for the source's group key follow the pointer (see lifecycle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.db.models import Incident
+from bot.incidents import flows, service
+from bot.timeline import chain
+
+
+class MergeRefused(Exception):
+    """The merge cannot happen; the message is shown to the person who clicked."""
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    source_id: int
+    target_id: int
+    moved_alerts: int
+
+
+def merge(session: Session, source_id: int, target_id: int, actor: str, now: datetime) -> MergeResult:
+    if source_id == target_id:
+        raise MergeRefused("an incident cannot be merged into itself")
+    locked = {
+        incident.id: incident
+        for incident in session.execute(
+            select(Incident).where(Incident.id.in_(sorted({source_id, target_id}))).order_by(Incident.id)
+            .with_for_update()
+        ).scalars()
+    }
+    source, target = locked.get(source_id), locked.get(target_id)
+    if source is None or target is None:
+        raise MergeRefused(f"INC-{source_id if source is None else target_id} does not exist")
+    for incident in (source, target):
+        if not incident.is_open:
+            raise MergeRefused(f"{incident.reference} is already {incident.status}: nothing was merged")
+    target_keys = {(alert.source, alert.fingerprint) for alert in service.alerts_of(session, target.id)}
+    moved = 0
+    for alert in service.alerts_of(session, source.id):
+        if (alert.source, alert.fingerprint) in target_keys:
+            session.delete(alert)  # the target already tracks this alert
+        else:
+            alert.incident_id = target.id
+            moved += 1
+    session.flush()
+    flows.refresh(target, service.alerts_of(session, target.id), target.links.get("alertmanager"), now)
+    target.updated_at = now
+    target.note_pending = {**(target.note_pending or {}), "merged": source.reference}
+    target.card_version += 1
+    source.is_open, source.status, source.merged_into_id = None, "merged", target.id
+    source.firing_count = 0
+    source.card_version += 1
+    chain.append(session, source.id, "incident.merged_into", actor, {"into": target.reference, "alerts": moved}, now)
+    chain.append(session, target.id, "incident.merged_from", actor, {"from": source.reference, "alerts": moved},
+                 now)
+    return MergeResult(source.id, target.id, moved)
+
+
+def parse_merge_value(value: str) -> tuple[int, int]:
+    """The button's `source:target` ids; MergeRefused for anything else."""
+    try:
+        source, target = (int(part) for part in value.split(":"))
+    except (ValueError, AttributeError):
+        raise MergeRefused("this button is malformed: nothing was merged") from None
+    return source, target

@@ -1,0 +1,36 @@
+"""Interactive buttons on incident cards. Ack first; the work runs after the ack."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import Ack, App
+
+from bot.db.engine import unit_of_work
+from bot.incidents.merge import MergeRefused, merge, parse_merge_value
+from bot.runtime import Runtime
+from bot.slack.gateway import SlackError
+from bot.slack.render.card import MERGE_ACTION_ID
+
+log = logging.getLogger(__name__)
+
+
+def register(app: App, runtime: Runtime) -> None:
+    @app.action(MERGE_ACTION_ID)
+    def merge_clicked(ack: Ack, body: dict, action: dict) -> None:
+        ack()
+        user = body.get("user", {}).get("id", "unknown")
+        channel = body.get("channel", {}).get("id")
+        try:
+            source, target = parse_merge_value(action.get("value", ""))
+            with unit_of_work(runtime.factory) as session:
+                result = merge(session, source, target, f"slack:{user}", runtime.clock())
+        except MergeRefused as exc:
+            if channel:
+                try:
+                    runtime.gateway.post_ephemeral(channel, user, f":no_entry: {exc}")
+                except SlackError as error:
+                    log.warning("could not tell %s why the merge was refused: %s", user, error)
+            return
+        log.info("INC-%s merged into INC-%s by %s", result.source_id, result.target_id, user)
+        runtime.workers.wake()
