@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     prometheus_url: str | None = None
     alertmanager_url: str | None = Field(None, description="Linked from incident cards.")
     anthropic_api_key: str | None = None
+    pagerduty_webhook_secrets: list[str] = Field(
+        default_factory=list, description="V3 webhook subscription secrets (two during a rotation)."
+    )
+    pagerduty_routing_key: str | None = Field(None, description="Events API v2 integration key: mirror incidents.")
+    pagerduty_api_key: str | None = Field(None, description="REST API key: find PD incidents, add notes.")
+    pagerduty_from_email: str | None = Field(None, description="PagerDuty user email the REST calls act as.")
+    pagerduty_events_url: str | None = Field(None, description="Events API base URL (EU accounts, emulator).")
+    pagerduty_rest_url: str | None = Field(None, description="REST API base URL (EU accounts, emulator).")
+    pagerduty_ca_file: Path | None = Field(None, description="Extra CA certificate to trust for PagerDuty.")
     runbooks_dir: Path = Field(Path("runbooks"), description="Folder of runbook YAML files.")
     policies_dir: Path = Field(Path("policies"), description="Folder of policy YAML files.")
 
@@ -177,6 +186,11 @@ class Settings(BaseSettings):
                 f"OPSBOT_SLACK_BOT_TOKEN is required when serving on {self.http_host}: the embedded Slack "
                 "emulator is only for local trials on 127.0.0.1"
             )
+        if self.pagerduty_api_key and not self.pagerduty_from_email:
+            problems.append("OPSBOT_PAGERDUTY_FROM_EMAIL is required with OPSBOT_PAGERDUTY_API_KEY (PagerDuty "
+                            "records who wrote each note)")
+        if self.pagerduty_ca_file and not self.pagerduty_ca_file.is_file():
+            problems.append(f"OPSBOT_PAGERDUTY_CA_FILE: {self.pagerduty_ca_file} is not a readable file")
         if self.kube_mode == "sandbox" and self.uses_real_slack and self.sandbox_scenario is None:
             problems.append(
                 "OPSBOT_KUBE_MODE is 'sandbox' while talking to real Slack: set it to 'kubeconfig' or "

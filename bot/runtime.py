@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import ssl
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -20,13 +21,25 @@ from bot.clock import Clock, utc_now
 from bot.config import Settings
 from bot.db.engine import make_engine, make_session_factory
 from bot.incidents.lifecycle import Windows
+from bot.incidents.pagerduty_sync import PagerDutySync
 from bot.incidents.thread import CardSync
 from bot.metrics import Metrics
+from bot.pagerduty.link import PagerDutyLink
 from bot.slack.gateway import SlackGateway, make_web_client
 from bot.workers import IntakeRules, Workers, worker_identity
 
 log = logging.getLogger(__name__)
 EMULATOR_TOKEN = "xoxb-emulator"
+
+
+@dataclass(frozen=True)
+class _Closing:
+    """Adapts something with close() to the runtime's stop() list."""
+
+    thing: object
+
+    def stop(self) -> None:
+        self.thing.close()
 
 
 @dataclass
@@ -72,7 +85,19 @@ def intake_rules(settings: Settings) -> IntakeRules:
                         related=timedelta(seconds=settings.related_window_seconds)),
         group_key_template=settings.group_key_template,
         silences=tuple(parse_matchers(text) for text in settings.silences),
+        mirror_pagerduty=bool(settings.pagerduty_routing_key),
     )
+
+
+def pagerduty_link(settings: Settings) -> PagerDutyLink | None:
+    """The outbound PagerDuty link, when a routing key is configured."""
+    if not settings.pagerduty_routing_key:
+        return None
+    verify: ssl.SSLContext | bool = True
+    if settings.pagerduty_ca_file:
+        verify = ssl.create_default_context(cafile=str(settings.pagerduty_ca_file))
+    return PagerDutyLink(settings.pagerduty_routing_key, settings.pagerduty_api_key, settings.pagerduty_from_email,
+                         settings.pagerduty_events_url, settings.pagerduty_rest_url, verify=verify)
 
 
 def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
@@ -87,9 +112,13 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
         cards = CardSync(factory, gateway, settings.slack_channel, clock, owner=worker_identity(),
                          lease=timedelta(seconds=settings.claim_lease_seconds),
                          min_interval=timedelta(seconds=settings.card_min_interval_seconds))
+        link = pagerduty_link(settings)
+        if link is not None:
+            owned.append(_Closing(link))
         workers = Workers(factory, cards, clock, metrics, threads=settings.worker_threads,
                           poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds,
-                          intake=intake_rules(settings))
+                          intake=intake_rules(settings),
+                          pagerduty=PagerDutySync(factory, link, clock) if link is not None else None)
     except BaseException:
         for thing in reversed(owned):
             thing.stop()

@@ -19,7 +19,7 @@ from datetime import timedelta
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.alerts import alertmanager, deliveries, grafana
+from bot.alerts import alertmanager, deliveries, grafana, pagerduty
 from bot.alerts.grouping import regroup
 from bot.alerts.matchers import MatcherSet
 from bot.alerts.model import AlertBatch, PayloadError
@@ -27,14 +27,16 @@ from bot.alerts.screening import screen
 from bot.clock import Clock
 from bot.db.engine import unit_of_work
 from bot.db.models import RawDelivery
-from bot.incidents import flows
+from bot.incidents import flows, pagerduty_flow
 from bot.incidents.lifecycle import Windows
+from bot.incidents.pagerduty_sync import PagerDutySync
 from bot.incidents.thread import CardSync
 from bot.logs import incident_context
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
-PARSERS = {alertmanager.SOURCE: alertmanager.parse, grafana.SOURCE: grafana.parse}
+PARSERS = {alertmanager.SOURCE: alertmanager.parse, grafana.SOURCE: grafana.parse,
+           pagerduty.SOURCE: pagerduty.parse}
 CLAIM_BATCH = 10
 CONFLICT_RETRIES = 3
 
@@ -46,6 +48,7 @@ class IntakeRules:
     windows: Windows = Windows()
     group_key_template: str | None = None
     silences: tuple[MatcherSet, ...] = ()
+    mirror_pagerduty: bool = False
 
 
 def worker_identity() -> str:
@@ -62,10 +65,11 @@ def parse_delivery(source: str, body: bytes) -> AlertBatch:
 class Workers:
     def __init__(self, factory: sessionmaker[Session], cards: CardSync, clock: Clock, metrics: Metrics,
                  threads: int = 2, poll_seconds: float = 0.5, lease_seconds: float = 120,
-                 intake: IntakeRules | None = None):
+                 intake: IntakeRules | None = None, pagerduty: PagerDutySync | None = None):
         self._factory, self._cards, self._clock, self._metrics = factory, cards, clock, metrics
         self._threads_wanted, self._poll, self._lease = threads, poll_seconds, timedelta(seconds=lease_seconds)
         self._intake = intake or IntakeRules()
+        self._pagerduty = pagerduty
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -106,7 +110,9 @@ class Workers:
         for delivery_id in claimed:
             self.process_delivery(delivery_id, owner)
         synced = [self._cards.sync(incident_id) for incident_id in self._cards.pending()]
-        return bool(claimed) or any(outcome in {"posted", "updated"} for outcome in synced)
+        if self._pagerduty is not None:
+            synced += [self._pagerduty.sync(incident_id) for incident_id in self._pagerduty.pending()]
+        return bool(claimed) or any(outcome in {"posted", "updated", "sent"} for outcome in synced)
 
     def process_delivery(self, delivery_id: int, owner: str) -> None:
         """Run the intake flow for one claimed delivery, retrying write conflicts."""
@@ -123,9 +129,7 @@ class Workers:
                     source = delivery.source
                     batch, suppressed = screen(parse_delivery(delivery.source, delivery.body),
                                                self._intake.silences)
-                    groups = regroup(batch, self._intake.group_key_template) if batch else []
-                    results = [flows.ingest(session, group, delivery.id, self._clock(), self._intake.windows)
-                               for group in groups]
+                    results = self._apply(session, batch, delivery.id)
                     deliveries.mark_done(session, delivery, self._clock())
                 break
             except DataError as exc:  # a value the database refuses will never fit: no retry
@@ -151,6 +155,17 @@ class Workers:
             with incident_context(result.incident_id):
                 log.info("delivery %s processed", delivery_id,
                          extra={"opened": result.opened, "new": result.new_alerts, "repeat": result.repeated_alerts})
+
+    def _apply(self, session: Session, batch: AlertBatch | None, delivery_id: int) -> list[flows.IntakeResult]:
+        """Run the incident flow for a screened batch (split into groups where configured)."""
+        if batch is None:
+            return []
+        rules, now = self._intake, self._clock()
+        if batch.source == pagerduty.SOURCE:
+            result = pagerduty_flow.apply(session, batch, delivery_id, now, rules.windows)
+            return [result] if result is not None else []
+        return [flows.ingest(session, group, delivery_id, now, rules.windows, rules.mirror_pagerduty)
+                for group in regroup(batch, rules.group_key_template)]
 
     def _fail(self, delivery_id: int, owner: str, source: str, exc: Exception, permanent: bool = False) -> None:
         log.error("delivery %s failed: %s", delivery_id, exc, exc_info=not isinstance(exc, PayloadError))

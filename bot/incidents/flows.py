@@ -140,9 +140,20 @@ def _record(session: Session, incident: Incident, batch: AlertBatch, delivery_id
         chain.append(session, incident.id, "incident.reopened", ACTOR, {"delivery": delivery_id}, now)
 
 
+def desired_pagerduty_status(incident: Incident) -> str | None:
+    """What PagerDuty should show for an incident opsbot mirrors there (None: not mirrored)."""
+    if incident.source == "pagerduty":
+        return None  # it came from PagerDuty; never mirror it back
+    if incident.is_open and incident.status == "open":
+        return "triggered"
+    return "resolved" if incident.pagerduty_status_wanted else None
+
+
 def ingest(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
-           windows: Windows = DEFAULT_WINDOWS) -> IntakeResult:
-    """Apply one alert batch to its incident (opening it when needed) and record it."""
+           windows: Windows = DEFAULT_WINDOWS, mirror_pagerduty: bool = False) -> IntakeResult:
+    """Apply one alert batch to its incident (opening it when needed) and record it.
+    With `mirror_pagerduty`, the incident's wanted PagerDuty status follows it (the
+    PagerDuty sync stage brings PagerDuty there)."""
     placement = lifecycle.place(session, batch, now, windows)
     incident = placement.incident
     before = None if placement.opened else _card_fields(incident)
@@ -167,5 +178,7 @@ def ingest(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
     if card_changed and not placement.opened:
         incident.card_version += 1
     _record(session, incident, batch, delivery_id, now, placement, status_before, counts)
+    if mirror_pagerduty:
+        incident.pagerduty_status_wanted = desired_pagerduty_status(incident)
     return IntakeResult(incident.id, placement.opened, counts["new"], counts["repeat"], counts["changed"],
                         card_changed)

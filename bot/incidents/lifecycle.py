@@ -61,6 +61,8 @@ def _stale_reason(incident: Incident, now: datetime, windows: Windows) -> str | 
 def close(session: Session, incident: Incident, status: str, reason: str, now: datetime, **details) -> None:
     incident.is_open, incident.status = None, status
     incident.card_version += 1
+    if incident.pagerduty_status_wanted:
+        incident.pagerduty_status_wanted = "resolved"
     chain.append(session, incident.id, f"incident.{status}", ACTOR, {"reason": reason, **details}, now)
     session.flush()
 

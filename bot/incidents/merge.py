@@ -63,6 +63,8 @@ def merge(session: Session, source_id: int, target_id: int, actor: str, now: dat
     source.is_open, source.status, source.merged_into_id = None, "merged", target.id
     source.firing_count = 0
     source.card_version += 1
+    if source.pagerduty_status_wanted:
+        source.pagerduty_status_wanted = "resolved"
     chain.append(session, source.id, "incident.merged_into", actor, {"into": target.reference, "alerts": moved}, now)
     chain.append(session, target.id, "incident.merged_from", actor, {"from": source.reference, "alerts": moved},
                  now)

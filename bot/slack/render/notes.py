@@ -8,7 +8,7 @@ from typing import Any
 from bot.slack.render.text import untrusted
 
 COUNTERS = ("new_firing", "resolved")
-FLAGS = ("reopened", "escalated", "acknowledged", "reassigned", "annotated", "merged")
+FLAGS = ("reopened", "escalated", "acknowledged", "reassigned", "annotated", "merged", "resolved_in_pagerduty")
 
 
 def note_is_loud(note: dict[str, Any]) -> bool:
@@ -29,10 +29,12 @@ def render_note(note: dict[str, Any], firing: int, total: int) -> str | None:
         parts.append(f":heavy_plus_sign: {note['new_firing']} new firing")
     if note.get("resolved"):
         parts.append(f":white_check_mark: {note['resolved']} resolved")
-    for flag in ("acknowledged", "reassigned", "annotated"):
+    for flag, label in (("acknowledged", "Acknowledged"), ("reassigned", "Reassigned"), ("annotated", "Note added"),
+                        ("resolved_in_pagerduty", "Resolved")):
         if note.get(flag):
-            by = f" by {untrusted(note[flag], 100)}" if isinstance(note[flag], str) else ""
-            parts.append(f"{flag.capitalize()} in PagerDuty{by}")
+            by = f" {'to' if flag == 'reassigned' else 'by'} {untrusted(note[flag], 100)}" \
+                if isinstance(note[flag], str) else ""
+            parts.append(f":pager: {label} in PagerDuty{by}")
     if not parts:
         return None
     return " · ".join(parts) + f" — now {firing} firing / {total}"

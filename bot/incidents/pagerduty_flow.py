@@ -1,0 +1,96 @@
+"""PagerDuty webhooks in the incident flow.
+
+Two kinds of PagerDuty incident arrive here:
+- one opsbot opened itself (its dedup key is `opsbot-INC-N`, label `opsbot_incident`): the
+  event is mirrored onto INC-N (acknowledged by, reassigned, notes, resolved in PagerDuty)
+  and never becomes an alert, so nothing loops back and forth;
+- any other: it is an alert source like Alertmanager (one PD incident, one alert, one opsbot
+  incident), and acknowledgements, reassignments and notes are mirrored as above.
+`incident.annotated` carries no state, so it is only mirrored, never ingested as an alert.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.alerts.model import AlertBatch
+from bot.db.models import Incident
+from bot.incidents import flows, service
+from bot.incidents.lifecycle import Windows
+from bot.timeline import chain
+
+ACTOR = "pagerduty"
+MIRRORED = {
+    "incident.acknowledged": "acknowledged",
+    "incident.unacknowledged": "unacknowledged",
+    "incident.reassigned": "reassigned",
+    "incident.annotated": "annotated",
+    "incident.escalated": "escalated_in_pagerduty",
+    "incident.priority_updated": "priority_updated",
+}
+
+
+def _linked(session: Session, reference: str) -> Incident | None:
+    if not reference.startswith("INC-") or not reference[4:].isdigit():
+        return None
+    return session.execute(
+        select(Incident).where(Incident.id == int(reference[4:])).with_for_update()
+    ).scalar_one_or_none()
+
+
+def _mirror(session: Session, incident: Incident, event: str, annotations: dict[str, str], labels: dict[str, str],
+            now: datetime) -> bool:
+    """Reflect a PagerDuty-side change on the opsbot incident; True when the card changes."""
+    agent = annotations.get("agent") or "someone"
+    detail = {"agent": agent, "pagerduty_incident": labels.get("pagerduty_incident")}
+    if annotations.get("html_url", "").startswith("https://"):
+        incident.links = {**incident.links, "pagerduty": annotations["html_url"]}
+    incident.pagerduty_incident_id = labels.get("pagerduty_incident") or incident.pagerduty_incident_id
+    note = dict(incident.note_pending or {})
+    if event == "incident.acknowledged":
+        incident.acknowledged_by = agent[:256]
+        note["acknowledged"] = agent
+    elif event == "incident.unacknowledged":
+        incident.acknowledged_by = None
+    elif event == "incident.reassigned":
+        note["reassigned"] = annotations.get("assignees") or agent
+        detail["assignees"] = annotations.get("assignees")
+    elif event == "incident.annotated":
+        note["annotated"] = agent
+        detail["note"] = annotations.get("note", "")
+    elif event == "incident.resolved":
+        note["resolved_in_pagerduty"] = agent
+        incident.pagerduty_status_synced = incident.pagerduty_status_wanted = "resolved"
+    kind = MIRRORED.get(event, "resolved" if event == "incident.resolved" else event.removeprefix("incident."))
+    chain.append(session, incident.id, f"pagerduty.{kind}", ACTOR, detail, now)
+    incident.note_pending = note
+    incident.updated_at = now
+    incident.card_version += 1
+    return True
+
+
+def apply(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
+          windows: Windows) -> flows.IntakeResult | None:
+    """Apply one PagerDuty webhook; None when it concerns no incident opsbot knows and
+    carries no state (a note on a PagerDuty incident opsbot never saw)."""
+    event = batch.common_annotations.get("pagerduty_event", "")
+    (alert,) = batch.alerts
+    linked = _linked(session, alert.labels.get("opsbot_incident", ""))
+    if linked is not None:
+        _mirror(session, linked, event, alert.annotations, alert.labels, now)
+        return flows.IntakeResult(linked.id, False, 0, 0, 0, True)
+    if event == "incident.annotated" or event in MIRRORED and event != "incident.acknowledged":
+        known = service.open_incident(session, batch.group_key, lock=True) or service.latest_closed_incident(
+            session, batch.group_key, lock=True)
+        if known is None:
+            return None
+        _mirror(session, known, event, alert.annotations, alert.labels, now)
+        return flows.IntakeResult(known.id, False, 0, 0, 0, True)
+    result = flows.ingest(session, batch, delivery_id, now, windows)
+    if event == "incident.acknowledged":
+        incident = session.get(Incident, result.incident_id)
+        _mirror(session, incident, event, alert.annotations, alert.labels, now)
+    return result

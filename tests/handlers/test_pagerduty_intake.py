@@ -1,0 +1,98 @@
+"""PagerDuty both ways, through the running bot and the PagerDuty emulator (real client)."""
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.db.engine import unit_of_work
+from bot.db.models import Incident, RawDelivery, TimelineEntry
+from bot.sandbox.pagerduty_emulator import PagerDutyEmulator
+from bot.sandbox.pagerduty_webhooks import incident_resource, signed, webhook_event
+from tests.handlers.test_intake_rules import configured_bot, roots  # noqa: F401 - fixture
+from tests.payloads import am_alert, am_body
+
+SECRET = "whsec-test-secret"
+
+
+@pytest.fixture
+def pd(tmp_path):
+    with PagerDutyEmulator() as emulator:
+        yield emulator
+
+
+def pd_bot(configured_bot, pd, tmp_path, **extra):  # noqa: F811
+    ca = tmp_path / "pd-ca.pem"
+    ca.write_bytes(pd.ca_file.read_bytes())
+    bot = configured_bot(pagerduty_webhook_secrets=[SECRET], pagerduty_routing_key=pd.routing_key,
+                         pagerduty_api_key=pd.api_token, pagerduty_from_email=pd.from_email,
+                         pagerduty_events_url=pd.events_url, pagerduty_rest_url=pd.rest_url,
+                         pagerduty_ca_file=ca, **extra)
+    pd.set_webhook(f"{bot.url}/webhooks/pagerduty", SECRET)
+    return bot
+
+
+def kinds(bot):
+    with unit_of_work(bot.runtime.factory) as session:
+        return [e.kind for e in session.execute(select(TimelineEntry).order_by(TimelineEntry.id)).scalars()]
+
+
+def incident_count(bot):
+    with unit_of_work(bot.runtime.factory) as session:
+        return session.execute(select(func.count()).select_from(Incident)).scalar_one()
+
+
+def test_an_incident_is_mirrored_to_pagerduty_and_back_without_a_loop(configured_bot, pd, slack, tmp_path):  # noqa: F811
+    bot = pd_bot(configured_bot, pd, tmp_path)
+    bot.post_webhook("alertmanager", am_body([am_alert(namespace="shop", pod="a", severity="critical")]))
+    (pd_incident,) = pd.wait_for(lambda emu: emu.incidents(), timeout=15)
+    assert pd_incident["incident_key"] == "opsbot-INC-1"
+    assert pd_incident["urgency"] == "high"
+
+    pd.acknowledge(pd_incident["id"], by="Alice Oncall")
+    slack.wait_for(lambda emu: "acknowledged by Alice Oncall" in json.dumps(roots(emu)[0]["blocks"]), timeout=15)
+    root = roots(slack)[0]
+    slack.wait_for(lambda emu: any("Acknowledged in PagerDuty by Alice Oncall" in r["text"]
+                                   for r in emu.thread(root["channel"], root["ts"])[1:]))
+
+    bot.post_webhook("alertmanager", am_body([am_alert(namespace="shop", pod="a", severity="critical",
+                                                       status="resolved", ends_at="2026-11-21T10:05:00Z")]))
+    pd.wait_for(lambda emu: emu.incident(pd_incident["id"])["status"] == "resolved", timeout=15)
+    bot.runtime.workers.wake()
+    assert incident_count(bot) == 1, "PagerDuty's webhooks about our own incident open nothing"
+    assert {"pagerduty.triggered", "pagerduty.acknowledged", "pagerduty.resolved"} <= set(kinds(bot))
+
+
+def test_a_pagerduty_incident_from_elsewhere_becomes_a_thread(configured_bot, pd, slack, tmp_path):  # noqa: F811
+    bot = pd_bot(configured_bot, pd, tmp_path)
+    incident_id = pd.trigger_incident("Payments API 5xx rate above 5%", urgency="high")
+    slack.wait_for(lambda emu: roots(emu), timeout=15)
+    assert "Payments API 5xx rate" in roots(slack)[0]["text"]
+    pd.annotate(incident_id, "rolled back to v41", by="Bob")
+    pd.resolve(incident_id, by="Bob")
+    slack.wait_for(lambda emu: "Resolved by source" in json.dumps(roots(emu)[0]["blocks"]), timeout=15)
+    assert incident_count(bot) == 1
+    assert not pd.calls_to("events"), "a PagerDuty-born incident is never mirrored back"
+    with unit_of_work(bot.runtime.factory) as session:
+        note = session.execute(select(TimelineEntry).where(TimelineEntry.kind == "pagerduty.annotated")).scalar_one()
+    assert note.payload["note"] == "rolled back to v41"
+
+
+def test_pagerduty_webhooks_need_a_valid_signature(configured_bot, pd, tmp_path):  # noqa: F811
+    bot = pd_bot(configured_bot, pd, tmp_path)
+    incident = incident_resource("Q1ABC", 1, "Disk almost full")
+    body, headers = signed(webhook_event("incident.triggered", incident), [SECRET])
+    assert bot.post_webhook("pagerduty", body, token=None, headers=headers).status_code == 202
+    _, wrong = signed(webhook_event("incident.triggered", incident), ["another-secret"])
+    assert bot.post_webhook("pagerduty", body, token=None, headers=wrong).status_code == 401
+    assert bot.post_webhook("pagerduty", body, token=None).status_code == 401
+    ignored, headers = signed(webhook_event("service.updated", incident), [SECRET])
+    response = bot.post_webhook("pagerduty", ignored, token=None, headers=headers)
+    assert response.status_code == 202 and response.json()["status"] == "ignored"
+    with unit_of_work(bot.runtime.factory) as session:
+        assert session.execute(select(func.count()).select_from(RawDelivery)).scalar_one() == 1
+
+
+def test_without_secrets_pagerduty_webhooks_are_refused(bot):
+    response = bot.post_webhook("pagerduty", b"{}", token=None)
+    assert response.status_code == 401 and "OPSBOT_PAGERDUTY_WEBHOOK_SECRETS" in response.json()["error"]
