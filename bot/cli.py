@@ -167,6 +167,52 @@ def _start_socket_mode(runtime):
     return handler
 
 
+def _with_database(action):
+    """Run action(factory) against the configured, migrated database; one-line errors."""
+    from bot.db import migrate
+    from bot.db.engine import make_engine, make_session_factory
+
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url)
+    try:
+        problem = migrate.schema_problem(engine)
+        if problem:
+            raise CliError(problem)
+        return action(make_session_factory(engine))
+    except SQLAlchemyError as exc:
+        raise CliError(f"database error: {_reason(exc)}") from None
+    finally:
+        engine.dispose()
+
+
+def cmd_deliveries_list(args: argparse.Namespace) -> int:
+    from bot.deliveries_cli import list_deliveries, print_lines
+
+    print_lines(_with_database(lambda factory: list_deliveries(factory, args.status, args.limit)))
+    return 0
+
+
+def cmd_deliveries_show(args: argparse.Namespace) -> int:
+    from bot.deliveries_cli import show_delivery
+
+    shown = _with_database(lambda factory: show_delivery(factory, args.id))
+    if shown is None:
+        raise CliError(f"no delivery {args.id}")
+    print(shown)
+    return 0
+
+
+def cmd_deliveries_replay(args: argparse.Namespace) -> int:
+    from bot.clock import utc_now
+    from bot.deliveries_cli import replay_delivery
+
+    new_id = _with_database(lambda factory: replay_delivery(factory, args.id, utc_now()))
+    if new_id is None:
+        raise CliError(f"no delivery {args.id}")
+    print(f"delivery {args.id} queued again as delivery {new_id}; a running `opsbot serve` processes it")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -190,6 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.set_defaults(func=cmd_db_upgrade)
     current = db_commands.add_parser("current", help="show the schema revision; exit 1 if behind")
     current.set_defaults(func=cmd_db_current)
+
+    stored = commands.add_parser("deliveries", help="stored webhook deliveries: list, show, replay")
+    stored_commands = stored.add_subparsers(dest="deliveries_command", metavar="ACTION", required=True)
+    listing = stored_commands.add_parser("list", help="newest deliveries first")
+    listing.add_argument("--status", choices=("pending", "processing", "done", "failed"))
+    listing.add_argument("--limit", type=int, default=20)
+    listing.set_defaults(func=cmd_deliveries_list)
+    show = stored_commands.add_parser("show", help="one delivery with its body")
+    show.add_argument("id", type=int)
+    show.set_defaults(func=cmd_deliveries_show)
+    replay = stored_commands.add_parser("replay", help="queue a stored delivery to be processed again")
+    replay.add_argument("id", type=int)
+    replay.set_defaults(func=cmd_deliveries_replay)
 
     demo = commands.add_parser("demo", help="replay an incident scenario end to end and print the thread")
     demo.add_argument("--scenario", help="scenario YAML (default: one of ../shared/scenarios)")

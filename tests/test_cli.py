@@ -76,3 +76,30 @@ def test_serve_runs_with_defaults_and_stops_on_sigterm(tmp_path):
     assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if line.startswith("{")]
     assert any('"message": "opsbot' in line and "listening on" in line for line in lines), stderr
+
+
+def test_deliveries_list_show_and_replay(tmp_path):
+    from bot.alerts import deliveries
+    from bot.clock import utc_now
+    from bot.db.engine import make_engine, make_session_factory, unit_of_work
+    from bot.db.models import RawDelivery
+    from tests.payloads import am_alert, am_body
+
+    env = {"OPSBOT_DATA_DIR": str(tmp_path)}
+    assert opsbot("deliveries", "list", env=env).returncode == 1, "no schema yet: one clear line"
+    assert opsbot("db", "upgrade", env=env).returncode == 0
+    engine = make_engine(f"sqlite:///{tmp_path / 'opsbot.sqlite3'}")
+    with unit_of_work(make_session_factory(engine)) as session:
+        first = deliveries.store(session, "alertmanager", am_body([am_alert()]), {}, utc_now()).id
+    listed = opsbot("deliveries", "list", env=env)
+    assert listed.returncode == 0 and "alertmanager" in listed.stdout and "pending" in listed.stdout
+    shown = opsbot("deliveries", "show", str(first), env=env)
+    assert '"groupKey"' in shown.stdout and '"status": "pending"' in shown.stdout
+    replayed = opsbot("deliveries", "replay", str(first), env=env)
+    assert replayed.returncode == 0 and f"queued again as delivery {first + 1}" in replayed.stdout
+    with unit_of_work(make_session_factory(engine)) as session:
+        copy = session.get(RawDelivery, first + 1)
+        assert copy.status == "pending" and copy.headers["x-opsbot-replay-of"] == str(first)
+    engine.dispose()
+    missing = opsbot("deliveries", "replay", "999", env=env)
+    assert missing.returncode == 1 and missing.stderr.strip() == "opsbot: no delivery 999"

@@ -17,7 +17,8 @@ from bot.db.models import RawDelivery
 
 MAX_ATTEMPTS = 5
 # Headers worth keeping for debugging; credentials are never stored.
-KEPT_HEADERS = ("content-type", "user-agent", "content-length", "x-forwarded-for")
+KEPT_HEADERS = ("content-type", "user-agent", "content-length", "x-forwarded-for", "x-webhook-id",
+                "x-opsbot-replay-of")
 
 
 def body_hash(body: bytes) -> str:
