@@ -188,6 +188,16 @@ def _most_cause_like(categories: Iterable[str]) -> str:
     return min(categories, key=PRECEDENCE.index)
 
 
+def combine_categories(categories: Iterable[str]) -> str:
+    """The incident category from its counted alerts' own categories (`categorise_alert`).
+
+    Equal to `categorise` over the same alerts: an agreed explicit label is what every
+    alert's own category already is. Lets a caller store each alert's category once instead
+    of re-classifying the whole incident on every notification. No categories: ``other``.
+    """
+    return min(categories, key=PRECEDENCE.index, default="other")
+
+
 def _explicit_category(alert: AlertView) -> str | None:
     for key in _EXPLICIT_LABELS:
         value = str(alert.labels.get(key, "")).strip().lower()

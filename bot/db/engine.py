@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,7 +20,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
     SQLite: WAL so readers never block the writer, a busy timeout instead of instant
     "database is locked", foreign keys on, and BEGIN IMMEDIATE so a read-then-write
-    transaction takes the write lock up front (no lock upgrade deadlocks).
+    transaction takes the write lock up front (no lock upgrade deadlocks). Threads of one
+    process queue on a Python lock before BEGIN: SQLite's own busy handler sleeps in growing
+    steps while it waits, which turned write contention into second-long webhook latencies.
     """
     url = normalise_database_url(url)
     if url.startswith("sqlite"):
@@ -33,9 +37,22 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.close()
 
+        writer = threading.RLock()  # per engine: one write transaction at a time in this process
+
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            writer.acquire()
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                writer.release()
+                raise
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _sqlite_end(connection) -> None:
+            with contextlib.suppress(RuntimeError):  # a rollback with no transaction begun by this thread
+                writer.release()
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)

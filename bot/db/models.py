@@ -137,6 +137,7 @@ class Alert(Base):
     fingerprint: Mapped[str] = mapped_column(String(128))
     name: Mapped[str] = mapped_column(String(256))
     status: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(24), default="other", server_default="other")
     labels: Mapped[dict[str, Any]]
     annotations: Mapped[dict[str, Any]]
     starts_at: Mapped[datetime | None]

@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from bot.alerts.classify import AlertView, categorise, escalated_severity
+from bot.alerts.classify import AlertView, categorise_alert, combine_categories, escalated_severity
 from bot.alerts.model import MAX_NAME, AlertBatch, NormalizedAlert
 from bot.db.models import Alert, Incident
 from bot.incidents import lifecycle, service
@@ -49,20 +50,30 @@ def _card_fields(incident: Incident) -> tuple:
     )
 
 
-def _apply_alert(stored: dict[tuple[str, str], Alert], session: Session, incident: Incident,
+def _category(alert: NormalizedAlert) -> str:
+    return categorise_alert(AlertView(alert.name, alert.status, alert.labels, alert.annotations))
+
+
+def _apply_alert(stored: dict[tuple[str, str], Alert | NewAlert], new: list[NewAlert], incident: Incident,
                  alert: NormalizedAlert, delivery_id: int, now: datetime) -> str:
-    """Insert or update one alert; returns 'new', 'repeat', 'changed' or 'stale'."""
+    """Insert or update one alert; returns 'new', 'repeat', 'changed' or 'stale'.
+
+    New alerts are collected in `new` (inserted together by the caller, one statement for the
+    batch); each alert's category is computed when it arrives or changes, never again.
+    """
     current = stored.get((alert.source, alert.fingerprint))
     if current is None:
-        current = Alert(
+        record = NewAlert(
             incident_id=incident.id, source=alert.source, fingerprint=alert.fingerprint, name=alert.name[:MAX_NAME],
-            status=alert.status, labels=alert.labels, annotations=alert.annotations,
+            status=alert.status, category=_category(alert), labels=alert.labels, annotations=alert.annotations,
             starts_at=alert.starts_at, ends_at=alert.ends_at, generator_url=alert.generator_url,
             first_seen_at=now, last_seen_at=now, notification_count=1, last_delivery_id=delivery_id,
         )
-        session.add(current)
-        stored[(alert.source, alert.fingerprint)] = current
+        new.append(record)
+        stored[(alert.source, alert.fingerprint)] = record
         return "new"
+    if isinstance(current, NewAlert):
+        return "repeat"  # the same alert twice in one batch
     if current.last_delivery_id is not None and current.last_delivery_id > delivery_id:
         return "stale"
     if (alert.status == "firing" and current.status == "resolved" and current.ends_at and alert.starts_at
@@ -72,6 +83,7 @@ def _apply_alert(stored: dict[tuple[str, str], Alert], session: Session, inciden
                                                                           alert.annotations)
     if changed:
         current.status, current.labels, current.annotations = alert.status, alert.labels, alert.annotations
+        current.category = _category(alert)
         current.starts_at, current.ends_at = alert.starts_at or current.starts_at, alert.ends_at
         current.generator_url = alert.generator_url or current.generator_url
     current.last_seen_at = now
@@ -80,14 +92,41 @@ def _apply_alert(stored: dict[tuple[str, str], Alert], session: Session, inciden
     return "changed" if changed else "repeat"
 
 
+@dataclass
+class NewAlert:
+    """An alert first seen in this batch: inserted with one executemany (the ORM's per-row
+    flush with RETURNING dominated ingest time), and read like a stored one by the summary."""
+
+    incident_id: int
+    source: str
+    fingerprint: str
+    name: str
+    status: str
+    category: str
+    labels: dict
+    annotations: dict
+    starts_at: datetime | None
+    ends_at: datetime | None
+    generator_url: str | None
+    first_seen_at: datetime
+    last_seen_at: datetime
+    notification_count: int
+    last_delivery_id: int
+
+
+def _insert_alerts(session: Session, alerts: list[NewAlert]) -> None:
+    if alerts:
+        session.execute(insert(Alert.__table__), [vars(alert) for alert in alerts])
+
+
 def refresh(incident: Incident, alerts: list[Alert], external_url: str | None, now: datetime) -> None:
     """Recompute what the card shows from all of the incident's alerts."""
     summary = summarise([AlertFacts(a.name, a.status, a.labels, a.annotations, a.generator_url) for a in alerts],
                         external_url)
-    views = [AlertView(a.name, a.status, a.labels, a.annotations) for a in alerts]
     firing = [a for a in alerts if a.status == "firing"]
     targets = {next((a.labels[key] for key in TARGET_LABELS if a.labels.get(key)), a.fingerprint) for a in firing}
-    incident.title, incident.category = summary.title, categorise(views)
+    incident.title = summary.title
+    incident.category = combine_categories(a.category or "other" for a in (firing or alerts))
     incident.severity = escalated_severity(summary.severity, len(firing), len(targets))
     incident.cluster, incident.namespace, incident.service = summary.cluster, summary.namespace, summary.service
     incident.alert_count, incident.firing_count = summary.alert_count, summary.firing_count
@@ -161,7 +200,9 @@ def ingest(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
     severity_before = None if placement.opened else incident.severity
     stored = {(alert.source, alert.fingerprint): alert for alert in service.alerts_of(session, incident.id)}
     firing_before = {key for key, alert in stored.items() if alert.status == "firing"}
-    outcomes = [_apply_alert(stored, session, incident, alert, delivery_id, now) for alert in batch.alerts]
+    new: list[NewAlert] = []
+    outcomes = [_apply_alert(stored, new, incident, alert, delivery_id, now) for alert in batch.alerts]
+    _insert_alerts(session, new)
     counts = {kind: outcomes.count(kind) for kind in ("new", "repeat", "changed", "stale")}
     firing_after = {key for key, alert in stored.items() if alert.status == "firing"}
     counts["new_firing"] = len(firing_after - firing_before)

@@ -1,4 +1,4 @@
-"""Intake: incident category, links between incidents, card debounce, thread notes, PagerDuty link.
+"""Intake: incident and alert category, links between incidents, card debounce, thread notes, PagerDuty link.
 
 Revision ID: 0002
 Revises: 0001
@@ -38,9 +38,13 @@ def upgrade() -> None:
         for _name, column in COLUMNS:
             batch.add_column(column())
     op.create_index("ix_incidents_pagerduty_dedup_key", "incidents", ["pagerduty_dedup_key"])
+    with op.batch_alter_table("alerts") as batch:
+        batch.add_column(sa.Column("category", sa.String(24), nullable=False, server_default="other"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("alerts") as batch:
+        batch.drop_column("category")
     op.drop_index("ix_incidents_pagerduty_dedup_key", "incidents")
     with op.batch_alter_table("incidents") as batch:
         for name, _column in reversed(COLUMNS):
