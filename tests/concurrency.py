@@ -25,3 +25,17 @@ def run_together(target: Callable[[int], object], count: int) -> list[BaseExcept
     for thread in threads:
         thread.join()
     return errors
+
+
+def eventually(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> object:
+    """Poll until predicate() is truthy and return it; AssertionError after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

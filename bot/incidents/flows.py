@@ -184,7 +184,7 @@ def desired_pagerduty_status(incident: Incident) -> str | None:
     if incident.source == "pagerduty":
         return None  # it came from PagerDuty; never mirror it back
     if incident.is_open and incident.status == "open":
-        return "triggered"
+        return "acknowledged" if incident.acknowledged_by else "triggered"
     return "resolved" if incident.pagerduty_status_wanted else None
 
 

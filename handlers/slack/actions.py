@@ -7,15 +7,39 @@ import logging
 from slack_bolt import Ack, App
 
 from bot.db.engine import unit_of_work
+from bot.incidents.acknowledge import ActionRefused, acknowledge, parse_incident_value
 from bot.incidents.merge import MergeRefused, merge, parse_merge_value
 from bot.runtime import Runtime
 from bot.slack.gateway import SlackError
-from bot.slack.render.card import MERGE_ACTION_ID
+from bot.slack.render.card import ACK_ACTION_ID, MERGE_ACTION_ID
 
 log = logging.getLogger(__name__)
 
 
+def _refuse(runtime: Runtime, channel: str | None, user: str, reason: str) -> None:
+    if not channel:
+        return
+    try:
+        runtime.gateway.post_ephemeral(channel, user, f":no_entry: {reason}")
+    except SlackError as error:
+        log.warning("could not tell %s why the click was refused: %s", user, error)
+
+
 def register(app: App, runtime: Runtime) -> None:
+    @app.action(ACK_ACTION_ID)
+    def acknowledge_clicked(ack: Ack, body: dict, action: dict) -> None:
+        ack()
+        user = body.get("user", {})
+        who = user.get("name") or user.get("username") or user.get("id", "someone")
+        try:
+            incident_id = parse_incident_value(action.get("value", ""))
+            with unit_of_work(runtime.factory) as session:
+                acknowledge(session, incident_id, who, f"slack:{user.get('id', 'unknown')}", runtime.clock())
+        except ActionRefused as exc:
+            _refuse(runtime, body.get("channel", {}).get("id"), user.get("id", ""), str(exc))
+            return
+        runtime.workers.wake()
+
     @app.action(MERGE_ACTION_ID)
     def merge_clicked(ack: Ack, body: dict, action: dict) -> None:
         ack()
@@ -26,11 +50,7 @@ def register(app: App, runtime: Runtime) -> None:
             with unit_of_work(runtime.factory) as session:
                 result = merge(session, source, target, f"slack:{user}", runtime.clock())
         except MergeRefused as exc:
-            if channel:
-                try:
-                    runtime.gateway.post_ephemeral(channel, user, f":no_entry: {exc}")
-                except SlackError as error:
-                    log.warning("could not tell %s why the merge was refused: %s", user, error)
+            _refuse(runtime, channel, user, str(exc))
             return
         log.info("INC-%s merged into INC-%s by %s", result.source_id, result.target_id, user)
         runtime.workers.wake()

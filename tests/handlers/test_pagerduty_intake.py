@@ -9,6 +9,7 @@ from bot.db.engine import unit_of_work
 from bot.db.models import Incident, RawDelivery, TimelineEntry
 from bot.sandbox.pagerduty_emulator import PagerDutyEmulator
 from bot.sandbox.pagerduty_webhooks import incident_resource, signed, webhook_event
+from tests.concurrency import eventually
 from tests.handlers.test_intake_rules import configured_bot, roots  # noqa: F401 - fixture
 from tests.payloads import am_alert, am_body
 
@@ -59,8 +60,8 @@ def test_an_incident_is_mirrored_to_pagerduty_and_back_without_a_loop(configured
                                                        status="resolved", ends_at="2026-11-21T10:05:00Z")]))
     pd.wait_for(lambda emu: emu.incident(pd_incident["id"])["status"] == "resolved", timeout=15)
     bot.runtime.workers.wake()
+    eventually(lambda: {"pagerduty.triggered", "pagerduty.acknowledged", "pagerduty.resolved"} <= set(kinds(bot)))
     assert incident_count(bot) == 1, "PagerDuty's webhooks about our own incident open nothing"
-    assert {"pagerduty.triggered", "pagerduty.acknowledged", "pagerduty.resolved"} <= set(kinds(bot))
 
 
 def test_a_pagerduty_incident_from_elsewhere_becomes_a_thread(configured_bot, pd, slack, tmp_path):  # noqa: F811
@@ -96,3 +97,34 @@ def test_pagerduty_webhooks_need_a_valid_signature(configured_bot, pd, tmp_path)
 def test_without_secrets_pagerduty_webhooks_are_refused(bot):
     response = bot.post_webhook("pagerduty", b"{}", token=None)
     assert response.status_code == 401 and "OPSBOT_PAGERDUTY_WEBHOOK_SECRETS" in response.json()["error"]
+
+
+def ack_click(bot, incident_id, user="U0ALICE", name="alice"):
+    import requests
+
+    from bot.sandbox import slack_signing
+    from tests.conftest import SIGNING_SECRET
+
+    payload = {"type": "block_actions", "user": {"id": user, "username": name, "name": name, "team_id": "T0EMULATOR"},
+               "api_app_id": "A0OPSBOT", "team": {"id": "T0EMULATOR"}, "channel": {"id": "C0OPSBOT"},
+               "container": {"type": "message", "channel_id": "C0OPSBOT"}, "trigger_id": "1.2.3",
+               "actions": [{"type": "button", "action_id": "incident_ack", "block_id": "incident_actions",
+                            "value": str(incident_id), "action_ts": "1763721600.000300"}],
+               "response_url": "http://127.0.0.1:9/unused"}
+    body, headers = slack_signing.interaction(SIGNING_SECRET, payload)
+    return requests.post(f"{bot.url}/slack/interactions", data=body, headers=headers, timeout=10)
+
+
+def test_acknowledging_in_slack_acknowledges_in_pagerduty(configured_bot, pd, slack, tmp_path):  # noqa: F811
+    bot = pd_bot(configured_bot, pd, tmp_path)
+    bot.post_webhook("alertmanager", am_body([am_alert(namespace="shop", pod="a", severity="critical")]))
+    (pd_incident,) = pd.wait_for(lambda emu: emu.incidents(), timeout=15)
+    slack.wait_for(lambda emu: "incident_ack" in json.dumps(roots(emu)[0]["blocks"]))
+    assert ack_click(bot, 1).status_code == 200
+    slack.wait_for(lambda emu: "acknowledged by alice" in json.dumps(roots(emu)[0]["blocks"]), timeout=15)
+    assert "incident_ack" not in json.dumps(roots(slack)[0]["blocks"]), "the button goes once used"
+    pd.wait_for(lambda emu: emu.incident(pd_incident["id"])["status"] == "acknowledged", timeout=15)
+    ack_click(bot, 1, user="U0BOB", name="bob")
+    (refusal,) = slack.wait_for(lambda emu: emu.ephemerals())
+    assert "already acknowledged by alice" in refusal["text"]
+    eventually(lambda: "incident.acknowledged" in kinds(bot))

@@ -16,6 +16,7 @@ LINK_LABELS = (("alertmanager", "Alertmanager"), ("source", "Prometheus"), ("run
                ("dashboard", "Dashboard"), ("pagerduty", "PagerDuty"))
 HEADER_MAX = 150
 MERGE_ACTION_ID = "incident_merge"
+ACK_ACTION_ID = "incident_ack"
 
 
 @dataclass(frozen=True)
@@ -67,15 +68,21 @@ def _status(view: IncidentCardView) -> str:
     return f"{status}, acknowledged by {view.acknowledged_by}" if view.acknowledged_by else status
 
 
-def _related_blocks(view: IncidentCardView) -> list[dict[str, Any]]:
-    """"Possibly related" with a Merge button: a suggestion, merged only when a person clicks."""
-    if not view.related_id or view.status != "open":
+def _action_blocks(view: IncidentCardView) -> list[dict[str, Any]]:
+    """Acknowledge (while open and unacknowledged) and, for a "possibly related" suggestion,
+    Merge: a suggestion only, merged when a person clicks."""
+    if view.status != "open":
         return []
-    text = (f":link: Possibly related to *INC-{view.related_id}* (same scope, opened close together). "
-            f"Merge folds this incident's alerts into INC-{view.related_id}.")
-    return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-        {"type": "actions", "block_id": "incident_related", "elements": [{
+    blocks: list[dict[str, Any]] = []
+    buttons: list[dict[str, Any]] = []
+    if not view.acknowledged_by:
+        buttons.append({"type": "button", "action_id": ACK_ACTION_ID, "style": "primary",
+                        "text": {"type": "plain_text", "text": "Acknowledge"}, "value": str(view.incident_id)})
+    if view.related_id:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f":link: Possibly related to *INC-{view.related_id}* (same scope, opened close together). "
+            f"Merge folds this incident's alerts into INC-{view.related_id}.")}})
+        buttons.append({
             "type": "button", "action_id": MERGE_ACTION_ID, "text": {"type": "plain_text", "text": "Merge"},
             "value": f"{view.incident_id}:{view.related_id}",
             "confirm": {
@@ -84,8 +91,10 @@ def _related_blocks(view: IncidentCardView) -> list[dict[str, Any]]:
                 "confirm": {"type": "plain_text", "text": "Merge"},
                 "deny": {"type": "plain_text", "text": "Cancel"},
             },
-        }]},
-    ]
+        })
+    if buttons:
+        blocks.append({"type": "actions", "block_id": "incident_actions", "elements": buttons})
+    return blocks
 
 
 def render_card(view: IncidentCardView) -> dict[str, Any]:
@@ -106,7 +115,7 @@ def render_card(view: IncidentCardView) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
         {"type": "section", "fields": fields},
-        *_related_blocks(view),
+        *_action_blocks(view),
     ]
     links = [link(view.links[key], label) for key, label in LINK_LABELS if view.links.get(key)]
     context = [f"Opened {_time(view.created_at)}", f"updated {_time(view.updated_at)}"]

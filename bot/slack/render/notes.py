@@ -8,7 +8,8 @@ from typing import Any
 from bot.slack.render.text import untrusted
 
 COUNTERS = ("new_firing", "resolved")
-FLAGS = ("reopened", "escalated", "acknowledged", "reassigned", "annotated", "merged", "resolved_in_pagerduty")
+FLAGS = ("reopened", "escalated", "acknowledged", "reassigned", "annotated", "merged", "resolved_in_pagerduty",
+         "acknowledged_here")
 
 
 def note_is_loud(note: dict[str, Any]) -> bool:
@@ -23,6 +24,8 @@ def render_note(note: dict[str, Any], firing: int, total: int) -> str | None:
         parts.append(":rotating_light: Firing again")
     if note.get("escalated"):
         parts.append(f":arrow_double_up: Severity raised to *{note['escalated']}*")
+    if note.get("acknowledged_here"):
+        parts.append(f":eyes: Acknowledged by {untrusted(str(note['acknowledged_here']), 100)}")
     if note.get("merged"):
         parts.append(f":twisted_rightwards_arrows: {untrusted(str(note['merged']), 100)} merged into this incident")
     if note.get("new_firing"):
