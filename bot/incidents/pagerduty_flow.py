@@ -42,10 +42,18 @@ def _linked(session: Session, reference: str) -> Incident | None:
 
 
 def _mirror(session: Session, incident: Incident, event: str, annotations: dict[str, str], labels: dict[str, str],
-            now: datetime) -> bool:
-    """Reflect a PagerDuty-side change on the opsbot incident; True when the card changes."""
+            now: datetime, echo: bool = False) -> bool:
+    """Reflect a PagerDuty-side change on the opsbot incident; True when the card changes.
+
+    An `echo` (an integration acting on an incident opsbot mirrors: our own Events API call
+    coming back) is recorded on the timeline only: it must not overwrite who acknowledged in
+    Slack or tell the thread what it just did itself."""
     agent = annotations.get("agent") or "someone"
     detail = {"agent": agent, "pagerduty_incident": labels.get("pagerduty_incident")}
+    if echo:
+        kind = MIRRORED.get(event, event.removeprefix("incident."))
+        chain.append(session, incident.id, f"pagerduty.echo.{kind}", ACTOR, detail, now)
+        return False
     if annotations.get("html_url", "").startswith("https://"):
         incident.links = {**incident.links, "pagerduty": annotations["html_url"]}
     incident.pagerduty_incident_id = labels.get("pagerduty_incident") or incident.pagerduty_incident_id
@@ -80,8 +88,9 @@ def apply(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
     (alert,) = batch.alerts
     linked = _linked(session, alert.labels.get("opsbot_incident", ""))
     if linked is not None:
-        _mirror(session, linked, event, alert.annotations, alert.labels, now)
-        return flows.IntakeResult(linked.id, False, 0, 0, 0, True)
+        echo = alert.annotations.get("agent_type") == "service_reference"
+        changed = _mirror(session, linked, event, alert.annotations, alert.labels, now, echo=echo)
+        return flows.IntakeResult(linked.id, False, 0, 0, 0, changed)
     if event == "incident.annotated" or event in MIRRORED and event != "incident.acknowledged":
         known = service.open_incident(session, batch.group_key, lock=True) or service.latest_closed_incident(
             session, batch.group_key, lock=True)
