@@ -119,6 +119,7 @@ class Incident(Base):
         Index("uq_incidents_open_group_key", "group_key_hash", "is_open", unique=True),
         Index("ix_incidents_card_pending", "card_synced_version", "card_version"),
         Index("ix_incidents_pagerduty_dedup_key", "pagerduty_dedup_key"),
+        Index("ix_incidents_pagerduty_incident_id", "pagerduty_incident_id"),
     )
 
     @property

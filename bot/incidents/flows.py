@@ -219,7 +219,8 @@ def ingest(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
     if card_changed and not placement.opened:
         incident.card_version += 1
     _record(session, incident, batch, delivery_id, now, placement, status_before, counts)
-    if mirror_pagerduty:
+    if mirror_pagerduty and (placement.opened or status_before != incident.status):
+        # only on a transition: a repeat must not undo a resolve a person made in PagerDuty
         incident.pagerduty_status_wanted = desired_pagerduty_status(incident)
     return IntakeResult(incident.id, placement.opened, counts["new"], counts["repeat"], counts["changed"],
                         card_changed)

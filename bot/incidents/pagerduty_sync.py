@@ -78,7 +78,8 @@ class PagerDutySync:
             incident.pagerduty_status_synced, incident.pagerduty_retry_at = wanted, None
             incident.pagerduty_dedup_key = key
             if key:
-                chain.append(session, incident_id, f"pagerduty.{wanted}", ACTOR, {"dedup_key": key}, self._clock())
+                chain.append(session, incident_id, f"pagerduty.sent.{wanted}", ACTOR, {"dedup_key": key},
+                             self._clock())
         return "sent"
 
     @staticmethod

@@ -38,6 +38,7 @@ def upgrade() -> None:
         for _name, column in COLUMNS:
             batch.add_column(column())
     op.create_index("ix_incidents_pagerduty_dedup_key", "incidents", ["pagerduty_dedup_key"])
+    op.create_index("ix_incidents_pagerduty_incident_id", "incidents", ["pagerduty_incident_id"])
     with op.batch_alter_table("alerts") as batch:
         batch.add_column(sa.Column("category", sa.String(24), nullable=False, server_default="other"))
 
@@ -45,6 +46,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("alerts") as batch:
         batch.drop_column("category")
+    op.drop_index("ix_incidents_pagerduty_incident_id", "incidents")
     op.drop_index("ix_incidents_pagerduty_dedup_key", "incidents")
     with op.batch_alter_table("incidents") as batch:
         for name, _column in reversed(COLUMNS):

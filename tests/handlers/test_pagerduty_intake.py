@@ -60,8 +60,31 @@ def test_an_incident_is_mirrored_to_pagerduty_and_back_without_a_loop(configured
                                                        status="resolved", ends_at="2026-11-21T10:05:00Z")]))
     pd.wait_for(lambda emu: emu.incident(pd_incident["id"])["status"] == "resolved", timeout=15)
     bot.runtime.workers.wake()
-    eventually(lambda: {"pagerduty.triggered", "pagerduty.acknowledged", "pagerduty.resolved"} <= set(kinds(bot)))
+    eventually(lambda: {"pagerduty.sent.triggered", "pagerduty.acknowledged", "pagerduty.sent.resolved",
+                        "pagerduty.echo.resolved"} <= set(kinds(bot)))
     assert incident_count(bot) == 1, "PagerDuty's webhooks about our own incident open nothing"
+    with unit_of_work(bot.runtime.factory) as session:
+        incident = session.get(Incident, 1)
+        assert incident.pagerduty_incident_id == pd_incident["id"]
+        assert incident.links["pagerduty"].startswith("https://")
+        assert incident.acknowledged_by == "Alice Oncall", "our own resolve's echo changed nothing visible"
+
+
+def test_notes_and_spoofed_keys(configured_bot, pd, slack, tmp_path):  # noqa: F811
+    bot = pd_bot(configured_bot, pd, tmp_path)
+    bot.post_webhook("alertmanager", am_body([am_alert(namespace="shop", pod="a", severity="critical")]))
+    (pd_incident,) = pd.wait_for(lambda emu: emu.incidents(), timeout=15)
+    eventually(lambda: "pagerduty.echo.triggered" in kinds(bot))
+    pd.annotate(pd_incident["id"], "looking at the database", by="Bob")
+    eventually(lambda: "pagerduty.annotated" in kinds(bot))
+    # a PagerDuty incident from elsewhere that merely uses an opsbot-looking key controls nothing
+    spoof = incident_resource("QSPOOF1", 99, "Mallory's incident", status="acknowledged", incident_key="opsbot-INC-1")
+    body, headers = signed(webhook_event("incident.acknowledged", spoof,
+                                         {"id": "PMAL", "type": "user_reference", "summary": "Mallory"}), [SECRET])
+    assert bot.post_webhook("pagerduty", body, token=None, headers=headers).status_code == 202
+    eventually(lambda: incident_count(bot) == 2)
+    with unit_of_work(bot.runtime.factory) as session:
+        assert session.get(Incident, 1).acknowledged_by is None
 
 
 def test_a_pagerduty_incident_from_elsewhere_becomes_a_thread(configured_bot, pd, slack, tmp_path):  # noqa: F811
