@@ -70,49 +70,75 @@ class Workers:
         self._threads_wanted, self._poll, self._lease = threads, poll_seconds, timedelta(seconds=lease_seconds)
         self._intake = intake or IntakeRules()
         self._pagerduty = pagerduty
-        self._wake = threading.Event()
+        self._wakes: list[threading.Event] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def wake(self) -> None:
-        self._wake.set()
+        for event in self._wakes:
+            event.set()
 
     def start(self) -> None:
+        """Intake threads, one card thread and (when configured) one PagerDuty thread: each
+        stage has its own loop, so a slow Slack or PagerDuty never delays alert intake."""
         self._stop.clear()
-        for index in range(self._threads_wanted):
-            thread = threading.Thread(target=self._loop, name=f"opsbot-worker-{index}", daemon=True)
+        loops = [(f"opsbot-intake-{index}", self.intake_round) for index in range(self._threads_wanted)]
+        loops.append(("opsbot-cards", self.cards_round))
+        if self._pagerduty is not None:
+            loops.append(("opsbot-pagerduty", self.pagerduty_round))
+        for name, step in loops:
+            wake = threading.Event()
+            self._wakes.append(wake)
+            thread = threading.Thread(target=self._loop, args=(step, wake), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
-        self._wake.set()
+        self.wake()
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        self._wakes.clear()
 
-    def _loop(self) -> None:
+    def _loop(self, step, wake: threading.Event) -> None:
         owner = f"{worker_identity()}:{threading.current_thread().name}"
         while not self._stop.is_set():
             try:
-                busy = self.run_once(owner)
+                busy = step(owner)
             except Exception:  # noqa: BLE001 - a worker must survive any single failure
                 log.exception("worker iteration failed")
                 busy = False
             if not busy:
-                self._wake.wait(self._poll)
-                self._wake.clear()
+                wake.wait(self._poll)
+                wake.clear()
 
-    def run_once(self, owner: str) -> bool:
-        """One round: process claimed deliveries, then sync pending cards. True if any work."""
+    def intake_round(self, owner: str) -> bool:
+        """Claim and process stored deliveries; True if there was work."""
         with unit_of_work(self._factory) as session:
             claimed = deliveries.claim(session, owner, self._clock(), self._lease, CLAIM_BATCH)
         for delivery_id in claimed:
             self.process_delivery(delivery_id, owner)
+        if claimed:
+            self.wake()  # cards (and PagerDuty) have something to do
+        return bool(claimed)
+
+    def cards_round(self, _owner: str) -> bool:
         synced = [self._cards.sync(incident_id) for incident_id in self._cards.pending()]
-        if self._pagerduty is not None:
-            synced += [self._pagerduty.sync(incident_id) for incident_id in self._pagerduty.pending()]
-        return bool(claimed) or any(outcome in {"posted", "updated", "sent"} for outcome in synced)
+        return any(outcome in {"posted", "updated"} for outcome in synced)
+
+    def pagerduty_round(self, _owner: str) -> bool:
+        """Sync due incidents; stop at the first 'unavailable' (PagerDuty is down or slow:
+        the others would only wait for the same time-out)."""
+        if self._pagerduty is None:
+            return False
+        sent = False
+        for incident_id in self._pagerduty.pending():
+            outcome = self._pagerduty.sync(incident_id)
+            if outcome == "deferred":
+                break
+            sent = sent or outcome == "sent"
+        return sent
 
     def process_delivery(self, delivery_id: int, owner: str) -> None:
         """Run the intake flow for one claimed delivery, retrying write conflicts."""

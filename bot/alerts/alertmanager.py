@@ -91,6 +91,8 @@ def parse_compatible(body: bytes, source: str, versions: frozenset[str],
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError("body is nested too deeply") from None
     if not isinstance(document, dict):
         raise PayloadError(f"body must be a JSON object (a {source} webhook payload)")
     try:

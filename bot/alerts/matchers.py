@@ -49,7 +49,7 @@ def parse_matchers(text: str) -> MatcherSet:
         if not found:
             raise ValueError(f"cannot parse matcher at '{body[position:position + 30]}' in {text!r}")
         name, op, raw, _ = found.groups()
-        value = raw.encode().decode("unicode_escape")
+        value = re.sub(r'\\(["\\])', r"\1", raw)  # only \" and \\ are escapes; keep UTF-8 as is
         if op in {"=~", "!~"}:
             try:
                 re.compile(value)

@@ -124,7 +124,7 @@ def event_type(body: bytes) -> str | None:
     """
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     event = document.get("event") if isinstance(document, dict) else None
     value = event.get("event_type") if isinstance(event, dict) else None
@@ -227,6 +227,8 @@ def parse(body: bytes) -> AlertBatch:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise PayloadError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError("body is nested too deeply") from None
     if not isinstance(document, dict):
         raise PayloadError("body must be a JSON object (a PagerDuty V3 webhook payload)")
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import normalise_database_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WRITER_WAIT_SECONDS = 10
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -37,21 +37,26 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.close()
 
-        writer = threading.RLock()  # per engine: one write transaction at a time in this process
+        writer = threading.Lock()  # per engine: one write transaction at a time in this process
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection) -> None:
-            writer.acquire()
+            # Bounded: should a transaction ever leak, others fall back to SQLite's own busy
+            # handling after the wait instead of hanging for good.
+            connection.info["opsbot_writer"] = writer.acquire(timeout=WRITER_WAIT_SECONDS)
             try:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             except BaseException:
-                writer.release()
+                _release(connection)
                 raise
 
         @event.listens_for(engine, "commit")
         @event.listens_for(engine, "rollback")
         def _sqlite_end(connection) -> None:
-            with contextlib.suppress(RuntimeError):  # a rollback with no transaction begun by this thread
+            _release(connection)
+
+        def _release(connection) -> None:
+            if connection.info.pop("opsbot_writer", False):
                 writer.release()
 
         return engine

@@ -22,7 +22,7 @@ class ActionRefused(Exception):
 
 
 def parse_incident_value(value: str) -> int:
-    if not value.isdigit():
+    if not value.isdigit() or len(value) > 18:
         raise ActionRefused("this button is malformed: nothing was changed")
     return int(value)
 

@@ -114,7 +114,11 @@ def place(session: Session, batch: AlertBatch, now: datetime, windows: Windows) 
     if latest is not None:
         target = _follow_merges(session, latest)
         if target is not None:
-            return Placement(target, opened=False)
+            reason = _stale_reason(target, now, windows) if _firing(batch) else None
+            if reason is None:
+                return Placement(target, opened=False)
+            close(session, target, "closed", reason, now)
+            return _insert(session, batch, now, previous_id=target.id)
         if not _firing(batch):
             return Placement(latest, opened=False)  # a late resolve belongs to what it resolves
     return _insert(session, batch, now, previous_id=latest.id if latest is not None else None)

@@ -47,16 +47,25 @@ def merge(session: Session, source_id: int, target_id: int, actor: str, now: dat
     for incident in (source, target):
         if not incident.is_open:
             raise MergeRefused(f"{incident.reference} is already {incident.status}: nothing was merged")
-    target_keys = {(alert.source, alert.fingerprint) for alert in service.alerts_of(session, target.id)}
+    target_alerts = {(alert.source, alert.fingerprint): alert for alert in service.alerts_of(session, target.id)}
     moved = 0
     for alert in service.alerts_of(session, source.id):
-        if (alert.source, alert.fingerprint) in target_keys:
-            session.delete(alert)  # the target already tracks this alert
-        else:
+        held = target_alerts.get((alert.source, alert.fingerprint))
+        if held is None:
             alert.incident_id = target.id
             moved += 1
+        elif (alert.last_delivery_id or 0) > (held.last_delivery_id or 0):
+            session.delete(held)  # both track it: keep the newer state
+            session.flush()
+            alert.incident_id = target.id
+            moved += 1
+        else:
+            session.delete(alert)
     session.flush()
+    status_before = target.status
     flows.refresh(target, service.alerts_of(session, target.id), target.links.get("alertmanager"), now)
+    if status_before == "resolved" and target.status == "open":
+        chain.append(session, target.id, "incident.reopened", actor, {"by_merge_of": source.reference}, now)
     target.updated_at = now
     target.note_pending = {**(target.note_pending or {}), "merged": source.reference}
     target.card_version += 1
@@ -73,8 +82,7 @@ def merge(session: Session, source_id: int, target_id: int, actor: str, now: dat
 
 def parse_merge_value(value: str) -> tuple[int, int]:
     """The button's `source:target` ids; MergeRefused for anything else."""
-    try:
-        source, target = (int(part) for part in value.split(":"))
-    except (ValueError, AttributeError):
-        raise MergeRefused("this button is malformed: nothing was merged") from None
-    return source, target
+    parts = value.split(":") if isinstance(value, str) else []
+    if len(parts) != 2 or not all(part.isdigit() and len(part) <= 18 for part in parts):
+        raise MergeRefused("this button is malformed: nothing was merged")
+    return int(parts[0]), int(parts[1])

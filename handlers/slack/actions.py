@@ -12,6 +12,7 @@ from bot.incidents.merge import MergeRefused, merge, parse_merge_value
 from bot.runtime import Runtime
 from bot.slack.gateway import SlackError
 from bot.slack.render.card import ACK_ACTION_ID, MERGE_ACTION_ID
+from bot.slack.render.text import untrusted
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ def _refuse(runtime: Runtime, channel: str | None, user: str, reason: str) -> No
     if not channel:
         return
     try:
-        runtime.gateway.post_ephemeral(channel, user, f":no_entry: {reason}")
+        runtime.gateway.post_ephemeral(channel, user, f":no_entry: {untrusted(reason, 500)}")
     except SlackError as error:
         log.warning("could not tell %s why the click was refused: %s", user, error)
 

@@ -60,3 +60,15 @@ def test_wrong_shapes_name_the_field(mutate, message):
 def test_malformed_bodies_are_refused(body):
     with pytest.raises(PayloadError):
         alertmanager.parse(body)
+
+
+def test_deeply_nested_json_is_a_clear_400_not_a_crash():
+    with pytest.raises(PayloadError, match="nested too deeply"):
+        alertmanager.parse(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_silence_matchers_keep_non_ascii_values():
+    from bot.alerts.matchers import parse_matchers
+
+    matchers = parse_matchers('team="café",msg="say \\"hi\\""')
+    assert matchers.matches({"team": "café", "msg": 'say "hi"'})

@@ -78,3 +78,4 @@ def test_a_schema_newer_than_the_code_keeps_replicas_ready(engine):
     with engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = 'ffff_from_the_future'"))
     assert migrate.schema_problem(engine) is None
+

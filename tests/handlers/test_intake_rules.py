@@ -46,6 +46,12 @@ def roots(slack):
     return [message for message in slack.messages() if "thread_ts" not in message]
 
 
+def card_json(slack, index: int = 0) -> str:
+    """The blocks of the index-th card as JSON text ('' while it is not posted yet)."""
+    cards = roots(slack)
+    return json.dumps(cards[index]["blocks"]) if len(cards) > index else ""
+
+
 def test_a_retried_webhook_is_processed_once(bot, slack):
     body = am_body([am_alert(pod="a")])
     first, retry = bot.post_webhook("alertmanager", body), bot.post_webhook("alertmanager", body)
@@ -137,11 +143,11 @@ def test_related_incidents_are_suggested_and_merged_on_click(bot, slack):
     second = roots(slack)[1]
     assert "Possibly related to *INC-1*" in json.dumps(second["blocks"])
     assert merge_click(bot, "2:1").status_code == 200
-    slack.wait_for(lambda emu: "Merged into INC-1" in json.dumps(roots(emu)[1]["blocks"]))
-    slack.wait_for(lambda emu: "2 firing / 2 total" in json.dumps(roots(emu)[0]["blocks"]))
+    slack.wait_for(lambda emu: "Merged into INC-1" in card_json(emu, 1))
+    slack.wait_for(lambda emu: "2 firing / 2 total" in card_json(emu))
     bot.post_webhook("alertmanager", am_body([am_alert("KubeDeploymentReplicasMismatch", namespace="shop",
                                                        service="checkout", pod="c")], group_key="g-replicas"))
-    slack.wait_for(lambda emu: "3 firing / 3 total" in json.dumps(roots(emu)[0]["blocks"]))
+    slack.wait_for(lambda emu: "3 firing / 3 total" in card_json(emu))
     assert len(roots(slack)) == 2, "later alerts of the merged group follow it"
 
     assert merge_click(bot, "2:1").status_code == 200

@@ -10,7 +10,7 @@ from bot.db.models import Incident, RawDelivery, TimelineEntry
 from bot.sandbox.pagerduty_emulator import PagerDutyEmulator
 from bot.sandbox.pagerduty_webhooks import incident_resource, signed, webhook_event
 from tests.concurrency import eventually
-from tests.handlers.test_intake_rules import configured_bot, roots  # noqa: F401 - fixture
+from tests.handlers.test_intake_rules import card_json, configured_bot, roots  # noqa: F401 - fixture
 from tests.payloads import am_alert, am_body
 
 SECRET = "whsec-test-secret"
@@ -51,7 +51,7 @@ def test_an_incident_is_mirrored_to_pagerduty_and_back_without_a_loop(configured
     assert pd_incident["urgency"] == "high"
 
     pd.acknowledge(pd_incident["id"], by="Alice Oncall")
-    slack.wait_for(lambda emu: "acknowledged by Alice Oncall" in json.dumps(roots(emu)[0]["blocks"]), timeout=15)
+    slack.wait_for(lambda emu: "acknowledged by Alice Oncall" in card_json(emu), timeout=15)
     root = roots(slack)[0]
     slack.wait_for(lambda emu: any("Acknowledged in PagerDuty by Alice Oncall" in r["text"]
                                    for r in emu.thread(root["channel"], root["ts"])[1:]))
@@ -94,7 +94,7 @@ def test_a_pagerduty_incident_from_elsewhere_becomes_a_thread(configured_bot, pd
     assert "Payments API 5xx rate" in roots(slack)[0]["text"]
     pd.annotate(incident_id, "rolled back to v41", by="Bob")
     pd.resolve(incident_id, by="Bob")
-    slack.wait_for(lambda emu: "Resolved by source" in json.dumps(roots(emu)[0]["blocks"]), timeout=15)
+    slack.wait_for(lambda emu: "Resolved by source" in card_json(emu), timeout=15)
     assert incident_count(bot) == 1
     assert not pd.calls_to("events"), "a PagerDuty-born incident is never mirrored back"
     with unit_of_work(bot.runtime.factory) as session:
@@ -142,9 +142,9 @@ def test_acknowledging_in_slack_acknowledges_in_pagerduty(configured_bot, pd, sl
     bot = pd_bot(configured_bot, pd, tmp_path)
     bot.post_webhook("alertmanager", am_body([am_alert(namespace="shop", pod="a", severity="critical")]))
     (pd_incident,) = pd.wait_for(lambda emu: emu.incidents(), timeout=15)
-    slack.wait_for(lambda emu: "incident_ack" in json.dumps(roots(emu)[0]["blocks"]))
+    slack.wait_for(lambda emu: roots(emu) and "incident_ack" in card_json(emu))
     assert ack_click(bot, 1).status_code == 200
-    slack.wait_for(lambda emu: "acknowledged by alice" in json.dumps(roots(emu)[0]["blocks"]), timeout=15)
+    slack.wait_for(lambda emu: "acknowledged by alice" in card_json(emu), timeout=15)
     assert "incident_ack" not in json.dumps(roots(slack)[0]["blocks"]), "the button goes once used"
     pd.wait_for(lambda emu: emu.incident(pd_incident["id"])["status"] == "acknowledged", timeout=15)
     ack_click(bot, 1, user="U0BOB", name="bob")

@@ -103,3 +103,30 @@ def test_concurrent_appends_to_one_incident_all_land_in_one_chain(factory):
             TimelineEntry.incident_id == first.incident_id).order_by(TimelineEntry.seq)).scalars())
     assert [entry.seq for entry in entries] == list(range(1, len(entries) + 1))
     assert chain.verify_chain(entries) == []
+
+
+def test_a_merged_group_firing_long_after_opens_a_new_incident(factory):
+    from bot.incidents.merge import merge
+
+    a = ingest(factory, [am_alert(pod="a")], group_key="ga")
+    b = ingest(factory, [am_alert(pod="b")], group_key="gb")
+    with unit_of_work(factory) as session:
+        merge(session, b.incident_id, a.incident_id, "test", NOW)
+    ingest(factory, [resolved("a"), resolved("b")], group_key="ga", now=NOW + timedelta(minutes=1))
+    later = ingest(factory, [am_alert(pod="b", starts_at="2026-11-24T10:00:00Z")], group_key="gb",
+                   now=NOW + timedelta(days=3))
+    assert later.opened and later.incident_id not in (a.incident_id, b.incident_id)
+
+
+def test_a_merge_keeps_the_newer_state_of_an_alert_both_hold(factory):
+    from bot.incidents.merge import merge
+
+    a = ingest(factory, [am_alert(pod="x")], group_key="ga")
+    ingest(factory, [resolved("x")], group_key="ga", now=NOW + timedelta(minutes=1))
+    b = ingest(factory, [am_alert(pod="x", starts_at="2026-11-21T10:05:00Z")], group_key="gb",
+               now=NOW + timedelta(minutes=5))
+    with unit_of_work(factory) as session:
+        merge(session, b.incident_id, a.incident_id, "test", NOW + timedelta(minutes=6))
+    target = next(i for i in incidents(factory) if i.id == a.incident_id)
+    assert (target.firing_count, target.status) == (1, "open")
+    assert kinds(factory, a.incident_id)[-2:] == ["incident.reopened", "incident.merged_from"]
