@@ -104,7 +104,7 @@ class Settings(BaseSettings):
         900, ge=0, description="Incidents opened this close together in one scope are flagged as related."
     )
     card_min_interval_seconds: float = Field(
-        10, ge=0, le=300, description="At most one card update (and thread note) per incident per interval."
+        5, ge=0, le=300, description="At most one Slack write (card update or thread note) per incident per interval."
     )
     group_key_template: str | None = Field(
         None, description="Group alerts by labels, e.g. '{cluster}/{namespace}/{service}' (default: groupKey)."

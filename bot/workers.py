@@ -125,7 +125,7 @@ class Workers:
 
     def cards_round(self, _owner: str) -> bool:
         synced = [self._cards.sync(incident_id) for incident_id in self._cards.pending()]
-        return any(outcome in {"posted", "updated"} for outcome in synced)
+        return any(outcome in {"posted", "updated", "noted"} for outcome in synced)
 
     def pagerduty_round(self, _owner: str) -> bool:
         """Sync due incidents; stop at the first 'unavailable' (PagerDuty is down or slow:

@@ -110,6 +110,7 @@ class Incident(Base):
     card_version: Mapped[int] = mapped_column(Integer, default=1)
     card_synced_version: Mapped[int] = mapped_column(Integer, default=0)
     card_synced_at: Mapped[datetime | None]
+    card_hash: Mapped[str | None] = mapped_column(String(64))
     card_lease_owner: Mapped[str | None] = mapped_column(String(128))
     card_lease_until: Mapped[datetime | None]
     card_attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -13,6 +13,8 @@ idempotency key for chat.postMessage, and a duplicate is preferable to a lost in
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -66,6 +68,26 @@ def _release(session: Session, incident_id: int, owner: str, **values: object) -
     return result.rowcount == 1
 
 
+NOTE_DUE = "_due"
+
+
+def card_digest(rendered: dict) -> str:
+    return hashlib.sha256(json.dumps(rendered, sort_keys=True).encode()).hexdigest()
+
+
+def _choose_write(target: CardTarget, card_changed: bool, note_text: str | None, note: dict) -> str:
+    """At most one Slack write per sync, so the debounce interval bounds writes per incident:
+    the first post; a note already due (it waited one interval behind a card update); a changed
+    card; otherwise a pending note; or nothing."""
+    if target.ts is None:
+        return "card"
+    if note_text and note.get(NOTE_DUE):
+        return "note"
+    if card_changed:
+        return "card"
+    return "note" if note_text else "none"
+
+
 class CardSync:
     """Posts and updates incident cards; one instance per worker pool."""
 
@@ -93,18 +115,29 @@ class CardSync:
                 message = service.card_message(session, incident_id)
                 version, attempts = incident.card_version, incident.card_attempts
                 rendered = render_card(card_view(incident))
+                digest = card_digest(rendered)
                 note = dict(incident.note_pending or {})
                 note_text = render_note(note, incident.firing_count, incident.alert_count)
                 target = CardTarget(message.channel, message.ts) if message else CardTarget(self._channel, None)
+                card_changed = digest != incident.card_hash
+                write = _choose_write(target, card_changed, note_text, note)
             try:
-                outcome, posted = self._send(target, rendered)
-                if note_text and target.ts is not None:
-                    self._gateway.post_message(posted.channel, note_text, thread_ts=posted.ts,
+                if write == "note":
+                    self._gateway.post_message(target.channel, note_text, thread_ts=target.ts,
                                                reply_broadcast=note_is_loud(note))
+                    outcome, posted = "noted", target
+                elif write == "card":
+                    outcome, posted = self._send(target, rendered)
+                else:
+                    outcome, posted = "unchanged", target
             except SlackError as exc:
                 retry_after = exc.retry_after if isinstance(exc, SlackRetryLater) else None
                 return self._defer(incident_id, owner, attempts, exc, retry_after or _backoff_seconds(attempts))
-            self._record(incident_id, owner, version, attempts, target, posted, note if note_text else {})
+            absorbed = note if (write == "note" or target.ts is None) else {}
+            note_left = bool(note_text) and not absorbed
+            card_left = card_changed and write != "card"
+            self._record(incident_id, owner, version, attempts, target, posted, absorbed,
+                         digest if write == "card" else None, note_left, card_left)
             log.info("incident card %s", outcome, extra={"channel": posted.channel, "ts": posted.ts})
             return outcome
 
@@ -121,7 +154,8 @@ class CardSync:
         return "posted", CardTarget(posted.channel, posted.ts)
 
     def _record(self, incident_id: int, owner: str, version: int, attempts: int, target_before: CardTarget,
-                posted: CardTarget, note_posted: dict) -> None:
+                posted: CardTarget, note_posted: dict, digest: str | None, note_left: bool,
+                card_left: bool) -> None:
         """Store the message and the synced version. The message is recorded even when the lease
         was lost meanwhile (it exists in Slack); the version only while the lease is ours."""
         now = self._clock()
@@ -142,9 +176,16 @@ class CardSync:
                 chain.append(session, incident_id, "slack.recovered", ACTOR, {"after_attempts": attempts}, now)
             incident = session.get(Incident, incident_id)
             remaining = subtract_note(incident.note_pending or {}, note_posted) if note_posted else None
-            if not _release(session, incident_id, owner, card_synced_version=version, card_lease_owner=None,
-                            card_lease_until=None, card_attempts=0, card_last_error=None, card_synced_at=now,
-                            **({"note_pending": remaining} if remaining is not None else {})):
+            if note_left:  # the card went first; the note is due at the next interval
+                remaining = {**(incident.note_pending or {}), NOTE_DUE: True}
+            # Something still to send: stay behind, so the next interval picks the incident up.
+            values: dict = {"card_synced_version": version - 1 if (note_left or card_left) else version}
+            if digest is not None:
+                values["card_hash"] = digest
+            if remaining is not None:
+                values["note_pending"] = remaining
+            if not _release(session, incident_id, owner, card_lease_owner=None, card_lease_until=None,
+                            card_attempts=0, card_last_error=None, card_synced_at=now, **values):
                 log.warning("card lease lapsed during the Slack call; another worker will re-sync the card")
 
     def _defer(self, incident_id: int, owner: str, attempts: int, exc: SlackError, delay_seconds: float) -> str:

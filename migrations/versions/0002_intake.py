@@ -30,6 +30,7 @@ COLUMNS = (
     ("pagerduty_status_synced", lambda: sa.Column("pagerduty_status_synced", sa.String(24))),
     ("pagerduty_retry_at", lambda: sa.Column("pagerduty_retry_at", UTCDateTime())),
     ("card_synced_at", lambda: sa.Column("card_synced_at", UTCDateTime())),
+    ("card_hash", lambda: sa.Column("card_hash", sa.String(64))),
 )
 
 

@@ -102,9 +102,9 @@ def test_a_storm_into_one_incident_is_debounced(configured_bot, slack):
         bot.post_webhook("alertmanager", am_body([am_alert(pod=f"p{j}") for j in range(index + 1)], group_key="g"))
         time.sleep(0.1)
     slack.wait_for(lambda emu: "30 firing / 30 total" in json.dumps(roots(emu)), timeout=20)
-    writes = [call for call in slack.calls if call.method in ("chat.postMessage", "chat.update")]
-    span = writes[-1].at - writes[0].at
-    assert len(writes) <= 2 * (span / 1.0 + 1) + 1, "at most a card update and a note per interval"
+    writes = sorted(call.at for call in slack.calls if call.method in ("chat.postMessage", "chat.update"))
+    gaps = [later - earlier for earlier, later in zip(writes, writes[1:], strict=False)]
+    assert min(gaps) >= 0.9, "at most one Slack write per incident per interval (1 s here)"
     assert len(writes) < 30, "fewer writes than batches"
     (root,) = roots(slack)
     first_card = json.dumps(slack.calls_to("chat.postMessage")[0].args["blocks"])
