@@ -70,12 +70,19 @@ class Workers:
         self._threads_wanted, self._poll, self._lease = threads, poll_seconds, timedelta(seconds=lease_seconds)
         self._intake = intake or IntakeRules()
         self._pagerduty = pagerduty
-        self._wakes: list[threading.Event] = []
+        self._intake_wakes: list[threading.Event] = []
+        self._stage_wakes: list[threading.Event] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def wake(self) -> None:
-        for event in self._wakes:
+        """New work was stored: wake the intake loops (the card and PagerDuty loops poll, and
+        are woken when an incident opens, so a storm does not keep them busy querying)."""
+        for event in self._intake_wakes:
+            event.set()
+
+    def wake_stages(self) -> None:
+        for event in self._stage_wakes:
             event.set()
 
     def start(self) -> None:
@@ -88,7 +95,7 @@ class Workers:
             loops.append(("opsbot-pagerduty", self.pagerduty_round))
         for name, step in loops:
             wake = threading.Event()
-            self._wakes.append(wake)
+            (self._intake_wakes if step == self.intake_round else self._stage_wakes).append(wake)
             thread = threading.Thread(target=self._loop, args=(step, wake), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -96,10 +103,12 @@ class Workers:
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         self.wake()
+        self.wake_stages()
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
-        self._wakes.clear()
+        self._intake_wakes.clear()
+        self._stage_wakes.clear()
 
     def _loop(self, step, wake: threading.Event) -> None:
         owner = f"{worker_identity()}:{threading.current_thread().name}"
@@ -117,10 +126,9 @@ class Workers:
         """Claim and process stored deliveries; True if there was work."""
         with unit_of_work(self._factory) as session:
             claimed = deliveries.claim(session, owner, self._clock(), self._lease, CLAIM_BATCH)
-        for delivery_id in claimed:
-            self.process_delivery(delivery_id, owner)
-        if claimed:
-            self.wake()  # cards (and PagerDuty) have something to do
+        opened = sum(self.process_delivery(delivery_id, owner) for delivery_id in claimed)
+        if opened:
+            self.wake_stages()  # a new incident's card should appear at once
         return bool(claimed)
 
     def cards_round(self, _owner: str) -> bool:
@@ -140,8 +148,9 @@ class Workers:
             sent = sent or outcome == "sent"
         return sent
 
-    def process_delivery(self, delivery_id: int, owner: str) -> None:
-        """Run the intake flow for one claimed delivery, retrying write conflicts."""
+    def process_delivery(self, delivery_id: int, owner: str) -> int:
+        """Run the intake flow for one claimed delivery, retrying write conflicts; returns how
+        many incidents it opened."""
         started = time.perf_counter()
         source = "unknown"
         for attempt in range(1, CONFLICT_RETRIES + 1):
@@ -151,7 +160,7 @@ class Workers:
                     # after our lease lapsed waits here, then finds it done.
                     delivery = session.get(RawDelivery, delivery_id, with_for_update=True)
                     if delivery is None or delivery.claimed_by != owner or delivery.status != "processing":
-                        return
+                        return 0
                     source = delivery.source
                     batch, suppressed = screen(parse_delivery(delivery.source, delivery.body),
                                                self._intake.silences)
@@ -160,15 +169,15 @@ class Workers:
                 break
             except DataError as exc:  # a value the database refuses will never fit: no retry
                 self._fail(delivery_id, owner, source, exc, permanent=True)
-                return
+                return 0
             except (IntegrityError, DBAPIError) as exc:
                 if attempt == CONFLICT_RETRIES or not _is_conflict(exc):
                     self._fail(delivery_id, owner, source, exc)
-                    return
+                    return 0
                 log.info("delivery %s: write conflict, retrying (%s)", delivery_id, type(exc.orig).__name__)
             except Exception as exc:  # noqa: BLE001 - recorded on the delivery, retried with backoff
                 self._fail(delivery_id, owner, source, exc)
-                return
+                return 0
         self._metrics.work_seconds.labels(stage="intake").observe(time.perf_counter() - started)
         self._metrics.deliveries_processed.labels(source=source, outcome="done").inc()
         for reason, count in suppressed.items():
@@ -181,6 +190,7 @@ class Workers:
             with incident_context(result.incident_id):
                 log.info("delivery %s processed", delivery_id,
                          extra={"opened": result.opened, "new": result.new_alerts, "repeat": result.repeated_alerts})
+        return sum(1 for result in results if result.opened)
 
     def _apply(self, session: Session, batch: AlertBatch | None, delivery_id: int) -> list[flows.IntakeResult]:
         """Run the incident flow for a screened batch (split into groups where configured)."""

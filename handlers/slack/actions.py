@@ -39,7 +39,7 @@ def register(app: App, runtime: Runtime) -> None:
         except ActionRefused as exc:
             _refuse(runtime, body.get("channel", {}).get("id"), user.get("id", ""), str(exc))
             return
-        runtime.workers.wake()
+        runtime.workers.wake_stages()
 
     @app.action(MERGE_ACTION_ID)
     def merge_clicked(ack: Ack, body: dict, action: dict) -> None:
@@ -54,4 +54,4 @@ def register(app: App, runtime: Runtime) -> None:
             _refuse(runtime, channel, user, str(exc))
             return
         log.info("INC-%s merged into INC-%s by %s", result.source_id, result.target_id, user)
-        runtime.workers.wake()
+        runtime.workers.wake_stages()
