@@ -123,3 +123,15 @@ def test_readyz_is_unavailable_until_the_schema_is_migrated(database_url, slack)
         assert "opsbot db upgrade" in response.get_json()["problem"]
     finally:
         runtime.close()
+
+
+def test_a_grafana_delivery_becomes_a_card_linking_its_dashboard(bot, slack):
+    from tests.alerts.test_grafana_parse import GRAFANA_BODY
+
+    response = bot.post_webhook("grafana", json.dumps(GRAFANA_BODY))
+    assert response.status_code == 202
+    (card,) = slack.wait_for(lambda emu: cards(emu))
+    blocks = json.dumps(card["blocks"])
+    assert "CheckoutHighLatency" in card["text"] and "latency" in blocks
+    assert "https://grafana.example/d/checkout?orgId=1|Dashboard" in blocks
+    assert bot.post_webhook("grafana", json.dumps(GRAFANA_BODY), token="wrong").status_code == 401
