@@ -20,11 +20,12 @@ import ssl
 import subprocess
 import tempfile
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bot.sandbox.loopback_http import TrackingHTTPServer, write_response
 from bot.sandbox.slack_emulator.server import App, HttpRequest, HttpResponse, require_loopback
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -88,14 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(response)
 
     def _write(self, response: HttpResponse) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        for name, value in response.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(response.body)
-        self.wfile.flush()
+        write_response(self, response)
 
     do_GET = _serve
     do_POST = _serve
@@ -107,8 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
         return  # the emulators record calls; stderr stays quiet
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(TrackingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
@@ -116,8 +109,6 @@ class _Server(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.app = app
         self._context = context
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
         super().__init__((host, port), _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -125,25 +116,8 @@ class _Server(ThreadingHTTPServer):
         # handshake later, on the connection's own thread (see _Handler.setup)
         return self._context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
     def handle_error(self, request: Any, client_address: Any) -> None:
         return  # a client hanging up mid-request is not the emulator's problem to print
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            connections = list(self._open)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
 
 
 class LoopbackHttpsServer:

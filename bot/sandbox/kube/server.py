@@ -9,11 +9,10 @@ connection, so tests do not leak ports or threads.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -21,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 from bot.sandbox.kube.api import ApiRequest, ApiResponse, handle
 from bot.sandbox.kube.cluster import SandboxCluster
 from bot.sandbox.kube.errors import ApiError
+from bot.sandbox.loopback_http import TrackingHTTPServer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -71,33 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: the mutation record is the audit trail."""
 
 
-class _Server(ThreadingHTTPServer):
-    """A threading HTTP server that can close its keep-alive connections when it stops."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Wake every connection thread blocked on a keep-alive read, so it ends."""
-        with self._open_lock:
-            connections = list(self._open)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
+class _Server(TrackingHTTPServer):
+    """The sandbox's HTTP server (see `TrackingHTTPServer`)."""
 
 
 class KubeApiServer:

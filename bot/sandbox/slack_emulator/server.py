@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.sandbox.loopback_http import write_response
+
 JSON_STRING_ARGS = frozenset({"blocks", "attachments", "view", "files", "metadata"})
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -135,13 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(response)
 
     def _write(self, response: HttpResponse) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        for name, value in response.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(response.body)
+        write_response(self, response)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (base class signature)
         return  # tests read emulator.calls, not stderr
