@@ -101,24 +101,27 @@ def _insert(session: Session, batch: AlertBatch, now: datetime, previous_id: int
     return Placement(incident, opened=True, previous_id=previous_id)
 
 
+def _continue_or_succeed(session: Session, incident: Incident, batch: AlertBatch, now: datetime,
+                         windows: Windows) -> Placement:
+    """The open `incident` takes the batch, unless the batch fires after the incident went
+    stale: then it is closed and a successor naming it opens."""
+    reason = _stale_reason(incident, now, windows) if _firing(batch) else None
+    if reason is None:
+        return Placement(incident, opened=False)
+    close(session, incident, "closed", reason, now)
+    return _insert(session, batch, now, previous_id=incident.id)
+
+
 def place(session: Session, batch: AlertBatch, now: datetime, windows: Windows) -> Placement:
     """The incident this batch belongs to, opening (or reopening) one when needed."""
     existing = service.open_incident(session, batch.group_key, lock=True)
     if existing is not None:
-        reason = _stale_reason(existing, now, windows) if _firing(batch) else None
-        if reason is None:
-            return Placement(existing, opened=False)
-        close(session, existing, "closed", reason, now)
-        return _insert(session, batch, now, previous_id=existing.id)
+        return _continue_or_succeed(session, existing, batch, now, windows)
     latest = service.latest_closed_incident(session, batch.group_key, lock=True)
     if latest is not None:
         target = _follow_merges(session, latest)
         if target is not None:
-            reason = _stale_reason(target, now, windows) if _firing(batch) else None
-            if reason is None:
-                return Placement(target, opened=False)
-            close(session, target, "closed", reason, now)
-            return _insert(session, batch, now, previous_id=target.id)
+            return _continue_or_succeed(session, target, batch, now, windows)
         if not _firing(batch):
             return Placement(latest, opened=False)  # a late resolve belongs to what it resolves
     return _insert(session, batch, now, previous_id=latest.id if latest is not None else None)
