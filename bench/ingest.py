@@ -270,7 +270,7 @@ def main() -> int:
               f"{statistics.median(storm_latencies) * 1000:.1f} ms, p99 {percentile(storm_latencies, .99) * 1000:.1f} ms")
         print(f"incidents opened: {incidents} (grouping keys: {args.services}); Slack writes {len(writes)}, "
               f"{per_incident:.1f} per incident; at most {worst_window} for one incident in any 5 s and {worst_10s} in "
-              f"any 10 s (a card update and its thread note land together)")
+              f"any 10 s")
         print(f"incident cards posted: {len(cards)}; Slack calls refused: {len(failed)}")
         print(f"server peak RSS: {rss:.0f} MB")
         print(f"reproduce: {command}" + ("  (with DATABASE_URL set)" if backend == "postgresql" else ""))
