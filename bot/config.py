@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     pagerduty_events_url: str | None = Field(None, description="Events API base URL (EU accounts, emulator).")
     pagerduty_rest_url: str | None = Field(None, description="REST API base URL (EU accounts, emulator).")
     pagerduty_ca_file: Path | None = Field(None, description="Extra CA certificate to trust for PagerDuty.")
+    pagerduty_dedup_prefix: str = Field(
+        "opsbot", description="Prefix of opsbot's Events API dedup keys (`<prefix>-INC-N`): one per install "
+                              "sharing a PagerDuty account."
+    )
     runbooks_dir: Path = Field(Path("runbooks"), description="Folder of runbook YAML files.")
     policies_dir: Path = Field(Path("policies"), description="Folder of policy YAML files.")
 
@@ -114,6 +118,10 @@ class Settings(BaseSettings):
     )
     worker_threads: int = Field(2, ge=1, le=64)
     worker_poll_seconds: float = Field(0.5, gt=0, le=60)
+    intake_processes: int = Field(
+        0, ge=0, le=32, description="Run alert intake in this many child processes (0: threads in the serving "
+        "process). One per spare core lifts storm throughput; each child has worker_threads threads.",
+    )
     claim_lease_seconds: float = Field(
         120, ge=60, le=3600, description="How long a claim is held; longer than the slowest Slack call with retries."
     )
@@ -147,6 +155,13 @@ class Settings(BaseSettings):
         for text in value:
             parse_matchers(text)
         return value
+
+    @field_validator("pagerduty_dedup_prefix")
+    @classmethod
+    def _dedup_prefix_shape(cls, value: str) -> str:
+        from bot.alerts.pagerduty import validate_dedup_prefix
+
+        return validate_dedup_prefix(value)
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -196,6 +211,9 @@ class Settings(BaseSettings):
                 "OPSBOT_KUBE_MODE is 'sandbox' while talking to real Slack: set it to 'kubeconfig' or "
                 "'in-cluster'"
             )
+        if self.intake_processes and ":memory:" in self.effective_database_url:
+            problems.append("OPSBOT_INTAKE_PROCESSES needs a database the child processes can share, "
+                            "not an in-memory SQLite database")
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -204,6 +222,12 @@ class Settings(BaseSettings):
     def uses_real_slack(self) -> bool:
         """True when a bot token is set and no emulator URL overrides Slack's API."""
         return bool(self.slack_bot_token) and not self.slack_api_url
+
+    @property
+    def pagerduty_rest_writable(self) -> bool:
+        """True when the PagerDuty stage runs (a routing key) and can change incidents through
+        the REST API (an API key, and the From email PagerDuty requires for every write)."""
+        return bool(self.pagerduty_routing_key and self.pagerduty_api_key and self.pagerduty_from_email)
 
     @property
     def webhook_auth_configured(self) -> bool:

@@ -23,6 +23,7 @@ from bot.db.engine import make_engine, make_session_factory
 from bot.incidents.lifecycle import Windows
 from bot.incidents.pagerduty_sync import PagerDutySync
 from bot.incidents.thread import CardSync
+from bot.intake_processes import IntakeProcesses
 from bot.metrics import Metrics
 from bot.pagerduty.link import PagerDutyLink
 from bot.slack.gateway import SlackGateway, make_web_client
@@ -97,7 +98,8 @@ def pagerduty_link(settings: Settings) -> PagerDutyLink | None:
     if settings.pagerduty_ca_file:
         verify = ssl.create_default_context(cafile=str(settings.pagerduty_ca_file))
     return PagerDutyLink(settings.pagerduty_routing_key, settings.pagerduty_api_key, settings.pagerduty_from_email,
-                         settings.pagerduty_events_url, settings.pagerduty_rest_url, verify=verify)
+                         settings.pagerduty_events_url, settings.pagerduty_rest_url, verify=verify,
+                         dedup_prefix=settings.pagerduty_dedup_prefix)
 
 
 def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
@@ -115,10 +117,12 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
         link = pagerduty_link(settings)
         if link is not None:
             owned.append(_Closing(link))
+        elsewhere = IntakeProcesses(settings.intake_processes, settings, metrics) if settings.intake_processes else None
         workers = Workers(factory, cards, clock, metrics, threads=settings.worker_threads,
                           poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds,
                           intake=intake_rules(settings),
-                          pagerduty=PagerDutySync(factory, link, clock) if link is not None else None)
+                          pagerduty=PagerDutySync(factory, link, clock) if link is not None else None,
+                          intake_elsewhere=elsewhere)
     except BaseException:
         for thing in reversed(owned):
             thing.stop()

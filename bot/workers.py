@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -63,13 +64,21 @@ def parse_delivery(source: str, body: bytes) -> AlertBatch:
 
 
 class Workers:
-    def __init__(self, factory: sessionmaker[Session], cards: CardSync, clock: Clock, metrics: Metrics,
+    """The loops of one process. `intake_elsewhere` (see `bot.intake_processes`) is an object
+    with start/stop/wake that runs the intake loops in child processes instead of threads
+    here; `on_opened` is called when a delivery opened an incident (by default: wake the card
+    and PagerDuty loops of this process)."""
+
+    def __init__(self, factory: sessionmaker[Session], cards: CardSync | None, clock: Clock, metrics: Metrics,
                  threads: int = 2, poll_seconds: float = 0.5, lease_seconds: float = 120,
-                 intake: IntakeRules | None = None, pagerduty: PagerDutySync | None = None):
+                 intake: IntakeRules | None = None, pagerduty: PagerDutySync | None = None,
+                 intake_elsewhere=None, on_opened: Callable[[], None] | None = None):
         self._factory, self._cards, self._clock, self._metrics = factory, cards, clock, metrics
         self._threads_wanted, self._poll, self._lease = threads, poll_seconds, timedelta(seconds=lease_seconds)
         self._intake = intake or IntakeRules()
         self._pagerduty = pagerduty
+        self._elsewhere = intake_elsewhere
+        self._on_opened = on_opened or self.wake_stages
         self._intake_wakes: list[threading.Event] = []
         self._stage_wakes: list[threading.Event] = []
         self._stop = threading.Event()
@@ -80,18 +89,26 @@ class Workers:
         are woken when an incident opens, so a storm does not keep them busy querying)."""
         for event in self._intake_wakes:
             event.set()
+        if self._elsewhere is not None:
+            self._elsewhere.wake()
 
     def wake_stages(self) -> None:
         for event in self._stage_wakes:
             event.set()
 
-    def start(self) -> None:
-        """Intake threads, one card thread and (when configured) one PagerDuty thread: each
-        stage has its own loop, so a slow Slack or PagerDuty never delays alert intake."""
+    def start(self, stages: bool = True) -> None:
+        """Intake threads (or processes), one card thread and (when configured) one PagerDuty
+        thread: each stage has its own loop, so a slow Slack or PagerDuty never delays alert
+        intake. `stages=False` runs the intake loops only (an intake child process)."""
         self._stop.clear()
-        loops = [(f"opsbot-intake-{index}", self.intake_round) for index in range(self._threads_wanted)]
-        loops.append(("opsbot-cards", self.cards_round))
-        if self._pagerduty is not None:
+        loops = []
+        if self._elsewhere is None:
+            loops += [(f"opsbot-intake-{index}", self.intake_round) for index in range(self._threads_wanted)]
+        else:
+            self._elsewhere.start(on_opened=self.wake_stages)
+        if stages and self._cards is not None:
+            loops.append(("opsbot-cards", self.cards_round))
+        if stages and self._pagerduty is not None:
             loops.append(("opsbot-pagerduty", self.pagerduty_round))
         for name, step in loops:
             wake = threading.Event()
@@ -102,6 +119,8 @@ class Workers:
 
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
+        if self._elsewhere is not None:
+            self._elsewhere.stop(timeout)
         self.wake()
         self.wake_stages()
         for thread in self._threads:
@@ -128,7 +147,7 @@ class Workers:
             claimed = deliveries.claim(session, owner, self._clock(), self._lease, CLAIM_BATCH)
         opened = sum(self.process_delivery(delivery_id, owner) for delivery_id in claimed)
         if opened:
-            self.wake_stages()  # a new incident's card should appear at once
+            self._on_opened()  # a new incident's card should appear at once
         return bool(claimed)
 
     def cards_round(self, _owner: str) -> bool:

@@ -36,6 +36,7 @@ out); a terminated/rejected request ratio is errors (what clients see).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -167,10 +168,22 @@ def _words(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
 
-def _evidence(text: str) -> set[str]:
+CACHED_TEXT_MAX = 512  # longer texts (free-form descriptions) are rare and not worth keeping
+
+
+def _evidence(text: str) -> frozenset[str]:
+    """Categories a text gives evidence for. Short texts are cached: a storm repeats the
+    same alert names and summaries thousands of times."""
+    return _cached_evidence(text) if len(text) <= CACHED_TEXT_MAX else _text_evidence(text)
+
+
+def _text_evidence(text: str) -> frozenset[str]:
     words = _words(text)
     found = {category for category, pattern in _RULES.items() if pattern.search(words)}
-    return found or {category for category, pattern in _WEAK_RULES.items() if pattern.search(words)}
+    return frozenset(found or {category for category, pattern in _WEAK_RULES.items() if pattern.search(words)})
+
+
+_cached_evidence = functools.lru_cache(maxsize=4096)(_text_evidence)
 
 
 def _label_shape_evidence(labels: Mapping[str, str]) -> set[str]:

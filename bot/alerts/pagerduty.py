@@ -13,8 +13,11 @@ Mapping (one PagerDuty incident is one alert and one opsbot incident):
   the key, is the identity because `incident.annotated` payloads carry the incident only as
   a reference (id and title, no `incident_key`): keyed on the dedup key, a note would create
   a second alert that never resolves.
-- `status` = `resolved` for `incident.resolved`, otherwise `firing`; `starts_at` =
-  `data.created_at`; `ends_at` = `occurred_at` when resolved; `generator_url` = `html_url`.
+- `status` = `resolved` for `incident.resolved`, otherwise `firing`; `ends_at` = `occurred_at`
+  when resolved; `generator_url` = `html_url`. `starts_at` = `data.created_at`, except for
+  `incident.reopened`, where it is `occurred_at`: the incident fires again from that moment,
+  and a firing state that starts before the stored resolution would be taken for an older,
+  stale state by the intake flow.
 - labels: `alertname` (the title, cut to 256), `service`, `pagerduty_incident`,
   `pagerduty_service_id`, `pagerduty_dedup_key`, `urgency`, `severity` (`P1` critical, `P2`
   high, `P3` warning, `P4`/`P5` info; without such a priority: high urgency critical, low
@@ -22,19 +25,23 @@ Mapping (one PagerDuty incident is one alert and one opsbot incident):
   payload carries its value: an annotation event knows neither service nor urgency, and must
   not overwrite them.
 - annotations: `summary` (title), `html_url`, `pagerduty_event` (the event type),
-  `pagerduty_event_id`, `pagerduty_status`, `pagerduty_number`, `agent` and `agent_type` (who
-  acted, e.g. `user_reference`; a `service_reference` agent is an integration such as the
-  Events API), `assignees`, `priority`, and `note` (the content, for `incident.annotated`).
+  `pagerduty_event_id`, `pagerduty_status`, `pagerduty_number`, `agent`, `agent_id` and
+  `agent_type` (who acted, e.g. `user_reference`; a `service_reference` agent is an
+  integration such as the Events API), `assignees`, `priority`, and `note` (the content, for
+  `incident.annotated`).
 
 Contract with the incident flow: `batch.common_annotations["pagerduty_event"]` is always the
 event type, so the flow writes the right timeline entry (acknowledged, reassigned, annotated,
 ...). `incident.annotated` is informational: it says nothing about the incident's state and
 its alert is `firing` only because an alert must have a status; the flow should record the
-note, not re-open anything. When the PD incident's `incident_key` is `opsbot-<REF>` (an
-incident opsbot opened itself through `bot.pagerduty.PagerDutyLink`), the label
-`opsbot_incident` is `<REF>` (e.g. `INC-12`): attach to that opsbot incident instead of
-opening a second one (no loop). `event_type(body)` reads the type without validation, so the
-caller can answer unhandled types 202-and-ignore; `parse` refuses them with `PayloadError`.
+note, not re-open anything. When the PD incident's `incident_key` has the shape of an opsbot
+dedup key, `<prefix>-<REF>` (`opsbot-INC-12`, or another install's `acme-INC-12`, see
+`validate_dedup_prefix`), the label `opsbot_incident` is `<REF>` (e.g. `INC-12`). The label
+only says "some opsbot opened this": the parser does not know this install's prefix, so the
+flow attaches the event to INC-12 only when INC-12's recorded dedup key equals the whole
+`incident_key` (no loop, and another install's incident stays foreign). `event_type(body)`
+reads the type without validation, so the caller can answer unhandled types
+202-and-ignore; `parse` refuses them with `PayloadError`.
 """
 
 from __future__ import annotations
@@ -63,7 +70,8 @@ from bot.alerts.model import (
 SOURCE = "pagerduty"
 SIGNATURE_HEADER = "X-PagerDuty-Signature"
 GROUP_KEY_PREFIX = "pagerduty:"
-OPSBOT_KEY_PREFIX = "opsbot-"
+DEFAULT_DEDUP_PREFIX = "opsbot"
+MAX_DEDUP_PREFIX_CHARS = 32
 
 HANDLED_EVENT_TYPES: frozenset[str] = frozenset({
     "incident.triggered",
@@ -74,6 +82,7 @@ HANDLED_EVENT_TYPES: frozenset[str] = frozenset({
     "incident.annotated",
     "incident.escalated",
     "incident.priority_updated",
+    "incident.reopened",
 })
 
 # More signatures than this in one header is not a rotation, it is garbage or an attack.
@@ -81,6 +90,9 @@ MAX_SIGNATURES = 16
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _PRIORITY_SEVERITY = {"P1": "critical", "P2": "high", "P3": "warning", "P4": "info", "P5": "info"}
 _URGENCY_SEVERITY = {"high": "critical", "low": "warning"}
+# An install's dedup key prefix: lower-case letters, digits and inner hyphens, 1 to 32 characters.
+_DEDUP_PREFIX = rf"[a-z0-9](?:[a-z0-9-]{{0,{MAX_DEDUP_PREFIX_CHARS - 2}}}[a-z0-9])?"
+_OPSBOT_KEY = re.compile(rf"(?P<prefix>{_DEDUP_PREFIX})-(?P<reference>INC-[1-9][0-9]{{0,17}})")
 
 
 def verify_signature(secrets: Sequence[str], body: bytes, header: str | None) -> bool:
@@ -210,11 +222,23 @@ def severity_for(urgency: str | None, priority: str | None) -> str | None:
     return _URGENCY_SEVERITY.get((urgency or "").strip().lower())
 
 
+def validate_dedup_prefix(prefix: str) -> str:
+    """`prefix` when it can start an opsbot dedup key (`<prefix>-INC-N`), else ValueError.
+
+    Short and plain on purpose: it is compared exactly, shown in PagerDuty, and must not be
+    mistaken for part of the reference that follows it.
+    """
+    if not isinstance(prefix, str) or not re.fullmatch(_DEDUP_PREFIX, prefix):
+        raise ValueError(f"must be 1 to {MAX_DEDUP_PREFIX_CHARS} lower-case letters, digits or inner hyphens "
+                         f"(like '{DEFAULT_DEDUP_PREFIX}' or 'opsbot-eu')")
+    return prefix
+
+
 def opsbot_reference(incident_key: str | None) -> str | None:
-    """`INC-12` for the incident key `opsbot-INC-12` (an incident opsbot opened), else None."""
-    if incident_key and incident_key.startswith(OPSBOT_KEY_PREFIX):
-        return incident_key[len(OPSBOT_KEY_PREFIX):] or None
-    return None
+    """`INC-12` for an incident key shaped like an opsbot dedup key (`opsbot-INC-12`, also
+    another install's `acme-INC-12`), else None. Whose key it is, is the flow's question."""
+    match = _OPSBOT_KEY.fullmatch(incident_key or "")
+    return match["reference"] if match else None
 
 
 def parse(body: bytes) -> AlertBatch:
@@ -278,6 +302,7 @@ def _batch(event: _Event, incident: _Incident, note: str | None) -> AlertBatch:
         "pagerduty_status": incident.status,
         "pagerduty_number": str(incident.number) if incident.number is not None else None,
         "agent": agent.summary if agent else None,
+        "agent_id": agent.id if agent else None,
         "agent_type": agent.type if agent else None,
         "assignees": assignees or None,
         "priority": priority,
@@ -289,7 +314,7 @@ def _batch(event: _Event, incident: _Incident, note: str | None) -> AlertBatch:
         status=status,
         labels=labels,
         annotations=annotations,
-        starts_at=incident.created_at,
+        starts_at=event.occurred_at if event.event_type == "incident.reopened" else incident.created_at,
         ends_at=event.occurred_at if status == "resolved" else None,
         generator_url=clean_text(incident.html_url) if incident.html_url else None,
     )

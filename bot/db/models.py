@@ -140,6 +140,13 @@ class Alert(Base):
     name: Mapped[str] = mapped_column(String(256))
     status: Mapped[str] = mapped_column(String(16))
     category: Mapped[str] = mapped_column(String(24), default="other", server_default="other")
+    # Derived from the labels when the alert arrives or changes (bot.incidents.summary.alert_scope),
+    # so the incident's card is computed by one GROUP BY instead of loading every alert.
+    severity: Mapped[str] = mapped_column(String(16), default="unknown", server_default="unknown")
+    cluster: Mapped[str | None] = mapped_column(String(128))
+    namespace: Mapped[str | None] = mapped_column(String(128))
+    service: Mapped[str | None] = mapped_column(String(256))
+    target: Mapped[str] = mapped_column(String(256), default="", server_default="")
     labels: Mapped[dict[str, Any]]
     annotations: Mapped[dict[str, Any]]
     starts_at: Mapped[datetime | None]

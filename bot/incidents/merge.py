@@ -63,7 +63,7 @@ def merge(session: Session, source_id: int, target_id: int, actor: str, now: dat
             session.delete(alert)
     session.flush()
     status_before = target.status
-    flows.refresh(target, service.alerts_of(session, target.id), target.links.get("alertmanager"), now)
+    flows.refresh(session, target, target.links.get("alertmanager"), now)
     if status_before == "resolved" and target.status == "open":
         chain.append(session, target.id, "incident.reopened", actor, {"by_merge_of": source.reference}, now)
     target.updated_at = now

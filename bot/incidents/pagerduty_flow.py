@@ -1,12 +1,20 @@
 """PagerDuty webhooks in the incident flow.
 
 Two kinds of PagerDuty incident arrive here:
-- one opsbot opened itself (its dedup key is `opsbot-INC-N`, label `opsbot_incident`): the
-  event is mirrored onto INC-N (acknowledged by, reassigned, notes, resolved in PagerDuty)
-  and never becomes an alert, so nothing loops back and forth;
-- any other: it is an alert source like Alertmanager (one PD incident, one alert, one opsbot
-  incident), and acknowledgements, reassignments and notes are mirrored as above.
+- one opsbot opened itself: its `incident_key` is exactly the dedup key recorded on INC-N
+  (`<prefix>-INC-N`, with this install's prefix; label `opsbot_incident`). The event is
+  mirrored onto INC-N (acknowledged by, reassigned, notes, resolved or reopened in PagerDuty)
+  and never becomes an alert, so nothing loops back and forth. Another install's key
+  (`acme-INC-N`) matches no recorded key: that incident is foreign, as below;
+- any other (PagerDuty-born): an alert source like Alertmanager (one PD incident, one alert,
+  one opsbot incident). Its state changes (`INGESTED`) are ingested: `incident.reopened`
+  fires the alert again from the event's time, so a resolved incident reopens within the
+  reopen window (later, a new one opens). Unacknowledgements, reassignments, notes and the
+  like are mirrored as above.
 `incident.annotated` carries no state, so it is only mirrored, never ingested as an alert.
+Echoes (opsbot's own change coming back: its Events API calls for its own incidents, its REST
+acknowledgements of PagerDuty-born ones) are recorded on the timeline only, so they never
+overwrite who acknowledged in Slack nor post a thread note about what opsbot itself did.
 """
 
 from __future__ import annotations
@@ -17,9 +25,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.alerts.model import AlertBatch
+from bot.alerts.pagerduty import SOURCE as PAGERDUTY_SOURCE
 from bot.db.models import Incident
 from bot.incidents import flows, service
 from bot.incidents.lifecycle import Windows
+from bot.incidents.pagerduty_sync import acting_user_ids
 from bot.timeline import chain
 
 ACTOR = "pagerduty"
@@ -30,34 +40,37 @@ MIRRORED = {
     "incident.annotated": "annotated",
     "incident.escalated": "escalated_in_pagerduty",
     "incident.priority_updated": "priority_updated",
+    "incident.reopened": "reopened",
 }
-
-
+# What a PagerDuty-born incident's alert takes in; every other event is mirrored only.
+INGESTED = frozenset({"incident.triggered", "incident.acknowledged", "incident.resolved", "incident.reopened"})
 ECHO_OF = {"incident.triggered": "triggered", "incident.acknowledged": "acknowledged",
            "incident.resolved": "resolved"}
 
 
 def _linked(session: Session, labels: dict[str, str]) -> Incident | None:
     """The opsbot incident a PagerDuty incident mirrors: by the PagerDuty id recorded earlier,
-    or by the `opsbot-INC-N` dedup key, but only when INC-N really is mirrored under that key
-    (a foreign PagerDuty incident that merely uses such a key controls nothing)."""
+    or by the INC-N its dedup key names, but only when INC-N really is mirrored under exactly
+    that key. The recorded key was built with this install's prefix (and recorded before the
+    first trigger left), so another install's `acme-INC-N`, or a foreign PagerDuty incident
+    that merely uses a key of that shape, controls nothing."""
     pd_id = labels.get("pagerduty_incident", "")[:64]
     if pd_id:
         known = session.execute(
-            select(Incident).where(Incident.pagerduty_incident_id == pd_id, Incident.source != "pagerduty")
+            select(Incident).where(Incident.pagerduty_incident_id == pd_id, Incident.source != PAGERDUTY_SOURCE)
             .with_for_update()
         ).scalars().first()
         if known is not None:
             return known
-    reference = labels.get("opsbot_incident", "")
-    if not reference.startswith("INC-") or not reference[4:].isdigit() or len(reference) > 20:
+    reference, key = labels.get("opsbot_incident", ""), labels.get("pagerduty_dedup_key")
+    if not key or not reference.startswith("INC-") or not reference[4:].isdigit() or len(reference) > 20:
         return None
     incident = session.execute(
         select(Incident).where(Incident.id == int(reference[4:])).with_for_update()
     ).scalar_one_or_none()
-    if incident is None or incident.pagerduty_status_wanted is None:
+    if incident is None or incident.source == PAGERDUTY_SOURCE or incident.pagerduty_status_wanted is None:
         return None
-    if incident.pagerduty_dedup_key not in (None, labels.get("pagerduty_dedup_key")):
+    if incident.pagerduty_dedup_key != key:
         return None
     if incident.pagerduty_incident_id and pd_id and pd_id != incident.pagerduty_incident_id:
         return None  # another PagerDuty incident (another service or install) using our key
@@ -68,8 +81,8 @@ def _mirror(session: Session, incident: Incident, event: str, annotations: dict[
             now: datetime, echo: bool = False) -> bool:
     """Reflect a PagerDuty-side change on the opsbot incident; True when the card changes.
 
-    An `echo` (an integration acting on an incident opsbot mirrors: our own Events API call
-    coming back) is recorded on the timeline only: it must not overwrite who acknowledged in
+    An `echo` (opsbot's own Events API call or REST acknowledgement coming back, see
+    `_is_echo`) is recorded on the timeline only: it must not overwrite who acknowledged in
     Slack or tell the thread what it just did itself."""
     agent = annotations.get("agent") or "someone"
     detail = {"agent": agent, "pagerduty_incident": labels.get("pagerduty_incident")}
@@ -86,6 +99,7 @@ def _mirror(session: Session, incident: Incident, event: str, annotations: dict[
         note["acknowledged"] = agent
     elif event == "incident.unacknowledged":
         incident.acknowledged_by = None
+        _pagerduty_shows(incident, "triggered")  # so a later acknowledgement in Slack is sent again
     elif event == "incident.reassigned":
         note["reassigned"] = annotations.get("assignees") or agent
         detail["assignees"] = annotations.get("assignees")
@@ -94,8 +108,7 @@ def _mirror(session: Session, incident: Incident, event: str, annotations: dict[
         detail["note"] = annotations.get("note", "")
     elif event == "incident.resolved":
         note["resolved_in_pagerduty"] = agent
-        if incident.pagerduty_status_wanted:  # a person resolved it there: do not page again
-            incident.pagerduty_status_synced = incident.pagerduty_status_wanted = "resolved"
+        _pagerduty_shows(incident, "resolved")  # a person resolved it there: do not page again
     kind = MIRRORED.get(event, "resolved" if event == "incident.resolved" else event.removeprefix("incident."))
     chain.append(session, incident.id, f"pagerduty.{kind}", ACTOR, detail, now)
     incident.note_pending = note
@@ -114,13 +127,40 @@ def _remember_pagerduty(incident: Incident, annotations: dict[str, str], labels:
     return before != (incident.pagerduty_incident_id, incident.links.get("pagerduty"))
 
 
-def _is_echo(incident: Incident, event: str, annotations: dict[str, str]) -> bool:
-    """Our own Events API call coming back: an integration acted, and the new state is the
-    one opsbot wants (set before the call: PagerDuty's webhook may arrive before the sync
-    records what it sent). PagerDuty's own automation (ack timeouts, other integrations)
-    does not match what we sent and is mirrored like a person's action."""
+def _pagerduty_shows(incident: Incident, status: str) -> None:
+    """PagerDuty itself moved the incident to `status` (`triggered` after an unacknowledgement
+    or a reopen, `resolved`): record it as both wanted and synced, so the PagerDuty stage
+    neither undoes it nor thinks a later change already sent. A pending resolve of opsbot's
+    own incident stays pending."""
+    if incident.pagerduty_status_wanted is not None and (
+            status == "resolved" or incident.pagerduty_status_wanted != "resolved"):
+        incident.pagerduty_status_wanted = incident.pagerduty_status_synced = status
+
+
+def _is_echo(session: Session, incident: Incident, event: str, annotations: dict[str, str]) -> bool:
+    """Our own change coming back: the new state is one opsbot wants (set before the call:
+    PagerDuty's webhook may arrive before the sync records what it sent), and the agent is
+    opsbot's: an integration (the Events API) for opsbot's incidents; for PagerDuty-born ones,
+    the PagerDuty user opsbot's REST writes act as (on the timeline before the call, see
+    `bot.incidents.pagerduty_sync.ACTING_AS`). PagerDuty's own automation (ack timeouts, other
+    integrations) and people acting in PagerDuty match neither and are mirrored."""
     sent = {incident.pagerduty_status_wanted, incident.pagerduty_status_synced} - {None}
-    return annotations.get("agent_type") == "service_reference" and ECHO_OF.get(event) in sent
+    if ECHO_OF.get(event) not in sent:
+        return False
+    if incident.source != PAGERDUTY_SOURCE:
+        return annotations.get("agent_type") == "service_reference"
+    agent_id = annotations.get("agent_id")
+    return (annotations.get("agent_type") == "user_reference" and bool(agent_id)
+            and agent_id in acting_user_ids(session, incident.id))
+
+
+def _reopened_in_pagerduty(incident: Incident) -> None:
+    """A PagerDuty-born incident fires again: PagerDuty shows it triggered and unacknowledged,
+    so the card offers Acknowledge again (and that acknowledgement is sent again)."""
+    _pagerduty_shows(incident, "triggered")
+    if incident.status == "open" and incident.acknowledged_by is not None:
+        incident.acknowledged_by = None
+        incident.card_version += 1
 
 
 def apply(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
@@ -132,9 +172,9 @@ def apply(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
     linked = _linked(session, alert.labels)
     if linked is not None:
         changed = _mirror(session, linked, event, alert.annotations, alert.labels, now,
-                          echo=_is_echo(linked, event, alert.annotations))
+                          echo=_is_echo(session, linked, event, alert.annotations))
         return flows.IntakeResult(linked.id, False, 0, 0, 0, changed)
-    if event == "incident.annotated" or event in MIRRORED and event != "incident.acknowledged":
+    if event not in INGESTED:
         known = service.open_incident(session, batch.group_key, lock=True) or service.latest_closed_incident(
             session, batch.group_key, lock=True)
         if known is None:
@@ -142,7 +182,12 @@ def apply(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
         _mirror(session, known, event, alert.annotations, alert.labels, now)
         return flows.IntakeResult(known.id, False, 0, 0, 0, True)
     result = flows.ingest(session, batch, delivery_id, now, windows)
+    incident = session.get(Incident, result.incident_id)
     if event == "incident.acknowledged":
-        incident = session.get(Incident, result.incident_id)
-        _mirror(session, incident, event, alert.annotations, alert.labels, now)
+        _mirror(session, incident, event, alert.annotations, alert.labels, now,
+                echo=_is_echo(session, incident, event, alert.annotations))
+    elif event == "incident.resolved":
+        _pagerduty_shows(incident, "resolved")  # a pending acknowledgement has nothing left to do
+    elif event == "incident.reopened":
+        _reopened_in_pagerduty(incident)
     return result

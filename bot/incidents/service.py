@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, distinct, func, select, update
 from sqlalchemy.orm import Session
 
 from bot.alerts.fingerprints import key_hash
@@ -59,6 +59,46 @@ def alerts_of(session: Session, incident_id: int) -> list[Alert]:
     return list(
         session.execute(select(Alert).where(Alert.incident_id == incident_id).order_by(Alert.id)).scalars()
     )
+
+
+FINGERPRINTS_PER_QUERY = 500  # well under SQLite's and PostgreSQL's bound-parameter limits
+GROUPED_COLUMNS = (Alert.name, Alert.status, Alert.severity, Alert.cluster, Alert.namespace, Alert.service,
+                   Alert.category)
+
+
+def alerts_with_fingerprints(session: Session, incident_id: int, fingerprints: set[str]) -> list[Alert]:
+    """The incident's alerts among `fingerprints` (a batch touches only these)."""
+    wanted, found = sorted(fingerprints), []
+    for start in range(0, len(wanted), FINGERPRINTS_PER_QUERY):
+        found += session.execute(
+            select(Alert).where(Alert.incident_id == incident_id,
+                                Alert.fingerprint.in_(wanted[start:start + FINGERPRINTS_PER_QUERY]))
+        ).scalars()
+    return found
+
+
+def alert_groups(session: Session, incident_id: int) -> list:
+    """The incident's alerts counted by everything the card summarises (name, status, severity,
+    scope, category): rows of GROUPED_COLUMNS plus `count`."""
+    return list(session.execute(
+        select(*GROUPED_COLUMNS, func.count().label("count"))
+        .where(Alert.incident_id == incident_id).group_by(*GROUPED_COLUMNS)
+    ))
+
+
+def lead_alert(session: Session, incident_id: int):
+    """The annotations and link of the incident's first firing alert (first of all once none
+    fires), or None for an incident without alerts."""
+    return session.execute(
+        select(Alert.annotations, Alert.generator_url).where(Alert.incident_id == incident_id)
+        .order_by(case((Alert.status == "firing", 0), else_=1), Alert.id).limit(1)
+    ).first()
+
+
+def firing_target_count(session: Session, incident_id: int) -> int:
+    return session.execute(
+        select(func.count(distinct(Alert.target))).where(Alert.incident_id == incident_id, Alert.status == "firing")
+    ).scalar_one()
 
 
 def find_alert(session: Session, incident_id: int, source: str, fingerprint: str) -> Alert | None:

@@ -3,20 +3,22 @@
 Inbound V3 webhooks are parsed by `bot.alerts.pagerduty`.
 """
 
+from bot.alerts.pagerduty import DEFAULT_DEDUP_PREFIX
 from bot.pagerduty.link import (
-    DEDUP_PREFIX,
     EVENTS_SEVERITY,
     PagerDutyError,
     PagerDutyLink,
     PagerDutyRejected,
     PagerDutyUnavailable,
+    PagerDutyUser,
 )
 
 __all__ = [
-    "DEDUP_PREFIX",
+    "DEFAULT_DEDUP_PREFIX",
     "EVENTS_SEVERITY",
     "PagerDutyError",
     "PagerDutyLink",
     "PagerDutyRejected",
     "PagerDutyUnavailable",
+    "PagerDutyUser",
 ]

@@ -1,12 +1,17 @@
 """`PagerDutyLink`: opsbot's outbound side of PagerDuty, through the `pagerduty` client only.
 
 - Events API v2 (`EventsApiV2Client`, routing key): `trigger` opens or re-triggers the PD
-  incident of an opsbot incident under the dedup key `opsbot-<REF>` (e.g. `opsbot-INC-12`);
-  PagerDuty de-duplicates on that key, so a retried trigger never opens a second PD incident.
-  `acknowledge` and `resolve` act on the same key.
+  incident of an opsbot incident under the dedup key `<prefix>-<REF>` (e.g. `opsbot-INC-12`;
+  the prefix is per install, `dedup_prefix`, so two installs sharing a PagerDuty account never
+  share a key); PagerDuty de-duplicates on that key, so a retried trigger never opens a second
+  PD incident. `acknowledge` and `resolve` act on the same key, and only on incidents opened
+  under it: the Events API cannot touch an incident another integration opened.
 - REST API v2 (`RestApiV2Client`, API key, `From` user): `find_incident_id` maps a dedup key
-  to the PD incident id, `add_note` posts the RCA as a note. Both need the API key; notes
-  also need the `From` email of a PagerDuty user.
+  to the PD incident id, `add_note` posts the RCA as a note, `acknowledge_incident`
+  acknowledges any PD incident by id (those another integration opened), and `acting_user`
+  names the PagerDuty user the writes act as (the `From` email), whose id is how opsbot
+  recognises its own REST writes when their webhooks come back. All need the API key; the
+  writes and `acting_user` also need the `From` email of a PagerDuty user.
 
 Errors: `PagerDutyUnavailable` is transient (network, timeout, 429, 5xx, a garbled answer):
 the caller retries later. `PagerDutyRejected` is permanent (bad routing key or API key, 4xx
@@ -31,14 +36,15 @@ import re
 import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
 import pagerduty
 
+from bot.alerts.pagerduty import DEFAULT_DEDUP_PREFIX, validate_dedup_prefix
 from bot.redaction import MASK, redact, redact_data
 
-DEDUP_PREFIX = "opsbot-"
 MAX_SUMMARY_CHARS = 1024  # Events API v2: payload.summary
 MAX_SOURCE_CHARS = 255
 MAX_DEDUP_KEY_CHARS = 255  # Events API v2: dedup_key
@@ -79,12 +85,21 @@ class PagerDutyRejected(PagerDutyError):  # noqa: N818
     configured for it. The message carries PagerDuty's reason."""
 
 
+@dataclass(frozen=True)
+class PagerDutyUser:
+    """A PagerDuty user as webhooks name an agent: `id` (stable) and `name` (display)."""
+
+    id: str
+    name: str
+
+
 class PagerDutyLink:
     """Opens, acknowledges, resolves and annotates PagerDuty incidents for opsbot incidents.
 
     `events_url` / `rest_url` default to PagerDuty's US endpoints; the client accepts only
     `https://` URLs. `verify` is handed to the HTTP client (True: the system trust store; an
-    `ssl.SSLContext` for a private CA such as the sandbox emulator's).
+    `ssl.SSLContext` for a private CA such as the sandbox emulator's). `dedup_prefix` starts
+    every dedup key (`bot.alerts.pagerduty.validate_dedup_prefix` says what is allowed).
     """
 
     def __init__(
@@ -99,7 +114,9 @@ class PagerDutyLink:
         timeout_seconds: float = 10.0,
         http_retries: int = 1,
         retry_sleep_seconds: float = 1.0,
+        dedup_prefix: str = DEFAULT_DEDUP_PREFIX,
     ) -> None:
+        self._dedup_prefix = validate_dedup_prefix(dedup_prefix)
         if not routing_key:
             raise ValueError("a PagerDuty routing key is required")
         if http_retries < 0 or retry_sleep_seconds < 0 or timeout_seconds <= 0:
@@ -113,6 +130,7 @@ class PagerDutyLink:
             raise ValueError(f"PagerDuty URL refused: {exc}") from None
         self._events_lock = threading.Lock()
         self._rest_lock = threading.Lock()
+        self._acting_user: PagerDutyUser | None = None  # looked up once, on first use
         for client in (self._events, self._rest):
             if client is not None:
                 _configure(client, timeout_seconds, http_retries, retry_sleep_seconds)
@@ -143,25 +161,29 @@ class PagerDutyLink:
 
     # -- Events API v2 ---------------------------------------------------------------------------
     def dedup_key(self, incident_reference: str) -> str:
-        """`opsbot-INC-12` for `INC-12`: the Events API dedup key of an opsbot incident. The
-        webhook parser recognises the prefix and links PagerDuty's events back to it."""
+        """`opsbot-INC-12` for `INC-12` (with the default prefix): the Events API dedup key of an
+        opsbot incident. The incident flow links PagerDuty's events back to the incident whose
+        recorded key equals the event's `incident_key`."""
         reference = (incident_reference or "").strip()
         if not reference:
             raise ValueError("an incident reference is required")
-        key = DEDUP_PREFIX + reference
+        key = f"{self._dedup_prefix}-{reference}"
         if len(key) > MAX_DEDUP_KEY_CHARS:
             raise ValueError(f"dedup key longer than {MAX_DEDUP_KEY_CHARS} characters")
         return key
 
     def trigger(self, incident_reference: str, summary: str, severity: str, source: str,
-                custom_details: Mapping[str, Any], links: Sequence[Mapping[str, Any]]) -> str:
+                custom_details: Mapping[str, Any], links: Sequence[Mapping[str, Any]],
+                dedup_key: str | None = None) -> str:
         """Trigger (or re-trigger) the PD incident of `incident_reference`; returns its dedup
         key. Idempotent: PagerDuty folds a repeated trigger into the open incident.
 
+        `dedup_key` is the key recorded for the incident when there is one (so a changed
+        prefix never splits an incident in two); by default `dedup_key(incident_reference)`.
         The summary is redacted then cut to 1,024 characters; `severity` is an opsbot severity
         (unknown values map to `warning`); links are `{"href", "text"}` dicts.
         """
-        key = self.dedup_key(incident_reference)
+        key = _checked_key(dedup_key) if dedup_key is not None else self.dedup_key(incident_reference)
         text = redact(summary or "").strip() or f"opsbot incident {incident_reference}"
         origin = redact(source or "").strip() or "opsbot"
         details = json.loads(json.dumps(_mask_secret_fields(redact_data(dict(custom_details))), default=str))
@@ -207,18 +229,43 @@ class PagerDutyLink:
     def add_note(self, pd_incident_id: str, text: str) -> None:
         """Add a note (e.g. the RCA) to a PD incident, as the `From` user. The text is
         redacted and cut to `MAX_NOTE_CHARS`."""
-        if not _PD_ID.fullmatch(pd_incident_id or ""):
-            raise ValueError(f"not a PagerDuty incident id: {pd_incident_id!r}")
-        rest = self._require_rest("add a note")
-        if self._from_email is None:
-            raise PagerDutyRejected("cannot add a note: no From email configured (PagerDuty requires a user)")
+        rest = self._require_writes("add a note", pd_incident_id)
         content = _cut(redact(text or "").strip(), MAX_NOTE_CHARS)
         if not content:
             raise ValueError("a note needs some text")
         self._call("rest", "add_note", lambda: rest.rpost(f"/incidents/{pd_incident_id}/notes",
                                                           json={"content": content}))
 
+    def acknowledge_incident(self, pd_incident_id: str) -> None:
+        """Acknowledge a PD incident by id (`PUT /incidents/{id}`), as the `From` user: the way
+        to acknowledge an incident another integration opened. Acknowledging an acknowledged
+        incident changes nothing; a resolved one is refused by PagerDuty (`PagerDutyRejected`)."""
+        rest = self._require_writes("acknowledge an incident", pd_incident_id)
+        self._call("rest", "acknowledge_incident", lambda: rest.rput(
+            f"/incidents/{pd_incident_id}", json={"type": "incident_reference", "status": "acknowledged"}))
+
+    def acting_user(self) -> PagerDutyUser:
+        """The PagerDuty user REST writes act as: the user whose email is the `From` email.
+        Looked up once (`GET /users?query=`), then remembered; `PagerDutyRejected` when
+        PagerDuty has no such user (every write would be refused as well)."""
+        if self._acting_user is None:
+            rest = self._require_writes("look up the From user")
+            found = self._call("rest", "acting_user", lambda: rest.find("users", self._from_email, attribute="email"))
+            if not isinstance(found, dict) or not found.get("id"):
+                raise PagerDutyRejected("PagerDuty has no user with the configured From email")
+            self._acting_user = PagerDutyUser(str(found["id"]), str(found.get("name") or found.get("summary") or ""))
+        return self._acting_user
+
     # -- plumbing --------------------------------------------------------------------------------
+    def _require_writes(self, what: str, pd_incident_id: str | None = None) -> pagerduty.RestApiV2Client:
+        """The REST client for a call acting as the `From` user (and a checked incident id)."""
+        if pd_incident_id is not None and not _PD_ID.fullmatch(pd_incident_id):
+            raise ValueError(f"not a PagerDuty incident id: {pd_incident_id!r}")
+        rest = self._require_rest(what)
+        if self._from_email is None:
+            raise PagerDutyRejected(f"cannot {what}: no From email configured (PagerDuty requires a user)")
+        return rest
+
     def _require_rest(self, what: str) -> pagerduty.RestApiV2Client:
         if self._rest is None:
             raise PagerDutyRejected(f"cannot {what}: no PagerDuty REST API key configured")

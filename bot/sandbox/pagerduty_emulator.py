@@ -14,7 +14,8 @@ It speaks the real HTTP APIs the `pagerduty` client uses, over HTTPS (the client
   "Event processed", "dedup_key"}`; 400 `{"status": "invalid event", "message", "errors"}`).
 - REST API v2 at `rest_url` (`Authorization: Token token=<api_token>`, 401 otherwise):
   `GET /incidents` (`incident_key`, `statuses[]`, `service_ids[]`, pagination),
-  `GET|PUT /incidents/{id}`, `GET|POST /incidents/{id}/notes`; writes need `From`.
+  `GET|PUT /incidents/{id}` (PUT acknowledges or resolves, as the `From` user),
+  `GET|POST /incidents/{id}/notes`, `GET /users` (`query`, pagination); writes need `From`.
 - V3 webhooks: when `webhook_url` is set, every state change (an incident triggered,
   acknowledged, unacknowledged, resolved, annotated, reassigned, escalated, re-prioritised,
   whether through the Events API, the REST API or a simulated human) is POSTed there, signed
@@ -285,6 +286,10 @@ class PagerDutyEmulator:
     def resolve(self, incident_id: str, by: str = "Alice") -> None:
         self._act(incident_id, lambda inc: self._account.transition(inc, "resolved", self._agent(by)))
 
+    def reopen(self, incident_id: str, by: str = "Alice") -> None:
+        """A person reopens a resolved incident: triggered again (`incident.reopened`)."""
+        self._act(incident_id, lambda inc: self._account.reopen(inc, self._agent(by)))
+
     def annotate(self, incident_id: str, text: str, by: str = "Alice") -> None:
         def note(inc: Incident) -> list[Change]:
             return [self._account.annotate(inc, text, self._account.user_named(by))[1]]
@@ -364,6 +369,8 @@ class PagerDutyEmulator:
         sender = request.headers.get("from")
         if parts == ["incidents"] and method == "GET":
             return account.list_incidents(request.query), []
+        if parts == ["users"] and method == "GET":
+            return account.list_users(request.query), []
         if len(parts) == 2 and parts[0] == "incidents":
             if method == "GET":
                 return account.get_incident(parts[1]), []

@@ -13,7 +13,10 @@ Rules followed (PagerDuty's documented behaviour):
   silent no-op, still answered 202, as PagerDuty does.
 - Urgency follows the service's rule; the default is "severity based": critical and error
   are high urgency, warning and info low.
-- REST writes need a `From` header naming a user of the account.
+- REST writes need a `From` header naming a user of the account; `PUT /incidents/{id}`
+  changes the incident as that user (the webhook's agent is that user's reference).
+- A resolved incident can be reopened (by a person): it is triggered again and announced
+  with `incident.reopened`.
 """
 
 from __future__ import annotations
@@ -303,11 +306,6 @@ class PagerDutyAccount:
         (default 30 days; `date_range=all` lifts it), classic pagination (`limit` up to 100,
         `offset`, `total`, `more`). Oldest first."""
         params = parse_qs(query, keep_blank_values=True)
-        try:
-            limit = min(100, max(1, int(params.get("limit", ["25"])[-1])))
-            offset = max(0, int(params.get("offset", ["0"])[-1]))
-        except ValueError:
-            return rest_error(400, "Invalid Input Provided", 2001, ["limit and offset must be integers"])
         statuses = set(params.get("statuses[]", []))
         unknown = statuses - {"triggered", "acknowledged", "resolved"}
         if unknown:
@@ -320,10 +318,19 @@ class PagerDutyAccount:
             if (not statuses or i.status in statuses) and (not services or i.service.id in services)
             and (key is None or i.incident_key == key) and (since is None or i.created_at >= since)
         ]
-        page = found[offset:offset + limit]
-        total = len(found) if params.get("total", ["false"])[-1] == "true" else None
-        return Answer(200, {"incidents": [self.incident_rest_view(i) for i in page], "limit": limit,
-                            "offset": offset, "total": total, "more": offset + len(page) < len(found)})
+        return _paginated("incidents", [self.incident_rest_view(i) for i in found], params)
+
+    def list_users(self, query: str) -> Answer:
+        """`GET /users`: `query` keeps the users whose name or email contains it (ignoring
+        case), classic pagination as `GET /incidents`. In creation order."""
+        params = parse_qs(query, keep_blank_values=True)
+        wanted = params.get("query", [""])[-1].strip().lower()
+        found = [u for u in self.users.values() if wanted in u.name.lower() or wanted in u.email.lower()]
+        return _paginated("users", [self.user_view(u) for u in found], params)
+
+    def user_view(self, user: User) -> dict[str, Any]:
+        """A user as REST API v2 `GET /users` shows it (the reference fields plus name and email)."""
+        return {**user.ref(self.roots), "type": "user", "name": user.name, "email": user.email}
 
     def get_incident(self, incident_id: str) -> Answer:
         incident = self.incidents.get(incident_id)
@@ -390,6 +397,15 @@ class PagerDutyAccount:
         return Answer(200, {"notes": [self.note_view(n) for n in self.notes.get(incident_id, [])]})
 
     # -- what a human does in PagerDuty ----------------------------------------------------------
+    def reopen(self, incident: Incident, agent: dict[str, Any] | None) -> list[Change]:
+        """Reopen a resolved incident: triggered again, unacknowledged (a no-op when open)."""
+        if incident.status != "resolved":
+            return []
+        incident.status = "triggered"
+        incident.last_status_change_at = self.clock()
+        incident.acknowledgements.clear()
+        return [self.change_of("incident.reopened", incident, agent)]
+
     def reassign(self, incident: Incident, to: User, agent: dict[str, Any] | None, event_type: str) -> list[Change]:
         incident.assignees = [to]
         return [self.change_of(event_type, incident, agent)]
@@ -399,6 +415,20 @@ class PagerDutyAccount:
             raise ValueError("priority must be one of P1..P5 (the account's standard priorities)")
         incident.priority = priority
         return [self.change_of("incident.priority_updated", incident, agent)]
+
+
+def _paginated(collection: str, items: list[dict[str, Any]], params: Mapping[str, list[str]]) -> Answer:
+    """One page of `items` as REST API v2 classic pagination answers it: `limit` (1 to 100,
+    default 25), `offset`, `more`, and `total` only when asked for (`total=true`)."""
+    try:
+        limit = min(100, max(1, int(params.get("limit", ["25"])[-1])))
+        offset = max(0, int(params.get("offset", ["0"])[-1]))
+    except ValueError:
+        return rest_error(400, "Invalid Input Provided", 2001, ["limit and offset must be integers"])
+    page = items[offset:offset + limit]
+    total = len(items) if params.get("total", ["false"])[-1] == "true" else None
+    return Answer(200, {collection: page, "limit": limit, "offset": offset, "total": total,
+                        "more": offset + len(page) < len(items)})
 
 
 def _trigger_problems(payload: Any, links: Any) -> list[str]:

@@ -35,7 +35,8 @@ def register(app: App, runtime: Runtime) -> None:
         try:
             incident_id = parse_incident_value(action.get("value", ""))
             with unit_of_work(runtime.factory) as session:
-                acknowledge(session, incident_id, who, f"slack:{user.get('id', 'unknown')}", runtime.clock())
+                acknowledge(session, incident_id, who, f"slack:{user.get('id', 'unknown')}", runtime.clock(),
+                            pagerduty_writable=runtime.settings.pagerduty_rest_writable)
         except ActionRefused as exc:
             _refuse(runtime, body.get("channel", {}).get("id"), user.get("id", ""), str(exc))
             return

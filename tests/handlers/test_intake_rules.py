@@ -12,7 +12,7 @@ from bot.db.models import Incident, RawDelivery
 from bot.runtime import build_runtime
 from bot.sandbox import slack_signing
 from bot.web import HttpServer, create_web_app
-from tests.concurrency import run_together
+from tests.concurrency import eventually, run_together
 from tests.conftest import SIGNING_SECRET, RunningBot, make_settings
 from tests.payloads import am_alert, am_body
 
@@ -75,14 +75,20 @@ def test_heartbeats_and_silenced_alerts_open_no_thread(configured_bot, slack):
                             ).status_code == 202
     bot.post_webhook("alertmanager", am_body([am_alert(namespace="dev-7", pod="x")], group_key="dev"))
     bot.post_webhook("alertmanager", am_body([am_alert(namespace="prod", pod="y")], group_key="prod"))
+
+    def processed():
+        with unit_of_work(bot.runtime.factory) as session:
+            return [d.status for d in session.execute(select(RawDelivery)).scalars()] == ["done"] * 3
+    eventually(processed)  # all three went through intake: what opens a thread has opened it
+    assert count(bot, Incident) == 1, "the heartbeat and the silenced alert opened no incident"
     slack.wait_for(lambda emu: roots(emu))
-    time.sleep(0.5)
     assert len(roots(slack)) == 1 and "prod" in roots(slack)[0]["text"]
     import requests
 
-    metrics = requests.get(f"{bot.url}/metrics", timeout=5).text
-    assert 'opsbot_alerts_suppressed_total{reason="heartbeat",source="alertmanager"} 1.0' in metrics
-    assert 'opsbot_alerts_suppressed_total{reason="silenced",source="alertmanager"} 1.0' in metrics
+    counted = ('opsbot_alerts_suppressed_total{reason="heartbeat",source="alertmanager"} 1.0',
+               'opsbot_alerts_suppressed_total{reason="silenced",source="alertmanager"} 1.0')
+    # counted just after each delivery's transaction commits
+    eventually(lambda: all(line in requests.get(f"{bot.url}/metrics", timeout=5).text for line in counted))
 
 
 def test_a_group_key_template_splits_one_notification_into_incidents(configured_bot, slack):

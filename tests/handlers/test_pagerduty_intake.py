@@ -22,13 +22,14 @@ def pd(tmp_path):
         yield emulator
 
 
-def pd_bot(configured_bot, pd, tmp_path, **extra):  # noqa: F811
+def pd_bot(configured_bot, pd, tmp_path, **overrides):  # noqa: F811
+    """A bot wired to the emulator both ways; `overrides` replace or add settings."""
     ca = tmp_path / "pd-ca.pem"
     ca.write_bytes(pd.ca_file.read_bytes())
-    bot = configured_bot(pagerduty_webhook_secrets=[SECRET], pagerduty_routing_key=pd.routing_key,
-                         pagerduty_api_key=pd.api_token, pagerduty_from_email=pd.from_email,
-                         pagerduty_events_url=pd.events_url, pagerduty_rest_url=pd.rest_url,
-                         pagerduty_ca_file=ca, **extra)
+    settings = dict(pagerduty_webhook_secrets=[SECRET], pagerduty_routing_key=pd.routing_key,
+                    pagerduty_api_key=pd.api_token, pagerduty_from_email=pd.from_email,
+                    pagerduty_events_url=pd.events_url, pagerduty_rest_url=pd.rest_url, pagerduty_ca_file=ca)
+    bot = configured_bot(**{**settings, **overrides})
     pd.set_webhook(f"{bot.url}/webhooks/pagerduty", SECRET)
     return bot
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -36,6 +37,20 @@ class Receiver:
         with self.lock:
             self.received.append(Received(headers, body))
             return self.statuses.pop(0) if self.statuses else 202
+
+
+class SteppedClock:
+    """Wall time plus what the test added: the emulator's clock when a person's next action
+    in PagerDuty should happen later (people do not resolve and reopen in one millisecond)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
 
 
 def make_link(pd: PagerDutyEmulator, **overrides: Any) -> PagerDutyLink:

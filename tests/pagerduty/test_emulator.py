@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from datetime import timedelta
 from typing import Any
 
 import pagerduty
@@ -11,7 +12,7 @@ import pytest
 from bot.alerts.pagerduty import parse, verify_signature
 from bot.pagerduty import PagerDutyLink
 from bot.sandbox.pagerduty_emulator import PagerDutyEmulator, WebhookDelivery
-from tests.pagerduty.conftest import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, Receiver, make_link
+from tests.pagerduty.conftest import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET, Receiver, SteppedClock, make_link
 
 
 def _verified(receiver: Receiver, secrets: list[str]) -> list[dict[str, Any]]:
@@ -236,3 +237,57 @@ def test_stopping_drops_what_is_still_queued(receiver: Receiver) -> None:
     pd.stop()
     assert pd.wait_for_webhooks(timeout=1) == []
     assert receiver.received == []
+
+
+def test_rest_acknowledge_is_announced_with_the_from_user_as_agent(receiver: Receiver) -> None:
+    with PagerDutyEmulator(webhook_url=receiver.url, webhook_secret=WEBHOOK_SECRET) as pd:
+        incident_id = pd.trigger_incident("payments 5xx")
+        stranger = pagerduty.RestApiV2Client("wrong-token-1234", default_from=pd.from_email, base_url=pd.rest_url,
+                                             verify=pd.client_ssl_context())
+        with pytest.raises(pagerduty.HttpError) as caught:
+            stranger.rput(f"/incidents/{incident_id}", json={"type": "incident_reference", "status": "acknowledged"})
+        assert caught.value.response.status_code == 401
+        assert pd.incident(incident_id)["status"] == "triggered"
+        client = pagerduty.RestApiV2Client(pd.api_token, default_from=pd.from_email, base_url=pd.rest_url,
+                                           verify=pd.client_ssl_context())
+        client.rput(f"/incidents/{incident_id}", json={"type": "incident_reference", "status": "acknowledged"})
+        opsbot = client.find("users", pd.from_email, attribute="email")
+        pd.wait_for_webhooks()
+    received = _verified(receiver, [WEBHOOK_SECRET])
+    assert [_event(r) for r in received] == ["incident.triggered", "incident.acknowledged"]
+    acked = received[1]["batch"].alerts[0]
+    assert acked.annotations["agent_type"] == "user_reference"
+    assert (acked.annotations["agent_id"], acked.annotations["agent"]) == (opsbot["id"], "opsbot")
+    assert pd.incident(incident_id)["acknowledgements"][0]["acknowledger"]["id"] == opsbot["id"]
+
+
+def test_users_are_listed_and_found_by_email(pd: PagerDutyEmulator, rest: pagerduty.RestApiV2Client) -> None:
+    users = rest.list_all("/users", page_size=2)
+    assert [u["name"] for u in users] == ["Alice", "Bob", "Carol", "opsbot"]
+    assert all(u["type"] == "user" and u["email"].endswith("@example.com") for u in users)
+    found = rest.find("users", "CAROL@example.com", attribute="email")
+    assert found is not None and found["name"] == "Carol"
+    assert pd.calls_to("rest", "/users")[-1].query["query"] == ["CAROL@example.com"]
+    assert rest.find("users", "mallory@evil.example", attribute="email") is None
+
+
+def test_a_resolved_incident_reopens_with_its_own_event(receiver: Receiver) -> None:
+    clock = SteppedClock()
+    with PagerDutyEmulator(webhook_url=receiver.url, webhook_secret=WEBHOOK_SECRET, clock=clock) as pd:
+        incident_id = pd.trigger_incident("queue backlog")
+        pd.reopen(incident_id, by="Bob")  # still open: nothing to reopen, no webhook
+        pd.acknowledge(incident_id, by="Alice")
+        clock.advance(60)
+        pd.resolve(incident_id, by="Alice")
+        clock.advance(60)
+        pd.reopen(incident_id, by="Bob")
+        pd.wait_for_webhooks()
+        assert pd.incident(incident_id)["status"] == "triggered"
+        assert pd.incident(incident_id)["acknowledgements"] == []
+    received = _verified(receiver, [WEBHOOK_SECRET])
+    assert [_event(r) for r in received] == [
+        "incident.triggered", "incident.acknowledged", "incident.resolved", "incident.reopened"]
+    resolved, reopened = (r["batch"].alerts[0] for r in received[2:])
+    assert reopened.status == "firing" and reopened.annotations["agent"] == "Bob"
+    assert reopened.annotations["pagerduty_status"] == "triggered"
+    assert reopened.starts_at >= resolved.ends_at + timedelta(seconds=60), "fires again from the reopen, not its creation"

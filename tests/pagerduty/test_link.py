@@ -200,3 +200,61 @@ def test_a_silent_server_times_out_as_unavailable(pd: PagerDutyEmulator) -> None
             with pytest.raises(PagerDutyUnavailable):
                 link.trigger("INC-9", "s", "critical", "s", {}, [])
             assert time.monotonic() - started < 2  # two attempts of 0.2 s, not the client's 60 s default
+
+
+def test_acknowledge_incident_acts_on_a_foreign_incident_as_the_from_user(pd: PagerDutyEmulator,
+                                                                          link: PagerDutyLink) -> None:
+    incident_id = pd.trigger_incident("payments 5xx", incident_key="from-another-integration")
+    link.acknowledge(link.dedup_key("INC-1"))  # the Events API only reaches opsbot's own keys
+    assert pd.incident(incident_id)["status"] == "triggered"
+    link.acknowledge_incident(incident_id)
+    incident = pd.incident(incident_id)
+    assert incident["status"] == "acknowledged"
+    assert incident["acknowledgements"][0]["acknowledger"]["summary"] == "opsbot"
+    (put,) = [c for c in pd.calls_to("rest", f"/incidents/{incident_id}") if c.method == "PUT"]
+    assert put.headers["from"] == pd.from_email and put.body["incident"]["status"] == "acknowledged"
+    link.acknowledge_incident(incident_id)  # again: PagerDuty changes nothing, no error
+    pd.resolve(incident_id)
+    with pytest.raises(PagerDutyRejected, match="Already Resolved") as caught:
+        link.acknowledge_incident(incident_id)
+    assert caught.value.status == 400
+    with pytest.raises(ValueError):
+        link.acknowledge_incident("../users")
+
+
+def test_acting_user_is_the_from_user_looked_up_once(pd: PagerDutyEmulator, link: PagerDutyLink) -> None:
+    user = link.acting_user()
+    assert user.name == "opsbot"
+    incident_id = pd.trigger_incident("x")
+    link.acknowledge_incident(incident_id)
+    assert pd.incident(incident_id)["acknowledgements"][0]["acknowledger"]["id"] == user.id
+    assert link.acting_user() == user
+    assert len(pd.calls_to("rest", "/users")) == 1
+    with make_link(pd, from_email="nobody@example.org") as stranger, pytest.raises(PagerDutyRejected, match="no user"):
+        stranger.acting_user()
+
+
+def test_rest_writes_need_a_key_and_a_from_email(pd: PagerDutyEmulator) -> None:
+    with make_link(pd, api_key=None) as no_rest:
+        for call in (lambda: no_rest.acknowledge_incident("Q1ABC"), no_rest.acting_user):
+            with pytest.raises(PagerDutyRejected, match="no PagerDuty REST API key"):
+                call()
+    with make_link(pd, from_email=None) as no_from:
+        for call in (lambda: no_from.acknowledge_incident("Q1ABC"), no_from.acting_user):
+            with pytest.raises(PagerDutyRejected, match="From"):
+                call()
+    assert pd.calls == []
+
+
+def test_the_dedup_prefix_is_per_install(pd: PagerDutyEmulator) -> None:
+    with make_link(pd, dedup_prefix="team-a") as team_a, make_link(pd) as default:
+        assert team_a.trigger("INC-1", "disk full", "warning", "s", {}, []) == "team-a-INC-1"
+        assert default.trigger("INC-1", "disk full", "warning", "s", {}, []) == "opsbot-INC-1"
+        team_a.resolve(team_a.dedup_key("INC-1"))
+        # a key recorded before a prefix change keeps its incident whole
+        assert team_a.trigger("INC-2", "s", "info", "s", {}, [], dedup_key="opsbot-INC-2") == "opsbot-INC-2"
+    assert [(i["incident_key"], i["status"]) for i in pd.incidents()] == [
+        ("team-a-INC-1", "resolved"), ("opsbot-INC-1", "triggered"), ("opsbot-INC-2", "triggered")]
+    for bad in ("", "Team", "team_a", "-team", "team-", "x" * 33, "a.b"):
+        with pytest.raises(ValueError, match="lower-case letters"):
+            make_link(pd, dedup_prefix=bad)

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from bot.alerts.model import PayloadError
-from bot.alerts.pagerduty import HANDLED_EVENT_TYPES, SOURCE, event_type, parse, severity_for
+from bot.alerts.pagerduty import (
+    HANDLED_EVENT_TYPES,
+    SOURCE,
+    event_type,
+    parse,
+    severity_for,
+    validate_dedup_prefix,
+)
 from bot.sandbox.pagerduty_webhooks import (
     incident_resource,
     priority_reference,
@@ -99,6 +106,7 @@ def test_triggered_maps_every_field() -> None:
     assert alert.annotations["pagerduty_status"] == "triggered"
     assert alert.annotations["pagerduty_number"] == "42"
     assert alert.annotations["agent_type"] == "user_reference"
+    assert alert.annotations["agent_id"] == "PALICE1"
     assert batch.group_labels == {"pagerduty_incident": "Q1ABCDEF"}
     assert batch.common_labels == alert.labels
 
@@ -157,12 +165,42 @@ def test_severity_from_priority_then_urgency(urgency: str | None, priority: str 
 
 
 @pytest.mark.parametrize(("key", "reference"), [
-    ("opsbot-INC-12", "INC-12"), ("opsbot-", None), ("d3640fbd41094207a1c11e58e46b1662", None),
-    ("OPSBOT-INC-1", None),
+    ("opsbot-INC-12", "INC-12"), ("team-b-INC-7", "INC-7"), ("opsbot-", None),
+    ("d3640fbd41094207a1c11e58e46b1662", None), ("OPSBOT-INC-1", None), ("opsbot-INC-", None),
+    ("opsbot-INC-12x", None), ("-INC-3", None), ("x" * 33 + "-INC-3", None), ("opsbot-foo", None),
 ])
-def test_opsbot_link_only_for_its_own_dedup_keys(key: str, reference: str | None) -> None:
+def test_opsbot_link_only_for_keys_shaped_like_an_opsbot_dedup_key(key: str, reference: str | None) -> None:
+    """Any install's prefix is recognised here; whose key it is, the flow decides."""
     (alert,) = parse(_body("incident.triggered", _incident(incident_key=key))).alerts
     assert alert.labels.get("opsbot_incident") == reference
+
+
+@pytest.mark.parametrize("prefix", ["opsbot", "team-b", "eu1", "a", "x" * 32])
+def test_valid_dedup_prefixes(prefix: str) -> None:
+    assert validate_dedup_prefix(prefix) == prefix
+    (alert,) = parse(_body("incident.triggered", _incident(incident_key=f"{prefix}-INC-4"))).alerts
+    assert alert.labels["opsbot_incident"] == "INC-4"
+
+
+@pytest.mark.parametrize("prefix", ["", "Opsbot", "team_b", "-team", "team-", "x" * 33, "a b", "opsbot-INC-1"])
+def test_invalid_dedup_prefixes(prefix: str) -> None:
+    with pytest.raises(ValueError, match="lower-case letters, digits or inner hyphens"):
+        validate_dedup_prefix(prefix)
+
+
+def test_reopened_fires_again_from_the_event_time() -> None:
+    """Not from the incident's creation: that is before the resolution it follows, and the
+    intake flow ignores a firing state that starts before the stored resolution."""
+    batch = parse(_body("incident.reopened", _incident(status="triggered"), occurred_at="2024-05-01T11:00:00.125Z",
+                        agent=user_reference("PBOB", "Bob")))
+    (alert,) = batch.alerts
+    assert batch.status == alert.status == "firing"
+    assert alert.starts_at == datetime(2024, 5, 1, 11, 0, 0, 125000, tzinfo=UTC)
+    assert alert.ends_at is None
+    assert (alert.annotations["agent"], alert.annotations["agent_id"]) == ("Bob", "PBOB")
+    (acknowledged,) = parse(_body("incident.acknowledged", _incident(status="acknowledged"),
+                                  occurred_at="2024-05-01T11:00:00.125Z")).alerts
+    assert acknowledged.starts_at == datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)  # the others: created_at
 
 
 def test_unhandled_event_type_is_named_and_readable_without_validation() -> None:
