@@ -1,0 +1,1 @@
+"""GATHER: evidence about an incident from Kubernetes, its logs and Prometheus (see gather.py)."""

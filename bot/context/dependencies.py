@@ -1,0 +1,114 @@
+"""Follow the workload's connection errors to what it could not reach.
+
+Hosts named by error lines of the dependency family (`log_signals`) are resolved the way
+cluster DNS resolves them: `name.namespace.svc[.cluster.local]`, `name.namespace`, or a bare
+`name` in the pod's own namespace. A Service found is checked for ready endpoints and the
+workloads behind its selector; a Service in a namespace not yet read is read (at most
+EXTRA_NAMESPACES more). Anything else (an external host) is reported as named.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from bot.context import kube_facts as facts
+from bot.context.kube_read import KubeReader
+from bot.context.log_signals import classify, hosts_in
+from bot.context.model import Context, DependencyView, ObjectRef
+from bot.context.subject import valid_name
+
+EXTRA_NAMESPACES = 2
+_IP = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+MAX_DEPENDENCIES = 5
+
+
+def dependency_mentions(ctx: Context) -> list[DependencyView]:
+    """Hosts the focus pods' error lines could not reach, most mentioned first."""
+    found: dict[str, DependencyView] = {}
+    counts: dict[str, int] = defaultdict(int)
+    for view in ctx.logs:
+        for line in view.lines:
+            if "dependency" not in classify(line):
+                continue
+            for mention in [m for m in hosts_in(line) if m.port != 53][:2]:  # 53: the resolver, not the target
+                counts[mention.host] += 1
+                dep = found.get(mention.host)
+                if dep is None:
+                    found[mention.host] = DependencyView(mention.host, mention.port, 0, line[:400], [view.pod])
+                elif view.pod not in dep.pods:
+                    dep.pods.append(view.pod)
+    for host, dep in found.items():
+        dep.mentions = counts[host]
+    return sorted(found.values(), key=lambda d: -d.mentions)[:MAX_DEPENDENCIES]
+
+
+def service_for(host: str, namespace: str | None) -> ObjectRef | None:
+    """The Service a host name resolves to inside the cluster, if it has that shape."""
+    parts = host.lower().split(".")
+    if (len(parts) >= 3 and parts[2] == "svc") or (len(parts) == 2 and not parts[1].isdigit()):
+        name, ns = parts[0], parts[1]
+    elif len(parts) == 1:
+        name, ns = parts[0], namespace
+    else:
+        return None
+    if not ns or not valid_name(name) or not valid_name(ns):
+        return None
+    return ObjectRef("Service", ns, name)
+
+
+def fill_dependencies(ctx: Context, reader: KubeReader | None) -> None:
+    deps = dependency_mentions(ctx)
+    read_namespaces = {s.ref.namespace for s in ctx.services} | set(ctx.subject.namespaces)
+    extra = 0
+    for dep in deps:
+        if _by_ip(ctx, dep):
+            continue
+        service = service_for(dep.host, dep.pods[0].namespace if dep.pods else None)
+        if service is None:
+            continue
+        if service.namespace not in read_namespaces and reader is not None and extra < EXTRA_NAMESPACES:
+            _read_namespace(ctx, reader, service.namespace or "")
+            read_namespaces.add(service.namespace)
+            extra += 1
+        view = next((s for s in ctx.services if s.ref == service), None)
+        if view is None:
+            if len(dep.host.split(".")) == 2:
+                continue  # "a.b" may well be an external name, not name.namespace
+            dep.service = service
+            continue
+        dep.service, dep.ready_endpoints = view.ref, view.ready_endpoints
+        if view.selector:
+            backends = {p.workload for p in ctx.pods if p.ref.namespace == view.ref.namespace and p.workload
+                        and all(p.labels.get(k) == v for k, v in view.selector.items())}
+            dep.backends = sorted(backends)
+    ctx.dependencies = deps
+
+
+def _by_ip(ctx: Context, dep: DependencyView) -> bool:
+    """An IP address: the Service with that cluster IP, or the pod with that IP."""
+    if not _IP.fullmatch(dep.host):
+        return False
+    service = next((s for s in ctx.services if s.cluster_ip == dep.host), None)
+    if service is not None:
+        dep.service, dep.ready_endpoints = service.ref, service.ready_endpoints
+        dep.backends = sorted({p.workload for p in ctx.pods if p.workload and p.ref.namespace == service.ref.namespace
+                               and service.selector and all(p.labels.get(k) == v for k, v in service.selector.items())})
+        return True
+    pod = next((p for p in ctx.pods if p.ip == dep.host), None)
+    if pod is not None and pod.workload:
+        dep.backends = [pod.workload]
+    return True
+
+
+def _read_namespace(ctx: Context, reader: KubeReader, namespace: str) -> None:
+    r = reader
+    services = r.items(f"services in {namespace}", r.core.list_namespaced_service, namespace) or []
+    endpoints = r.items(f"endpoints in {namespace}", r.core.list_namespaced_endpoints, namespace)
+    pods = r.items(f"pods in {namespace}", r.core.list_namespaced_pod, namespace) or []
+    sets = r.items(f"replicasets in {namespace}", r.apps.list_namespaced_replica_set, namespace) or []
+    by_ref = {facts.ref_of(e, "Endpoints"): e for e in endpoints or []}
+    ctx.services += [facts.service_view(s, by_ref.get(facts.ref_of(s, "Endpoints")) if endpoints is not None
+                                        else None) for s in services]
+    owners = {facts.ref_of(rs, "ReplicaSet"): owner for rs in sets if (owner := facts.controller_of(rs))}
+    ctx.pods += [facts.pod_view(p, owners) for p in pods]

@@ -1,0 +1,170 @@
+"""The Kubernetes gatherer: a snapshot of what the alerts are about and what surrounds it.
+
+For each namespace the alerts name (at most MAX_NAMESPACES), the objects a diagnosis reads are
+listed in parallel: pods, events, workloads and their ReplicaSets / ControllerRevisions, Jobs,
+Services and Endpoints, ConfigMaps, PVCs, quotas, limit ranges and HPAs; cluster-wide: nodes,
+storage classes and node events; for node alerts, the pods on those nodes. From the snapshot
+it decides the *focus*: the workloads the investigation is about (named by the alerts, owning
+the alerted pods, targeted by an alerted HPA, using an alerted PVC, or, when the alerts name
+only a namespace, the workloads with unhealthy pods there).
+
+A pod named by an alert that no longer exists is a gap ("replaced since the alert fired"); the
+workload it belonged to is then inferred from its name, as a person would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bot.context import kube_facts as facts
+from bot.context.kube_read import KubeReader
+from bot.context.model import Context, Gap, ObjectRef
+from bot.context.rollout import rollout_view
+
+MAX_NAMESPACES = 3
+MAX_EVENTS = 400
+PARALLEL_CALLS = 8
+CONFIG_VALUE_CHARS = 4000  # enough for an application.yaml; bounded all the same
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+
+
+def _namespace_reads(reader: KubeReader, ns: str) -> dict[str, Callable[[], Any]]:
+    r = reader
+    return {
+        "pods": lambda: r.items(f"pods in {ns}", r.core.list_namespaced_pod, ns),
+        "events": lambda: r.items(f"events in {ns}", r.core.list_namespaced_event, ns),
+        "deployments": lambda: r.items(f"deployments in {ns}", r.apps.list_namespaced_deployment, ns),
+        "replicasets": lambda: r.items(f"replicasets in {ns}", r.apps.list_namespaced_replica_set, ns),
+        "statefulsets": lambda: r.items(f"statefulsets in {ns}", r.apps.list_namespaced_stateful_set, ns),
+        "daemonsets": lambda: r.items(f"daemonsets in {ns}", r.apps.list_namespaced_daemon_set, ns),
+        "controllerrevisions": lambda: r.items(f"controller revisions in {ns}",
+                                               r.apps.list_namespaced_controller_revision, ns),
+        "jobs": lambda: r.items(f"jobs in {ns}", r.batch.list_namespaced_job, ns),
+        "cronjobs": lambda: r.items(f"cronjobs in {ns}", r.batch.list_namespaced_cron_job, ns),
+        "services": lambda: r.items(f"services in {ns}", r.core.list_namespaced_service, ns),
+        "endpoints": lambda: r.items(f"endpoints in {ns}", r.core.list_namespaced_endpoints, ns),
+        "configmaps": lambda: r.items(f"configmaps in {ns}", r.core.list_namespaced_config_map, ns),
+        "pvcs": lambda: r.items(f"persistent volume claims in {ns}",
+                                r.core.list_namespaced_persistent_volume_claim, ns),
+        "quotas": lambda: r.items(f"resource quotas in {ns}", r.core.list_namespaced_resource_quota, ns),
+        "limitranges": lambda: r.items(f"limit ranges in {ns}", r.core.list_namespaced_limit_range, ns),
+        "hpas": lambda: r.items(f"horizontal pod autoscalers in {ns}",
+                                r.autoscaling.list_namespaced_horizontal_pod_autoscaler, ns),
+    }
+
+
+def _cluster_reads(reader: KubeReader, nodes: list[str]) -> dict[str, Callable[[], Any]]:
+    r = reader
+    reads: dict[str, Callable[[], Any]] = {
+        "nodes": lambda: r.items("nodes", r.core.list_node),
+        "storageclasses": lambda: r.items("storage classes", r.storage.list_storage_class),
+        "node_events": lambda: r.items("node events", r.core.list_event_for_all_namespaces,
+                                       field_selector="involvedObject.kind=Node"),
+    }
+    for node in nodes:
+        reads[f"pods_on:{node}"] = (lambda n=node: r.items(f"pods on node {n}", r.core.list_pod_for_all_namespaces,
+                                                            field_selector=f"spec.nodeName={n}"))
+    return reads
+
+
+def read_snapshot(reader: KubeReader, namespaces: list[str], nodes: list[str]) -> dict[str, list[dict] | None]:
+    """Every read at once (bounded parallelism); keys are `<namespace>:<kind>` or cluster keys."""
+    reads: dict[str, Callable[[], Any]] = {}
+    for ns in namespaces[:MAX_NAMESPACES]:
+        reads.update({f"{ns}:{kind}": call for kind, call in _namespace_reads(reader, ns).items()})
+    reads.update(_cluster_reads(reader, nodes))
+    with ThreadPoolExecutor(PARALLEL_CALLS, thread_name_prefix="opsbot-kube") as pool:
+        futures = {key: pool.submit(call) for key, call in reads.items()}
+        return {key: future.result() for key, future in futures.items()}
+
+
+def _all(snapshot: dict[str, list[dict] | None], kind: str) -> list[dict]:
+    found: list[dict] = []
+    for key, items in snapshot.items():
+        if key.endswith(":" + kind) and items:
+            found.extend(items)
+    return found
+
+
+def _dedupe_pods(pods: list[dict]) -> list[dict]:
+    seen, unique = set(), []
+    for pod in pods:
+        key = ((pod.get("metadata") or {}).get("namespace"), (pod.get("metadata") or {}).get("name"))
+        if key not in seen:
+            seen.add(key)
+            unique.append(pod)
+    return unique
+
+
+def fill_kubernetes(ctx: Context, reader: KubeReader) -> None:
+    """Read the snapshot for `ctx.subject` and fill the Kubernetes parts of `ctx`."""
+    subject = ctx.subject
+    snapshot = read_snapshot(reader, subject.namespaces, subject.nodes)
+    kinds = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets", "Job": "jobs",
+             "CronJob": "cronjobs"}
+    raw_workloads = []
+    for kind, key in kinds.items():
+        for obj in _all(snapshot, key):
+            obj.setdefault("kind", kind)
+            raw_workloads.append(obj)
+    replicasets = [dict(rs, kind=rs.get("kind", "ReplicaSet")) for rs in _all(snapshot, "replicasets")]
+    revisions = [dict(cr, kind=cr.get("kind", "ControllerRevision")) for cr in _all(snapshot, "controllerrevisions")]
+    workload_of: dict[ObjectRef, ObjectRef] = {}
+    for item in replicasets + [w for w in raw_workloads if w["kind"] == "Job"]:
+        owner = facts.controller_of(item)
+        if owner is not None:
+            workload_of[facts.ref_of(item, item.get("kind"))] = owner
+    pods = _dedupe_pods(_all(snapshot, "pods") + [p for k, v in snapshot.items() if k.startswith("pods_on:")
+                                                  for p in v or []])
+    ctx.pods = [facts.pod_view(p, workload_of) for p in pods]
+    ctx.workloads = [facts.workload_view(w) for w in raw_workloads]
+    events = _all(snapshot, "events") + (snapshot.get("node_events") or [])
+    views = [facts.event_view(e, ctx.incident_start) for e in events]
+    views.sort(key=lambda e: e.last_at or ctx.incident_start, reverse=True)
+    ctx.events = views[:MAX_EVENTS]
+    ctx.nodes = [facts.node_view(n) for n in snapshot.get("nodes") or []]
+    classes_raw = snapshot.get("storageclasses")
+    classes = None if classes_raw is None else {(c.get("metadata") or {}).get("name"): c for c in classes_raw}
+    ctx.claims = [facts.claim_view(c, classes) for c in _all(snapshot, "pvcs")]
+    ctx.quotas = [facts.quota_view(q) for q in _all(snapshot, "quotas")]
+    ctx.limit_ranges = [facts.limit_range_view(x) for x in _all(snapshot, "limitranges")]
+    ctx.hpas = [facts.hpa_view(h) for h in _all(snapshot, "hpas")]
+    endpoints = {facts.ref_of(e, "Endpoints"): e for e in _all(snapshot, "endpoints")}
+    ctx.services = [facts.service_view(s, endpoints.get(facts.ref_of(s, "Endpoints")) if snapshot_has(
+        snapshot, "endpoints") else None) for s in _all(snapshot, "services")]
+    ctx.config_maps = {facts.ref_of(c, "ConfigMap"): {k: str(v)[:CONFIG_VALUE_CHARS]
+                                                      for k, v in (c.get("data") or {}).items()}
+                       for c in _all(snapshot, "configmaps")}
+    for workload in raw_workloads:
+        if workload["kind"] == "Deployment":
+            ctx.rollouts.append(rollout_view(workload, replicasets))
+        elif workload["kind"] in ("StatefulSet", "DaemonSet"):
+            ctx.rollouts.append(rollout_view(workload, revisions))
+    _check_named_pods(ctx)
+    ctx.gaps.extend(reader.gaps)
+
+
+def snapshot_has(snapshot: dict[str, list[dict] | None], kind: str) -> bool:
+    return any(key.endswith(":" + kind) and value is not None for key, value in snapshot.items())
+
+
+def _check_named_pods(ctx: Context) -> None:
+    """A pod an alert names that is gone: say so, and infer its workload from its name."""
+    known = {p.ref for p in ctx.pods}
+    namespaces_read = {p.ref.namespace for p in ctx.pods} | {w.ref.namespace for w in ctx.workloads}
+    for pod in ctx.subject.pods:
+        if pod in known or pod.namespace not in namespaces_read:
+            continue
+        ctx.gaps.append(Gap(f"pod {pod.namespace}/{pod.name}", "not found: deleted or replaced since the alert fired"))
+        guess = infer_workload(ctx, pod)
+        if guess is not None and guess not in ctx.subject.workloads:
+            ctx.subject.workloads.append(guess)
+
+
+def infer_workload(ctx: Context, pod: ObjectRef) -> ObjectRef | None:
+    """The workload a pod name implies: the longest workload name that prefixes it."""
+    candidates = [w.ref for w in ctx.workloads if w.ref.namespace == pod.namespace
+                  and w.ref.kind in WORKLOAD_KINDS and pod.name.startswith(w.ref.name + "-")]
+    return max(candidates, key=lambda r: len(r.name), default=None)

@@ -1,0 +1,80 @@
+"""The log gatherer: the last lines of the pods in trouble, grouped into templates.
+
+Which logs: the focus workloads' unhealthy pods first (at most MAX_PODS), each container that
+restarted (its previous, crashed instance and its current one) or that is not ready, then one
+healthy pod of the same workload for contrast. Bounded: TAIL_LINES per stream, a byte limit
+per read (see `KubeReader`), KEEP_LINES kept per stream after mining. Lines are redacted before
+they are kept, so a secret printed by an application never reaches the timeline, Slack or
+the model.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from bot.context.focus import pod_unhealthy
+from bot.context.kube_read import KubeReader
+from bot.context.log_templates import mine
+from bot.context.model import ContainerView, LogView, PodView
+from bot.redaction import redact
+
+MAX_PODS = 4
+TAIL_LINES = 300
+KEEP_LINES = 60
+
+
+def _streams(pod: PodView, healthy_contrast: bool) -> list[tuple[ContainerView, bool]]:
+    """(container, previous) pairs: a crashed container's previous and current instance, any
+    other container's current one; a healthy contrast pod's current logs only."""
+    wanted: list[tuple[ContainerView, bool]] = []
+    for container in pod.containers:
+        if container.init and container.state == "terminated" and container.reason == "Completed":
+            continue
+        if not healthy_contrast and (container.restarts > 0 or container.last_reason is not None):
+            wanted.append((container, True))
+        wanted.append((container, False))
+    return wanted
+
+
+def choose_pods(pods: list[PodView], since: datetime) -> list[tuple[PodView, bool]]:
+    """(pod, is_healthy_contrast) pairs: unhealthy pods first, then one healthy pod per workload."""
+    unhealthy = [p for p in pods if pod_unhealthy(p, since)]
+    unhealthy.sort(key=lambda p: (p.phase == "Pending", -max((c.restarts for c in p.containers), default=0)))
+    chosen: list[tuple[PodView, bool]] = [(p, False) for p in unhealthy[:MAX_PODS]]
+    workloads = {p.workload for p, _ in chosen}
+    for pod in pods:
+        if pod.workload in workloads and not pod_unhealthy(pod, since) and pod.phase == "Running":
+            chosen.append((pod, True))
+            workloads.discard(pod.workload)
+    return chosen
+
+
+def gather_logs(reader: KubeReader, pods: list[PodView], since: datetime, now: datetime) -> list[LogView]:
+    jobs = []
+    for pod, contrast in choose_pods(pods, since):
+        if pod.phase == "Pending" and all(c.state != "terminated" and c.restarts == 0 for c in pod.containers):
+            continue  # never started: nothing to read
+        for container, previous in _streams(pod, contrast):
+            jobs.append((pod, container, previous))
+
+    def read(job):
+        pod, container, previous = job
+        text = reader.pod_log(pod.ref.namespace or "", pod.ref.name, container.name, previous, TAIL_LINES)
+        return job, text
+
+    by_container: dict[tuple, list[tuple[list[str], bool]]] = {}
+    views: list[LogView] = []
+    with ThreadPoolExecutor(6, thread_name_prefix="opsbot-logs") as pool:
+        for (pod, container, previous), text in pool.map(read, jobs):
+            if text is None:
+                continue
+            lines = [redact(line) for line in text.splitlines()]
+            by_container.setdefault((pod.ref, container.name), []).append((lines, previous))
+            views.append(LogView(pod=pod.ref, container=container.name, previous=previous,
+                                 lines=lines[-KEEP_LINES:], templates=[], truncated=len(lines) > KEEP_LINES))
+    for view in views:
+        streams = by_container.get((view.pod, view.container), [])
+        if streams and not any(v.templates for v in views if (v.pod, v.container) == (view.pod, view.container)):
+            view.templates = mine(streams, since, now, year=now.year)
+    return views

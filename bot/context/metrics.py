@@ -1,0 +1,193 @@
+"""The Prometheus gatherer: golden signals of the affected workload around the alert.
+
+Real PromQL through `prometheus-api-client`, over the hour before `now` (the investigation's
+clock, so a replayed incident is queried at its own time). Each signal is one range query
+with a change point (`bot.context.changepoint`). Queries use the label conventions of
+kube-state-metrics, cAdvisor and kubelet, and the common application conventions
+(`http_requests_total{code}`, `http_request_duration_seconds_bucket`); a query that returns
+nothing is simply absent ("checked, no data"), a query that fails is a `Gap`.
+
+Label values in queries come from the Kubernetes snapshot or from alert labels validated as
+Kubernetes names (`bot.context.subject.valid_name`) and are escaped, so an alert cannot inject
+PromQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from prometheus_api_client import PrometheusConnect
+
+from bot.context.changepoint import change_point
+from bot.context.model import Gap, ObjectRef, Signal
+
+log = logging.getLogger(__name__)
+RANGE = timedelta(hours=1)
+STEP_SECONDS = 60
+MAX_SERIES_PER_SIGNAL = 6
+PARALLEL_QUERIES = 6
+# Work piling up, whatever the exporter calls it (rabbitmq_queue_messages_ready,
+# kafka_consumergroup_lag, app_request_queue_depth, ...).
+BACKLOG_NAMES = ".*(queue|backlog|_lag|depth|pending_messages|messages_ready).*"
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _pods_regex(pods: Iterable[str]) -> str:
+    return _quote("|".join(re.escape(p) for p in sorted(set(pods))))
+
+
+@dataclass(frozen=True)
+class SignalQuery:
+    key: str
+    title: str
+    query: str
+    unit: str
+
+
+def workload_queries(namespace: str, workload: ObjectRef, pods: list[str]) -> list[SignalQuery]:
+    """The golden signals of one workload (its pods named explicitly when known)."""
+    ns = _quote(namespace)
+    pod_match = f"pod=~{_pods_regex(pods)}" if pods else f"pod=~{_quote(re.escape(workload.name) + '-.*')}"
+    sel = f"namespace={ns},{pod_match}"
+    name = _quote(workload.name)
+    app = f"namespace={ns},service={name}"
+    queries = [
+        SignalQuery("restarts", "container restarts", f"sum by (pod) (kube_pod_container_status_restarts_total{{{sel}}})",
+                    "count"),
+        SignalQuery("memory_working_set", "memory working set",
+                    f'max by (pod, container) (container_memory_working_set_bytes{{{sel},container!="",container!="POD"}})',
+                    "bytes"),
+        SignalQuery("memory_vs_limit", "memory working set / limit",
+                    f'max by (pod, container) (container_memory_working_set_bytes{{{sel},container!="",container!="POD"}})'
+                    f' / on (pod, container) max by (pod, container) '
+                    f'(kube_pod_container_resource_limits{{{sel},resource="memory"}})', "ratio"),
+        SignalQuery("cpu_throttling", "CPU throttled periods",
+                    f'sum by (pod) (rate(container_cpu_cfs_throttled_periods_total{{{sel},container!=""}}[5m]))'
+                    f' / sum by (pod) (rate(container_cpu_cfs_periods_total{{{sel},container!=""}}[5m]))', "ratio"),
+        SignalQuery("cpu_usage", "CPU used (cores)",
+                    f'sum by (pod) (rate(container_cpu_usage_seconds_total{{{sel},container!="",container!="POD"}}[5m]))',
+                    "cores"),
+        SignalQuery("oom_terminations", "last termination OOMKilled",
+                    f'max by (pod, container) (kube_pod_container_status_last_terminated_reason{{{sel},reason="OOMKilled"}})',
+                    "count"),
+        SignalQuery("error_ratio", "HTTP 5xx ratio",
+                    f'sum(rate(http_requests_total{{{app},code=~"5.."}}[5m])) / sum(rate(http_requests_total{{{app}}}[5m]))',
+                    "ratio"),
+        SignalQuery("request_rate", "HTTP requests/s", f"sum(rate(http_requests_total{{{app}}}[5m]))", "per_second"),
+        SignalQuery("latency_p95", "p95 latency",
+                    f"histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{{app}}}[5m])))",
+                    "seconds"),
+    ]
+    kinds = {"Deployment": ("kube_deployment_status_replicas_available", "deployment"),
+             "StatefulSet": ("kube_statefulset_status_replicas_ready", "statefulset"),
+             "DaemonSet": ("kube_daemonset_status_number_available", "daemonset")}
+    if workload.kind in kinds:
+        metric, label = kinds[workload.kind]
+        queries.append(SignalQuery("available_replicas", "available replicas",
+                                   f"max({metric}{{namespace={ns},{label}={name}}})", "replicas"))
+        queries.append(SignalQuery("hpa_replicas", "HPA current replicas",
+                                   f"kube_horizontalpodautoscaler_status_current_replicas{{namespace={ns}}}", "replicas"))
+    return queries
+
+
+def claim_queries(claims: list[ObjectRef]) -> list[SignalQuery]:
+    return [SignalQuery("volume_free", f"free space on {c.name}",
+                        f"kubelet_volume_stats_available_bytes{{namespace={_quote(c.namespace or '')},"
+                        f"persistentvolumeclaim={_quote(c.name)}}} / kubelet_volume_stats_capacity_bytes{{"
+                        f"namespace={_quote(c.namespace or '')},persistentvolumeclaim={_quote(c.name)}}}", "ratio")
+            for c in claims]
+
+
+def node_queries(nodes: list[str]) -> list[SignalQuery]:
+    queries = []
+    for node in nodes:
+        n = _quote(node)
+        queries.append(SignalQuery("node_conditions", f"conditions of {node}",
+                                   f'kube_node_status_condition{{node={n},status="true",condition!="Ready"}} == 1',
+                                   "count"))
+        queries.append(SignalQuery("node_ready", f"{node} Ready",
+                                   f'kube_node_status_condition{{node={n},condition="Ready",status="true"}}', "count"))
+    return queries
+
+
+def cluster_queries(namespaces: list[str]) -> list[SignalQuery]:
+    """Signals not tied to one workload: expiring certificates and down dependencies."""
+    queries = [SignalQuery("certificate_expiry", "TLS certificate time left",
+                           "probe_ssl_earliest_cert_expiry - time() < 86400", "seconds")]
+    for namespace in namespaces[:3]:
+        ns = _quote(namespace)
+        queries.append(SignalQuery("backlog", f"queues and backlogs in {namespace}",
+                                   f'{{namespace={ns},__name__=~"{BACKLOG_NAMES}",'
+                                   f'__name__!~"(kube|container|kubelet|node|apiserver|prometheus|alertmanager)_.*"}}',
+                                   "count"))
+        queries.append(SignalQuery("dependency_down", f"probes and exporters down in {namespace}",
+                                   f'({{namespace={ns},__name__=~"up|probe_success|pg_up|mysql_up|redis_up|'
+                                   f'mongodb_up|rabbitmq_up|elasticsearch_cluster_health_up"}} == 0)', "count"))
+    return queries
+
+
+class PrometheusGatherer:
+    def __init__(self, url: str, timeout_seconds: float = 5.0):
+        self._url = url
+        self._client = PrometheusConnect(url=url, disable_ssl=not url.startswith("https"), timeout=timeout_seconds)
+        self._timeout = timeout_seconds
+
+    def gather(self, queries: list[SignalQuery], now: datetime, deadline: float) -> tuple[list[Signal], list[Gap]]:
+        if not queries:
+            return [], []
+        start = now - RANGE
+        signals: list[Signal] = []
+        gaps: list[Gap] = []
+        unreachable: list[str] = []
+
+        def run(query: SignalQuery) -> list[Signal]:
+            left = deadline - time.monotonic()
+            if left < 0.2:
+                gaps.append(Gap(f"Prometheus: {query.title}", "the investigation's time budget ran out"))
+                return []
+            if unreachable:
+                return []
+            try:
+                result = self._client.custom_query_range(query.query, start, now, f"{STEP_SECONDS}s",
+                                                         timeout=min(self._timeout, left))
+            except Exception as exc:  # noqa: BLE001 - a failed query is a gap, never an error
+                text = str(exc)
+                if "Connection" in type(exc).__name__ or "refused" in text or "Max retries" in text:
+                    unreachable.append(text)
+                else:
+                    gaps.append(Gap(f"Prometheus: {query.title}", text.splitlines()[0][:200] if text else "failed"))
+                return []
+            return _signals(query, result)
+
+        with ThreadPoolExecutor(PARALLEL_QUERIES, thread_name_prefix="opsbot-promql") as pool:
+            for found in pool.map(run, queries):
+                signals.extend(found)
+        if unreachable:
+            gaps.append(Gap("Prometheus metrics", f"Prometheus at {self._url} is unreachable"))
+        return signals, gaps
+
+
+def _signals(query: SignalQuery, result: list[dict]) -> list[Signal]:
+    signals = []
+    for series in result[:MAX_SERIES_PER_SIGNAL]:
+        points = []
+        for stamp, value in series.get("values") or []:
+            try:
+                points.append((datetime.fromtimestamp(float(stamp), UTC), float(value)))
+            except (TypeError, ValueError):
+                continue
+        if not points:
+            continue
+        labels = {k: v for k, v in (series.get("metric") or {}).items()}
+        signals.append(Signal(key=query.key, title=query.title, query=query.query, unit=query.unit,
+                              points=points, labels=labels, change=change_point(points)))
+    return signals

@@ -1,0 +1,139 @@
+"""Rollout history, read exactly as on a real cluster. Pure.
+
+A Deployment's revisions are its ReplicaSets (annotation `deployment.kubernetes.io/revision`,
+owner reference to the Deployment); a StatefulSet's or DaemonSet's are its ControllerRevisions
+(`revision`, the template inside `data`). The diff compares the current revision's pod
+template with the previous one field by field, in the terms an engineer reviews a change:
+image, command and args, each env var, env sources, resources, probes, mounts, volumes, and
+the scheduling fields, plus template annotations (a changed `checksum/config` is a config
+change).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.context.kube_facts import conditions_of, controller_of, parse_time, ref_of
+from bot.context.model import Revision, RolloutView, TemplateChange
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+_CONTAINER_FIELDS = ("image", "command", "args", "envFrom", "resources", "livenessProbe", "readinessProbe",
+                     "startupProbe", "volumeMounts", "ports", "securityContext", "workingDir")
+_POD_FIELDS = ("volumes", "serviceAccountName", "nodeSelector", "affinity", "tolerations", "imagePullSecrets",
+               "priorityClassName", "topologySpreadConstraints", "hostNetwork", "dnsPolicy")
+_IGNORED_ANNOTATIONS = ("kubectl.kubernetes.io/restartedAt",)
+MAX_VALUE_CHARS = 300
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+    return value
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e.get("name", "?"): e.get("value", e.get("valueFrom")) for e in container.get("env") or []}
+
+
+def template_changes(before: dict[str, Any], after: dict[str, Any]) -> list[TemplateChange]:
+    """What changed from pod template `before` to `after` (each a template with metadata+spec)."""
+    changes: list[TemplateChange] = []
+    spec_a, spec_b = before.get("spec") or {}, after.get("spec") or {}
+    for group in ("initContainers", "containers"):
+        old = {c.get("name"): c for c in spec_a.get(group) or []}
+        new = {c.get("name"): c for c in spec_b.get(group) or []}
+        prefix = "initContainers" if group == "initContainers" else "containers"
+        for name in sorted(set(old) | set(new)):
+            a, b = old.get(name), new.get(name)
+            if a is None or b is None:
+                changes.append(TemplateChange(f"{prefix}[{name}]", "present" if a else None, "present" if b else None))
+                continue
+            for key in _CONTAINER_FIELDS:
+                if a.get(key) != b.get(key):
+                    changes.append(TemplateChange(f"{prefix}[{name}].{key}", _short(a.get(key)), _short(b.get(key))))
+            env_a, env_b = _env(a), _env(b)
+            for var in sorted(set(env_a) | set(env_b)):
+                if env_a.get(var, KeyError) != env_b.get(var, KeyError):
+                    changes.append(TemplateChange(f"{prefix}[{name}].env.{var}",
+                                                  _short(env_a.get(var)) if var in env_a else None,
+                                                  _short(env_b.get(var)) if var in env_b else None))
+    for key in _POD_FIELDS:
+        if spec_a.get(key) != spec_b.get(key):
+            changes.append(TemplateChange(f"spec.{key}", _short(spec_a.get(key)), _short(spec_b.get(key))))
+    ann_a = (before.get("metadata") or {}).get("annotations") or {}
+    ann_b = (after.get("metadata") or {}).get("annotations") or {}
+    for key in sorted(set(ann_a) | set(ann_b)):
+        if key not in _IGNORED_ANNOTATIONS and ann_a.get(key) != ann_b.get(key):
+            changes.append(TemplateChange(f"annotations.{key}", ann_a.get(key), ann_b.get(key)))
+    return changes
+
+
+def _replicaset_revision(rs: dict[str, Any]) -> Revision | None:
+    meta, status = rs.get("metadata") or {}, rs.get("status") or {}
+    number = _int((meta.get("annotations") or {}).get(REVISION_ANNOTATION))
+    if number is None:
+        return None
+    template = (rs.get("spec") or {}).get("template") or {}
+    return Revision(number=number, name=meta.get("name", "?"),
+                    hash=(meta.get("labels") or {}).get("pod-template-hash"),
+                    created_at=parse_time(meta.get("creationTimestamp")), template=template,
+                    replicas=int(status.get("replicas") or 0), ready=int(status.get("readyReplicas") or 0))
+
+
+def _controller_revision(cr: dict[str, Any]) -> Revision | None:
+    meta, data = cr.get("metadata") or {}, cr.get("data") or {}
+    number = _int(cr.get("revision"))
+    if number is None:
+        return None
+    template = ((data.get("spec") or {}).get("template")) or {}
+    name = meta.get("name", "?")
+    labels = meta.get("labels") or {}
+    return Revision(number=number, name=name, hash=labels.get("controller-revision-hash") or name.rsplit("-", 1)[-1],
+                    created_at=parse_time(meta.get("creationTimestamp")), template=template, replicas=0, ready=0)
+
+
+def rollout_view(workload: dict[str, Any], owned: list[dict[str, Any]]) -> RolloutView:
+    """History of `workload` from the ReplicaSets or ControllerRevisions it owns."""
+    ref = ref_of(workload)
+    revisions: list[Revision] = []
+    for item in owned:
+        if controller_of(item) != ref:
+            continue
+        revision = _replicaset_revision(item) if item.get("kind", "ReplicaSet") == "ReplicaSet" \
+            else _controller_revision(item)
+        if revision is not None:
+            revisions.append(revision)
+    revisions.sort(key=lambda r: r.number)
+    current = revisions[-1] if revisions else None
+    if current is not None and ref.kind == "Deployment":
+        wanted = _int(((workload.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION))
+        current = next((r for r in revisions if r.number == wanted), current)
+    previous = max((r for r in revisions if current and r.number < current.number), key=lambda r: r.number,
+                   default=None)
+    changes = template_changes(previous.template, current.template) if current and previous else []
+    return RolloutView(workload=ref, revisions=revisions, current=current, previous=previous, changes=changes,
+                       in_progress=_in_progress(workload))
+
+
+def _in_progress(workload: dict[str, Any]) -> bool:
+    spec, status = workload.get("spec") or {}, workload.get("status") or {}
+    kind = workload.get("kind")
+    if kind == "Deployment":
+        progressing = conditions_of(workload).get("Progressing")
+        if progressing and progressing[1] == "ProgressDeadlineExceeded":
+            return True
+        return int(status.get("updatedReplicas") or 0) < int(spec.get("replicas", 1) or 0)
+    if kind == "StatefulSet":
+        return bool(status.get("updateRevision")) and status.get("updateRevision") != status.get("currentRevision")
+    if kind == "DaemonSet":
+        return int(status.get("updatedNumberScheduled") or 0) < int(status.get("desiredNumberScheduled") or 0)
+    return False

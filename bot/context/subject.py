@@ -1,0 +1,83 @@
+"""What the alerts are about: Kubernetes references read from alert labels. Pure.
+
+Label conventions are those of kube-state-metrics, cAdvisor, kubelet and node-exporter as the
+kubernetes-mixin rules keep them (`namespace`, `pod`, `container`, `deployment`,
+`statefulset`, `daemonset`, `job_name`, `cronjob`, `horizontalpodautoscaler`,
+`persistentvolumeclaim`, `node`, `resourcequota`). Labels are untrusted: a value that is not a
+valid Kubernetes name is ignored rather than used in an API path.
+
+Caveat handled here: on alerts computed from kube-state-metrics, a `pod` label may name the
+exporter's own pod (a scrape target label) rather than the subject. Such values are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from bot.alerts.classify import AlertView as ClassifyView
+from bot.alerts.classify import is_heartbeat
+from bot.context.model import AlertView, ObjectRef, Subject
+
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_WORKLOAD_LABELS = (
+    ("deployment", "Deployment"),
+    ("statefulset", "StatefulSet"),
+    ("daemonset", "DaemonSet"),
+    ("job_name", "Job"),
+    ("cronjob", "CronJob"),
+)
+_EXPORTER_PODS = ("kube-state-metrics", "prometheus-node-exporter", "node-exporter", "blackbox-exporter")
+# The mixin's alerts fire after their `for:` window (mostly 15 minutes): the problem began before.
+RULE_FOR_WINDOW = timedelta(minutes=15)
+
+
+def valid_name(value: str | None) -> bool:
+    return bool(value) and len(value) <= 253 and bool(_NAME.fullmatch(value))
+
+
+def _append(items: list, item) -> None:
+    if item not in items:
+        items.append(item)
+
+
+def resolve_subject(alerts: Iterable[AlertView]) -> Subject:
+    """The namespaces, pods, workloads, nodes and claims the alerts name (firing ones first)."""
+    subject = Subject(namespaces=[], pods=[], workloads=[], nodes=[], claims=[], other=[])
+    ordered = sorted(alerts, key=lambda a: a.status != "firing")
+    if ordered and all(is_heartbeat(ClassifyView(a.name, a.status, a.labels, a.annotations)) for a in ordered):
+        subject.heartbeat = True
+        return subject
+    for alert in ordered:
+        labels = alert.labels
+        namespace = labels.get("namespace") if valid_name(labels.get("namespace")) else None
+        if namespace:
+            _append(subject.namespaces, namespace)
+            pod = labels.get("pod")
+            if valid_name(pod) and not pod.startswith(_EXPORTER_PODS):
+                _append(subject.pods, ObjectRef("Pod", namespace, pod))
+            for label, kind in _WORKLOAD_LABELS:
+                if valid_name(labels.get(label)):
+                    _append(subject.workloads, ObjectRef(kind, namespace, labels[label]))
+            if valid_name(labels.get("persistentvolumeclaim")):
+                _append(subject.claims, ObjectRef("PersistentVolumeClaim", namespace, labels["persistentvolumeclaim"]))
+            if valid_name(labels.get("horizontalpodautoscaler")):
+                _append(subject.other, ObjectRef("HorizontalPodAutoscaler", namespace,
+                                                 labels["horizontalpodautoscaler"]))
+            if valid_name(labels.get("resourcequota")):
+                _append(subject.other, ObjectRef("ResourceQuota", namespace, labels["resourcequota"]))
+        node = labels.get("node")
+        if valid_name(node):
+            _append(subject.nodes, node)
+    return subject
+
+
+def incident_start(alerts: Iterable[AlertView], now: datetime) -> datetime:
+    """When the trouble most likely began: the earliest firing alert's start minus the rules'
+    usual `for:` window (all alerts when none fires), never after `now`."""
+    alerts = list(alerts)
+    firing = [a.starts_at for a in alerts if a.status == "firing" and a.starts_at]
+    starts = firing or [a.starts_at for a in alerts if a.starts_at]
+    earliest = min(starts, default=now)
+    return min(earliest, now) - RULE_FOR_WINDOW

@@ -1,0 +1,1 @@
+"""DIAGNOSE: analyzers per failure mode and their ranking (see engine.py)."""

@@ -1,0 +1,99 @@
+"""certificate_expired: an expired or not-yet-valid TLS certificate stops the workload.
+
+Explicit evidence: log lines saying the certificate has expired (x509, OpenSSL, Java, Node
+phrasings), blackbox exporter's `probe_ssl_earliest_cert_expiry` in the past, events that
+mention it. The object to fix is the Secret holding the certificate: the one mounted at the
+path the error names, else the pod's TLS-looking secret volume; when the error is about a peer
+(a host the workload calls), the Secret mounted by the workloads behind that host's Service.
+Restarting or rolling back does not renew a certificate.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.context.dependencies import service_for
+from bot.context.log_signals import hosts_in, paths_in
+from bot.context.model import Context, ObjectRef, PodView
+from bot.diagnosis import evidence as ev
+from bot.diagnosis.findings import WorkloadFindings, fix_target
+from bot.diagnosis.model import Hypothesis
+
+_TLS_NAME = re.compile(r"tls|cert|ssl|x509|pki|mtls|crt", re.I)
+_PEER = re.compile(r"remote error|failed to verify|verify(?:ing)? certificate|handshake|Get \"https|dial tcp|"
+                   r"x509: certificate has expired or is not yet valid|unable to get|peer", re.I)
+_NOT_AFTER = re.compile(r"(?:not_after|notAfter|NotAfter|is after|expired on|expiry)[=: ]+\s*([0-9T:\-+Z. ]{10,30})")
+
+
+def secret_for(pod: PodView, paths: list[str]) -> str | None:
+    """The secret mounted at one of `paths`, else the pod's TLS-looking secret volume."""
+    secrets = {v.name: v.source for v in pod.volumes if v.kind == "secret" and v.source}
+    for container in pod.containers:
+        for mount, volume in sorted(container.mounts.items(), key=lambda item: -len(item[0])):
+            if volume in secrets and any(p == mount or p.startswith(mount.rstrip("/") + "/") for p in paths):
+                return secrets[volume]
+    tls = [name for volume, name in secrets.items() if _TLS_NAME.search(name) or _TLS_NAME.search(volume)]
+    if tls:
+        return tls[0]
+    projected_tls = [s.get("secret", {}).get("name") for v in pod.spec.get("volumes") or []
+                     for s in (v.get("projected") or {}).get("sources") or [] if s.get("secret")]
+    return next((n for n in projected_tls if n and _TLS_NAME.search(n)), None)
+
+
+def _peer_secret(ctx: Context, line: str, namespace: str | None) -> ObjectRef | None:
+    for mention in hosts_in(line):
+        service = service_for(mention.host, namespace)
+        view = next((s for s in ctx.services if s.ref == service), None) if service else None
+        if view is None or not view.selector:
+            continue
+        for pod in ctx.pods:
+            if pod.ref.namespace == view.ref.namespace and all(pod.labels.get(k) == v for k, v in view.selector.items()):
+                name = secret_for(pod, [])
+                if name:
+                    return ObjectRef("Secret", pod.ref.namespace, name)
+    return None
+
+
+def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
+    hypotheses = []
+    expired_probes = [s for s in ctx.signal("certificate_expiry") if s.latest is not None and s.latest <= 0]
+    for found in findings:
+        lines = found.error_lines("certificate", include_noise=not found.healthy)
+        events = [e for e in found.events if re.search(r"x509|certificate", e.message, re.I) and e.type == "Warning"]
+        if not lines and not events and not (expired_probes and found.failing):
+            continue
+        supporting = [ev.log_line(e) for e in lines[:3]] + [ev.event(e, ctx.now) for e in events[:1]]
+        for probe in expired_probes[:1]:
+            supporting.append(ev.signal(probe, f"the TLS certificate of {probe.labels.get('instance', '?')} expired "
+                                               f"{int(-(probe.latest or 0) // 3600)} h ago (blackbox probe)"))
+        pods = {p.ref: p for p in found.pods}
+        secret = None
+        for line in lines:
+            pod = pods.get(line.pod)
+            own = secret_for(pod, paths_in(line.line)) if pod else None
+            peer = _peer_secret(ctx, line.line, found.ref.namespace) if _PEER.search(line.line) else None
+            chosen = peer or (ObjectRef("Secret", found.ref.namespace, own) if own else None)
+            if chosen:
+                secret = chosen
+                break
+        if secret is None and found.pods:
+            name = secret_for(found.pods[0], [])
+            secret = ObjectRef("Secret", found.ref.namespace, name) if name else None
+        when = next((m.group(1).strip() for e in lines for m in [_NOT_AFTER.search(e.line)] if m), None)
+        target = fix_target(found)
+        resource = secret or target
+        summary = (f"The TLS certificate in {secret} has expired" if secret else
+                   f"A TLS certificate {target} depends on has expired")
+        if when:
+            summary += f" (not after {when})"
+        summary += f", so {target} " + ("cannot start" if found.crashes or found.waiting else "fails its TLS connections")
+        confidence = 0.92 if lines else 0.75
+        hypotheses.append(Hypothesis(
+            "certificate_expired", resource, confidence, summary + ".", supporting,
+            [], explicit=True, action=f"Renew the certificate in {secret or 'the secret it is loaded from'} "
+                                      "(cert-manager: check the Certificate and its issuer), then restart the pods "
+                                      "that load it at start-up.", signal_key="restarts"))
+        if secret is not None:
+            hypotheses.append(Hypothesis("certificate_expired", target, confidence - 0.15, summary + ".", supporting,
+                                         [], True, action=hypotheses[-1].action))
+    return hypotheses

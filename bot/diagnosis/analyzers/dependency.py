@@ -1,0 +1,70 @@
+"""dependency_unreachable: a database, service or DNS name the workload needs is failing.
+
+Evidence: the failing pods' logs say they could not connect (refused, timed out, no such host,
+reset), naming the host; that host is an in-cluster Service without ready endpoints, or a
+probe or exporter of it reports down (`up`, `probe_success`, `pg_up` == 0). Lines that healthy
+pods print just as well are noise and do not count. The object to fix is the failing workload
+(a failed Job is re-run); the dependency's own workload is offered as the next hypothesis.
+"""
+
+from __future__ import annotations
+
+from bot.context.model import Context, DependencyView
+from bot.diagnosis import evidence as ev
+from bot.diagnosis.findings import WorkloadFindings, fix_target
+from bot.diagnosis.model import Evidence, Hypothesis
+
+
+def _deps_for(ctx: Context, found: WorkloadFindings) -> list[DependencyView]:
+    pods = {p.ref for p in found.pods}
+    return [d for d in ctx.dependencies if any(p in pods for p in d.pods)]
+
+
+def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
+    hypotheses = []
+    for found in findings:
+        lines = [e for e in found.error_lines("dependency") if "certificate" not in e.families]
+        if not lines:
+            continue
+        deps = _deps_for(ctx, found)
+        supporting: list[Evidence] = [ev.log_line(e) for e in lines[:3]]
+        contradicting: list[Evidence] = []
+        main = deps[0] if deps else None
+        for dep in deps[:2]:
+            if dep.service is not None and dep.ready_endpoints == 0:
+                supporting.append(Evidence(f"Service {dep.service} has no ready endpoints", "kubernetes",
+                                           f"Endpoints {dep.service.namespace}/{dep.service.name}"))
+            elif dep.service is not None and dep.ready_endpoints:
+                supporting.append(Evidence(f"Service {dep.service} has {dep.ready_endpoints} ready endpoint(s) now: "
+                                           "it may have recovered, or the path to it is broken", "kubernetes",
+                                           f"Endpoints {dep.service.namespace}/{dep.service.name}"))
+        down = [s for s in ctx.signal("dependency_down") if s.latest == 0 or s.lowest == 0]
+        for signal in down[:2]:
+            name = signal.labels.get("__name__", "up")
+            target = signal.labels.get("job") or signal.labels.get("instance") or signal.labels.get("service") or "?"
+            supporting.append(ev.signal(signal, f"{name} of {target} reported 0 (down) in the last hour"))
+        failing_runs = bool(found.crashes or found.failing)
+        confidence = 0.8 if failing_runs else 0.6
+        if any(d.service is not None and d.ready_endpoints == 0 for d in deps) or down:
+            confidence += 0.07
+        if len(lines) == 1 and not failing_runs:
+            confidence -= 0.2
+        host = main.host if main else None
+        target = found.ref if found.ref.kind == "Job" else fix_target(found)
+        what = f"{host}" if host else "a dependency"
+        if main and main.service is not None:
+            what = f"{main.service.name} ({host})"
+        summary = f"{target} fails because it cannot reach {what}: {lines[0].line.strip()[:160]}"
+        action = f"Restore {what} (check its pods and endpoints), then " + (
+            f"re-run {found.ref.name}." if found.ref.kind == "Job" else f"let {found.ref.name} reconnect.")
+        hypotheses.append(Hypothesis("dependency_unreachable", target, confidence, summary, supporting,
+                                     contradicting, explicit=True, action=action, signal_key="error_ratio"))
+        if target != fix_target(found):
+            hypotheses.append(Hypothesis("dependency_unreachable", fix_target(found), confidence - 0.15, summary,
+                                         supporting, contradicting, True, action=action))
+        for backend in (main.backends if main else [])[:1]:
+            if backend != found.ref:
+                hypotheses.append(Hypothesis("dependency_unreachable", backend, confidence - 0.2,
+                                             f"{backend} behind {what} is not serving: {found.ref} cannot reach it.",
+                                             supporting, contradicting, True, action=action))
+    return hypotheses

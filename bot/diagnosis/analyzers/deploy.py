@@ -1,0 +1,118 @@
+"""bad_deploy: a recent rollout introduced the fault, so rolling back is the remedy.
+
+Evidence, strongest first: pods of the new revision fail while pods of the previous one keep
+serving; the failures (crashes, errors, a 5xx change point) began after the new revision was
+created; the template diff changes something that can break a program (image, command, args,
+env, config references, probes). Against: pods of the old revision fail too (the fault does
+not follow the version), the new revision changes nothing that runs, the new pods are only
+Pending (that is scheduling), or there is no previous revision to go back to (a first deploy:
+config_error or image_pull then).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.context.model import Context, TemplateChange
+from bot.diagnosis import evidence as ev
+from bot.diagnosis.findings import WorkloadFindings, short
+from bot.diagnosis.model import Evidence, Hypothesis
+
+RUNTIME_FIELDS = (".image", ".command", ".args", ".env", ".envFrom", "Probe", ".volumeMounts", "spec.volumes",
+                  "annotations.checksum", ".securityContext", ".workingDir", ".ports", "serviceAccountName")
+CHANGE_POINT_WINDOW = timedelta(minutes=30)
+
+
+def _runtime_changes(changes: list[TemplateChange]) -> list[TemplateChange]:
+    return [c for c in changes if any(marker in c.path for marker in RUNTIME_FIELDS)]
+
+
+def describe_change(change: TemplateChange) -> str:
+    if change.before is None:
+        return f"{change.path} added ({short(change.after, 80)})"
+    if change.after is None:
+        return f"{change.path} removed (was {short(change.before, 80)})"
+    return f"{change.path}: {short(change.before, 80)} → {short(change.after, 80)}"
+
+
+def _image_of(found: WorkloadFindings) -> str | None:
+    rollout = found.rollout
+    images = rollout.image_of(rollout.current) if rollout else []
+    return images[0] if images else None
+
+
+def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
+    hypotheses = []
+    for found in findings:
+        rollout = found.rollout
+        if rollout is None or rollout.current is None or rollout.previous is None or not found.failing:
+            continue
+        if not found.rollout_recent:
+            continue  # a scale-up of an old revision is "in progress" too, but no rollout happened
+        current, previous = rollout.current, rollout.previous
+        supporting: list[Evidence] = []
+        contradicting: list[Evidence] = []
+        image = _image_of(found)
+        changes = _runtime_changes(rollout.changes)
+        supporting.append(Evidence(
+            f"revision {current.number} ({current.name}{', image ' + image if image else ''}) was created "
+            f"{ev.ago(current.created_at, ctx.now)}; the trouble began about {ev.ago(ctx.incident_start, ctx.now)}",
+            "rollout", f"ReplicaSet {found.ref.namespace}/{current.name}"))
+        if changes:
+            supporting.append(Evidence("changed since revision " + str(previous.number) + ": "
+                                       + "; ".join(describe_change(c) for c in changes[:4]), "rollout",
+                                       f"pod template diff {previous.name} → {current.name}"))
+        else:
+            contradicting.append(Evidence(f"revision {current.number} changes nothing that runs "
+                                          f"({', '.join(c.path for c in rollout.changes[:3]) or 'no template change'})",
+                                          "rollout", f"pod template diff {previous.name} → {current.name}"))
+        if found.failing_new and not found.failing_old:
+            split = f"{found.failing_new} pod(s) of revision {current.number} fail"
+            if found.healthy_old:
+                split += f" while {found.healthy_old} pod(s) of revision {previous.number} keep serving"
+            supporting.append(Evidence(split, "kubernetes", f"pods of {found.ref} by pod-template-hash"))
+        healthy_new = [p for p in found.healthy if p.revision_hash == current.hash and p.ready]
+        if healthy_new and current.hash:
+            contradicting.append(Evidence(f"{len(healthy_new)} pod(s) of revision {current.number} itself are healthy",
+                                          "kubernetes", f"pods of {found.ref} by pod-template-hash"))
+        if found.failing_old:
+            contradicting.append(Evidence(f"{found.failing_old} pod(s) of the previous revision fail too: the fault "
+                                          "does not follow the version", "kubernetes", f"pods of {found.ref}"))
+        only_pending = found.failing and all(p in found.pending for p in found.failing)
+        if only_pending:
+            contradicting.append(Evidence("the new pods are Pending (not scheduled), not failing to run", "kubernetes",
+                                          f"pods of {found.ref}"))
+        code_errors = found.error_lines("code") + found.error_lines("config")
+        supporting += [ev.log_line(e) for e in code_errors[:2]]
+        for signal in ctx.signal("error_ratio"):
+            change = signal.change
+            if change and change.after > change.before and current.created_at and \
+                    current.created_at <= change.at <= current.created_at + CHANGE_POINT_WINDOW:
+                delay = int((change.at - current.created_at).total_seconds())
+                supporting.append(ev.signal(signal, f"5xx ratio rose from {ev.pct(change.before)} to "
+                                                    f"{ev.pct(change.after)} {delay} s after revision {current.number} "
+                                                    f"was created"))
+        confidence = 0.55
+        if found.failing_new and not found.failing_old and (found.healthy_old or previous.ready):
+            confidence = 0.85
+        elif found.failing_new and not found.failing_old:
+            confidence = 0.7
+        if code_errors:
+            confidence += 0.05
+        if not changes:
+            confidence -= 0.35
+        if found.failing_old:
+            confidence -= 0.35
+        if healthy_new and current.hash:
+            confidence -= 0.3
+        if only_pending:
+            confidence -= 0.4
+        summary = f"Revision {current.number} of {found.ref}" + (f" ({image})" if image else "") + \
+            f" broke it: {found.failing_new or len(found.failing)} pod(s) of the new revision fail"
+        if found.healthy_old:
+            summary += f" while revision {previous.number} keeps serving"
+        hypotheses.append(Hypothesis(
+            "bad_deploy", found.ref, confidence, summary + ".", supporting, contradicting, explicit=False,
+            action=f"Roll {found.ref.name} back to revision {previous.number}, then fix the change before redeploying.",
+            signal_key="error_ratio"))
+    return hypotheses

@@ -1,0 +1,68 @@
+"""scheduling: pods cannot be placed on any node.
+
+Explicit evidence: pods Pending with PodScheduled=False (Unschedulable) and the scheduler's
+FailedScheduling events, whose message counts the nodes by reason ("0/6 nodes are available:
+3 Insufficient nvidia.com/gpu, 3 node(s) had untolerated taint ..."); the cluster autoscaler's
+NotTriggerScaleUp. A pod waiting for an unbound PersistentVolumeClaim is a storage problem,
+not this one.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.context.model import Context
+from bot.diagnosis import evidence as ev
+from bot.diagnosis.findings import WorkloadFindings, fix_target, short
+from bot.diagnosis.model import Evidence, Hypothesis
+
+_REASON = re.compile(r"(\d+) (Insufficient [\w./-]+|node\(s\) [^,.]+|Too many pods)")
+_STORAGE = re.compile(r"unbound (?:immediate )?PersistentVolumeClaims|persistentvolumeclaim \"[^\"]+\" not found|"
+                      r"volume node affinity conflict|pod has unbound", re.I)
+
+
+def scheduler_reasons(message: str) -> list[str]:
+    """The reasons a FailedScheduling message gives, most nodes first ("3 Insufficient cpu")."""
+    found = [(int(count), text.strip()) for count, text in _REASON.findall(message)]
+    return [f"{count} {text}" for count, text in sorted(found, key=lambda item: -item[0])]
+
+
+def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
+    hypotheses = []
+    for found in findings:
+        pending = {p.ref for p in found.pending}
+        # only pods still waiting: a FailedScheduling for a pod placed since is over
+        events = [e for e in found.warning_events("FailedScheduling") if e.involved in pending
+                  or e.involved.kind != "Pod"]
+        messages = [e.message for e in events] + [p.conditions.get("PodScheduled", ("", None, ""))[2] or ""
+                                                  for p in found.pending]
+        messages = [m for m in messages if m]
+        if not found.pending and not events:
+            continue
+        storage = any(_STORAGE.search(m) for m in messages)
+        supporting: list[Evidence] = [ev.event(e, ctx.now) for e in events[:2]]
+        if not events:
+            pod = found.pending[0]
+            supporting.append(Evidence(f"{pod.ref.name} is Pending: {short(messages[0] if messages else '', 200)}",
+                                       "kubernetes", f"Pod {pod.ref.namespace}/{pod.ref.name} status.conditions"))
+        scale = [e for e in found.events if e.reason in ("NotTriggerScaleUp", "FailedScaleUp")]
+        supporting += [ev.event(e, ctx.now) for e in scale[:1]]
+        reasons = scheduler_reasons(messages[0]) if messages else []
+        contradicting = []
+        if storage:
+            contradicting.append(Evidence("the scheduler waits for a PersistentVolumeClaim to bind: a storage problem",
+                                          "event", "FailedScheduling message"))
+        target = fix_target(found)
+        pending = len(found.pending) or len({e.involved for e in events})
+        summary = f"{pending} pod(s) of {target} cannot be scheduled"
+        if reasons:
+            summary += ": " + ", ".join(reasons[:3])
+        confidence = 0.9 if (found.pending and messages) else 0.6
+        if events and all(e.last_at and e.last_at < ctx.incident_start for e in events) and not found.pending:
+            confidence = 0.3
+        confidence -= 0.45 * storage
+        hypotheses.append(Hypothesis(
+            "scheduling", target, confidence, summary + ".", supporting, contradicting, explicit=True,
+            action="Free or add capacity that matches the pods' requests, selectors and tolerations, or relax them; "
+                   "restarting or deleting pods changes nothing.", signal_key="available_replicas"))
+    return hypotheses
