@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "OPSBOT_"
@@ -33,6 +33,23 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("; ".join(problems))
+
+
+class ClusterConfig(BaseModel):
+    """One entry of OPSBOT_CLUSTERS."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kube_mode: Literal["kubeconfig", "in-cluster", "url"] = "kubeconfig"
+    kube_context: str | None = None
+    kube_api_url: str | None = None
+    prometheus_url: str | None = None
+
+    @model_validator(mode="after")
+    def _url_needs_url(self) -> ClusterConfig:
+        if self.kube_mode == "url" and not self.kube_api_url:
+            raise ValueError("kube_mode 'url' needs kube_api_url")
+        return self
 
 
 class Settings(BaseSettings):
@@ -73,8 +90,17 @@ class Settings(BaseSettings):
         False, description="Accept webhooks without credentials (only for local trials)."
     )
 
-    kube_mode: Literal["sandbox", "kubeconfig", "in-cluster"] = "sandbox"
+    kube_mode: Literal["sandbox", "kubeconfig", "in-cluster", "url"] = "sandbox"
     kube_context: str | None = None
+    kube_api_url: str | None = Field(None, description="API server URL without credentials (kube_mode 'url' or "
+                                                        "'sandbox': the sandbox, or `kubectl proxy`).")
+    clusters: dict[str, ClusterConfig] = Field(
+        default_factory=dict, description="Several clusters: the alerts' `cluster` label -> {kube_mode, kube_context, "
+                                          "kube_api_url, prometheus_url}. Alerts from other clusters are not investigated.")
+    investigation_budget_seconds: float = Field(10, gt=0, le=120, description="Time budget of one investigation.")
+    investigation_settle_seconds: float = Field(
+        0, ge=0, le=600, description="Wait this long after an incident opens before investigating it.")
+    investigation_threads: int = Field(2, ge=1, le=16, description="Investigations run in parallel.")
     sandbox_scenario: Path | None = Field(None, description="Scenario whose cluster the sandbox serves.")
     prometheus_url: str | None = None
     alertmanager_url: str | None = Field(None, description="Linked from incident cards.")
@@ -211,6 +237,8 @@ class Settings(BaseSettings):
                 "OPSBOT_KUBE_MODE is 'sandbox' while talking to real Slack: set it to 'kubeconfig' or "
                 "'in-cluster'"
             )
+        if self.kube_mode == "url" and not self.kube_api_url:
+            problems.append("OPSBOT_KUBE_MODE is 'url': set OPSBOT_KUBE_API_URL")
         if self.intake_processes and ":memory:" in self.effective_database_url:
             problems.append("OPSBOT_INTAKE_PROCESSES needs a database the child processes can share, "
                             "not an in-memory SQLite database")

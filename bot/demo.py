@@ -66,7 +66,8 @@ def _describe_cluster(api_client, scenario: Scenario) -> str:
     return f"{summary}; read back {len(pods)} pods and {len(events)} events ({warnings} Warning)"
 
 
-def _start_bot(workdir: Path, scenario: Scenario, slack_url: str, token: str, stack):
+def _start_bot(workdir: Path, scenario: Scenario, slack_url: str, token: str, stack, kube_url: str,
+               prometheus_url: str):
     from bot.db import migrate
     from bot.runtime import build_runtime
     from bot.web import HttpServer, create_web_app
@@ -74,7 +75,7 @@ def _start_bot(workdir: Path, scenario: Scenario, slack_url: str, token: str, st
     settings = Settings(data_dir=workdir, slack_api_url=slack_url, slack_bot_token="xoxb-emulator",
                         slack_signing_secret=secrets.token_hex(16),
                         webhook_token=token, http_port=0, worker_poll_seconds=0.1, log_level="WARNING",
-                        log_format="text")
+                        log_format="text", kube_mode="url", kube_api_url=kube_url, prometheus_url=prometheus_url)
     runtime = build_runtime(settings, clock=scenario_clock(scenario))
     stack.append(runtime.close)
     migrate.upgrade(runtime.engine)
@@ -125,7 +126,7 @@ def replay(scenario: Scenario, workdir: Path) -> str:
         slack.start()
         stack.append(slack.stop)
         token = "demo-webhook-token"
-        runtime, bot_url = _start_bot(workdir, scenario, slack.base_url, token, stack)
+        runtime, bot_url = _start_bot(workdir, scenario, slack.base_url, token, stack, kube_url, prometheus.url)
         _step(f"opsbot at {bot_url} (SQLite in {workdir}), Slack emulator at {slack.base_url}")
 
         alertmanager = AlertmanagerProcess(workdir / "alertmanager",
@@ -139,8 +140,14 @@ def replay(scenario: Scenario, workdir: Path) -> str:
             slack.wait_for(lambda emu: emu.messages(), timeout=WAIT_SECONDS)
         except TimeoutError:
             raise RuntimeError(f"no incident card in Slack after {WAIT_SECONDS}s") from None
-        time.sleep(2.5)  # let Alertmanager's group_interval pass so later batches land too
         (root, *_) = slack.messages()
+        _step("incident card posted; investigating (Kubernetes, logs, Prometheus)")
+        try:
+            slack.wait_for(lambda emu: any("Root cause analysis" in str(m.get("blocks"))
+                                           for m in emu.thread(root["channel"], root["ts"])), timeout=WAIT_SECONDS)
+        except TimeoutError:
+            raise RuntimeError(f"no RCA in the thread after {WAIT_SECONDS}s") from None
+        time.sleep(2.5)  # the graph and evidence files follow the RCA message
         return thread_text(slack.thread(root["channel"], root["ts"]))
     finally:
         for stop in reversed(stack):

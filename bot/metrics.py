@@ -34,6 +34,13 @@ class Metrics:
         self.work_seconds = Histogram(
             "opsbot_work_seconds", "Time spent per unit of work.", ["stage"], registry=self.registry,
         )
+        self.investigations = Counter(
+            "opsbot_investigations_total", "Investigations by outcome (done, failed, skipped) and top category.",
+            ["outcome", "category"], registry=self.registry,
+        )
+        self.gatherer_seconds = Histogram(
+            "opsbot_gatherer_seconds", "Time each RCA gatherer took.", ["gatherer"], registry=self.registry,
+        )
         self.pending_deliveries = Gauge(
             "opsbot_pending_deliveries", "Deliveries waiting for a worker.", registry=self.registry,
         )

@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.alerts.matchers import parse_matchers
 from bot.clock import Clock, utc_now
 from bot.config import Settings
+from bot.context.clusters import ClusterDirectory
 from bot.db.engine import make_engine, make_session_factory
 from bot.incidents.lifecycle import Windows
 from bot.incidents.pagerduty_sync import PagerDutySync
+from bot.incidents.rca_stage import RcaStage
 from bot.incidents.thread import CardSync
 from bot.intake_processes import IntakeProcesses
 from bot.metrics import Metrics
@@ -83,7 +85,8 @@ def intake_rules(settings: Settings) -> IntakeRules:
     return IntakeRules(
         windows=Windows(reopen=timedelta(seconds=settings.reopen_window_seconds),
                         quiet=timedelta(seconds=settings.quiet_window_seconds),
-                        related=timedelta(seconds=settings.related_window_seconds)),
+                        related=timedelta(seconds=settings.related_window_seconds),
+                        settle=timedelta(seconds=settings.investigation_settle_seconds)),
         group_key_template=settings.group_key_template,
         silences=tuple(parse_matchers(text) for text in settings.silences),
         mirror_pagerduty=bool(settings.pagerduty_routing_key),
@@ -117,12 +120,15 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
         link = pagerduty_link(settings)
         if link is not None:
             owned.append(_Closing(link))
+        rca = RcaStage(factory, gateway, ClusterDirectory.from_settings(settings), clock, owner=worker_identity(),
+                       metrics=metrics, budget_seconds=settings.investigation_budget_seconds,
+                       lease=timedelta(seconds=settings.claim_lease_seconds), pagerduty=link)
         elsewhere = IntakeProcesses(settings.intake_processes, settings, metrics) if settings.intake_processes else None
         workers = Workers(factory, cards, clock, metrics, threads=settings.worker_threads,
                           poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds,
                           intake=intake_rules(settings),
                           pagerduty=PagerDutySync(factory, link, clock) if link is not None else None,
-                          intake_elsewhere=elsewhere)
+                          intake_elsewhere=elsewhere, rca=rca, rca_threads=settings.investigation_threads)
     except BaseException:
         for thing in reversed(owned):
             thing.stop()

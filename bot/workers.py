@@ -72,11 +72,13 @@ class Workers:
     def __init__(self, factory: sessionmaker[Session], cards: CardSync | None, clock: Clock, metrics: Metrics,
                  threads: int = 2, poll_seconds: float = 0.5, lease_seconds: float = 120,
                  intake: IntakeRules | None = None, pagerduty: PagerDutySync | None = None,
-                 intake_elsewhere=None, on_opened: Callable[[], None] | None = None):
+                 intake_elsewhere=None, on_opened: Callable[[], None] | None = None, rca=None,
+                 rca_threads: int = 1):
         self._factory, self._cards, self._clock, self._metrics = factory, cards, clock, metrics
         self._threads_wanted, self._poll, self._lease = threads, poll_seconds, timedelta(seconds=lease_seconds)
         self._intake = intake or IntakeRules()
         self._pagerduty = pagerduty
+        self._rca, self._rca_threads = rca, rca_threads
         self._elsewhere = intake_elsewhere
         self._on_opened = on_opened or self.wake_stages
         self._intake_wakes: list[threading.Event] = []
@@ -110,6 +112,8 @@ class Workers:
             loops.append(("opsbot-cards", self.cards_round))
         if stages and self._pagerduty is not None:
             loops.append(("opsbot-pagerduty", self.pagerduty_round))
+        if stages and self._rca is not None:
+            loops += [(f"opsbot-rca-{index}", self.rca_round) for index in range(self._rca_threads)]
         for name, step in loops:
             wake = threading.Event()
             (self._intake_wakes if step == self.intake_round else self._stage_wakes).append(wake)
@@ -153,6 +157,10 @@ class Workers:
     def cards_round(self, _owner: str) -> bool:
         synced = [self._cards.sync(incident_id) for incident_id in self._cards.pending()]
         return any(outcome in {"posted", "updated", "noted"} for outcome in synced)
+
+    def rca_round(self, _owner: str) -> bool:
+        """Investigate new incidents and post their RCA (see `bot.incidents.rca_stage`)."""
+        return self._rca.round() if self._rca is not None else False
 
     def pagerduty_round(self, _owner: str) -> bool:
         """Sync due incidents; stop at the first 'unavailable' (PagerDuty is down or slow:

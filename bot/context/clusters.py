@@ -12,30 +12,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from pydantic import BaseModel, ConfigDict, model_validator
-
-KubeMode = Literal["sandbox", "kubeconfig", "in-cluster", "url"]
-
-
-class ClusterConfig(BaseModel):
-    """One entry of OPSBOT_CLUSTERS."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kube_mode: Literal["kubeconfig", "in-cluster", "url"] = "kubeconfig"
-    kube_context: str | None = None
-    kube_api_url: str | None = None
-    prometheus_url: str | None = None
-
-    @model_validator(mode="after")
-    def _url_needs_url(self) -> ClusterConfig:
-        if self.kube_mode == "url" and not self.kube_api_url:
-            raise ValueError("kube_mode 'url' needs kube_api_url")
-        return self
 
 
 @dataclass(frozen=True)

@@ -176,8 +176,14 @@ class PrometheusGatherer:
         return signals, gaps
 
 
+RATE_WINDOW_POINTS = 5  # rate(...[5m]) at 1-minute steps
+
+
 def _signals(query: SignalQuery, result: list[dict]) -> list[Signal]:
+    """Signals from a range query. The first points of a rate() are cut: where the data begins
+    inside the range they are extrapolated from too few samples, a false step up."""
     signals = []
+    trim = RATE_WINDOW_POINTS if "rate(" in query.query else 0
     for series in result[:MAX_SERIES_PER_SIGNAL]:
         points = []
         for stamp, value in series.get("values") or []:
@@ -185,6 +191,7 @@ def _signals(query: SignalQuery, result: list[dict]) -> list[Signal]:
                 points.append((datetime.fromtimestamp(float(stamp), UTC), float(value)))
             except (TypeError, ValueError):
                 continue
+        points = points[trim:] if len(points) > 2 * trim else points
         if not points:
             continue
         labels = {k: v for k, v in (series.get("metric") or {}).items()}

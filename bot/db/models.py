@@ -196,6 +196,42 @@ class SlackMessage(Base):
     __table_args__ = (UniqueConstraint("incident_id", "purpose"), UniqueConstraint("channel", "ts"))
 
 
+class Investigation(Base):
+    """The RCA of one incident: created with the incident (ack first, nothing lost), claimed by
+    one worker at a time, run outside any transaction, its result stored, then posted.
+
+    status: pending -> running (leased until `lease_until`) -> done | failed. A lapsed lease is
+    claimed again, so a crash mid-investigation only costs a re-run. Posting is separate:
+    `posted_at` is set once the RCA is in the thread; until then the post is retried
+    (`post_attempts`, `post_retry_at`), after the card exists.
+    """
+
+    __tablename__ = "investigations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    not_before: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    posted_at: Mapped[datetime | None]
+    post_ts: Mapped[str | None] = mapped_column(String(32))
+    post_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    post_retry_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("incident_id", "round"),
+        Index("ix_investigations_status_not_before", "status", "not_before"),
+    )
+
+
 class JobClaim(Base):
     """A scheduled job's run for one slot (e.g. the 2026-11-21 daily digest), claimed once."""
 

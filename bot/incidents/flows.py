@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from bot.alerts.classify import AlertView, categorise_alert, combine_categories, escalated_severity
 from bot.alerts.model import MAX_NAME, AlertBatch, NormalizedAlert
 from bot.db.models import Alert, Incident
-from bot.incidents import lifecycle, service
+from bot.incidents import investigations, lifecycle, service
 from bot.incidents.lifecycle import Windows
 from bot.incidents.summary import AlertGroup, Lead, alert_scope, summarise_groups
 from bot.timeline import chain
@@ -230,6 +230,7 @@ def ingest(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
     if placement.opened:
         related = lifecycle.find_related(session, incident, now, windows)
         incident.related_incident_id = related.id if related is not None else None
+        investigations.schedule(session, incident.id, now, windows.settle)  # same transaction: never lost
     else:
         note_changed = _queue_note(incident, counts, len(firing_before - firing_after), status_before,
                                    severity_before)

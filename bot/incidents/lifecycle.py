@@ -32,11 +32,13 @@ class Windows:
     """reopen: a resolved incident firing again within it reopens; later, a new one opens.
     quiet: an open incident that heard nothing for this long is closed when a batch arrives,
     and the batch opens a new, linked incident. related: incidents opened this close together
-    in one cluster and service or namespace are shown as possibly related."""
+    in one cluster and service or namespace are shown as possibly related. settle: a new
+    incident is investigated this long after it opens (more of its alerts may be on the way)."""
 
     reopen: timedelta = timedelta(hours=1)
     quiet: timedelta = timedelta(hours=6)
     related: timedelta = timedelta(minutes=15)
+    settle: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,10 @@ def block_lines(block: dict[str, Any]) -> list[str]:
 
 def message_text(message: dict[str, Any]) -> str:
     blocks = message.get("blocks") or []
-    if not blocks:
-        return _mrkdwn(message.get("text", ""))
-    return "\n".join(line for block in blocks for line in block_lines(block))
+    text = "\n".join(line for block in blocks for line in block_lines(block)) if blocks \
+        else _mrkdwn(message.get("text", ""))
+    files = [f"[file: {f.get('title') or f.get('name')} ({f.get('name')})]" for f in message.get("files") or []]
+    return "\n".join(part for part in [text, *files] if part)
 
 
 def thread_text(messages: list[dict[str, Any]]) -> str:

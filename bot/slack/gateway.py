@@ -74,9 +74,11 @@ class SlackGateway:
         self.client = client
         self._metrics = metrics
 
-    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+    def _call(self, method: str, call=None, **kwargs: Any) -> dict[str, Any]:
+        """Run one Web API method (or `call`, a client helper standing for it) with the error
+        mapping above."""
         try:
-            response = self.client.api_call(method, json=kwargs)
+            response = call() if call is not None else self.client.api_call(method, json=kwargs)
         except SlackApiError as exc:
             if exc.response is None:
                 self._count(method, "no_response")
@@ -116,6 +118,11 @@ class SlackGateway:
         if blocks is not None:
             args["blocks"] = fit_blocks(blocks)
         self._call("chat.update", **args)
+
+    def upload_file(self, channel: str, thread_ts: str | None, filename: str, content: bytes, title: str) -> None:
+        """Share a file in a thread (files.getUploadURLExternal, the upload, files.completeUploadExternal)."""
+        self._call("files.upload_v2", lambda: self.client.files_upload_v2(
+            channel=channel, thread_ts=thread_ts, filename=filename, content=content, title=title[:250]))
 
     def post_ephemeral(self, channel: str, user: str, text: str,
                        blocks: list[dict[str, Any]] | None = None) -> None:

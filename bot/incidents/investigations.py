@@ -1,0 +1,115 @@
+"""Queries on the investigations table: schedule, claim, finish, lease the post. No Slack, no I/O.
+
+Every state change is a conditional UPDATE whose rowcount says whether this worker won, so two
+workers or two replicas never run or post the same investigation twice:
+- claim: `pending`, or `running` with a lapsed lease (its worker died), becomes `running`;
+- finish / fail: only while the lease is still ours;
+- post lease: a `done`, unposted investigation whose post lease is free or lapsed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from bot.db.models import Investigation, SlackMessage
+
+MAX_ATTEMPTS = 3
+
+
+def schedule(session: Session, incident_id: int, now: datetime, settle: timedelta = timedelta(0)) -> None:
+    """Create the incident's first investigation (in the intake transaction that opened it)."""
+    session.add(Investigation(incident_id=incident_id, round=1, status="pending", not_before=now + settle,
+                              attempts=0, created_at=now, post_attempts=0))
+
+
+def _claimable(now: datetime):
+    return and_(Investigation.not_before <= now, Investigation.attempts < MAX_ATTEMPTS, or_(
+        Investigation.status == "pending",
+        and_(Investigation.status == "running", Investigation.lease_until < now)))
+
+
+def due(session: Session, now: datetime, limit: int = 10) -> list[int]:
+    return list(session.execute(
+        select(Investigation.id).where(_claimable(now)).order_by(Investigation.not_before, Investigation.id).limit(limit)
+    ).scalars())
+
+
+def claim(session: Session, investigation_id: int, owner: str, now: datetime, lease: timedelta) -> bool:
+    result = session.execute(
+        update(Investigation).where(Investigation.id == investigation_id, _claimable(now))
+        .values(status="running", lease_owner=owner, lease_until=now + lease, attempts=Investigation.attempts + 1,
+                started_at=now)
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def finish(session: Session, investigation_id: int, owner: str, result: dict, now: datetime,
+           status: str = "done") -> bool:
+    """Store the result (`done`, or `skipped`: nothing to investigate, nothing to post)."""
+    done = session.execute(
+        update(Investigation).where(Investigation.id == investigation_id, Investigation.lease_owner == owner,
+                                    Investigation.status == "running")
+        .values(status=status, result=result, finished_at=now, lease_owner=None, lease_until=None, error=None)
+        .execution_options(synchronize_session=False))
+    return done.rowcount == 1
+
+
+def fail(session: Session, investigation_id: int, owner: str, error: str, now: datetime, retry_in: timedelta) -> str:
+    """Back to pending with a delay, or `failed` after MAX_ATTEMPTS; returns the new status."""
+    row = session.get(Investigation, investigation_id)
+    status = "failed" if row is not None and row.attempts >= MAX_ATTEMPTS else "pending"
+    session.execute(
+        update(Investigation).where(Investigation.id == investigation_id, Investigation.lease_owner == owner)
+        .values(status=status, error=error[:2000], lease_owner=None, lease_until=None, not_before=now + retry_in,
+                finished_at=now if status == "failed" else None)
+        .execution_options(synchronize_session=False))
+    return status
+
+
+def _postable(now: datetime):
+    return and_(Investigation.status == "done", Investigation.posted_at.is_(None),
+                or_(Investigation.post_retry_at.is_(None), Investigation.post_retry_at <= now),
+                or_(Investigation.lease_until.is_(None), Investigation.lease_until < now))
+
+
+def postable(session: Session, now: datetime, limit: int = 10) -> list[int]:
+    """Done, unposted investigations whose incident already has its card in Slack."""
+    card = select(SlackMessage.id).where(SlackMessage.incident_id == Investigation.incident_id,
+                                         SlackMessage.purpose == "card").exists()
+    return list(session.execute(
+        select(Investigation.id).where(_postable(now), card).order_by(Investigation.id).limit(limit)).scalars())
+
+
+def lease_post(session: Session, investigation_id: int, owner: str, now: datetime, lease: timedelta) -> bool:
+    result = session.execute(
+        update(Investigation).where(Investigation.id == investigation_id, _postable(now))
+        .values(lease_owner=owner, lease_until=now + lease)
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def posted(session: Session, investigation_id: int, owner: str, ts: str, now: datetime) -> bool:
+    result = session.execute(
+        update(Investigation).where(Investigation.id == investigation_id, Investigation.lease_owner == owner)
+        .values(posted_at=now, post_ts=ts, lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def defer_post(session: Session, investigation_id: int, owner: str, now: datetime, delay: timedelta) -> int:
+    """Release the post lease and retry after `delay`; returns the attempts so far."""
+    row = session.get(Investigation, investigation_id)
+    attempts = (row.post_attempts if row else 0) + 1
+    session.execute(
+        update(Investigation).where(Investigation.id == investigation_id, Investigation.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None, post_retry_at=now + delay, post_attempts=attempts)
+        .execution_options(synchronize_session=False))
+    return attempts
+
+
+def latest_for(session: Session, incident_id: int) -> Investigation | None:
+    return session.execute(select(Investigation).where(Investigation.incident_id == incident_id)
+                           .order_by(Investigation.round.desc()).limit(1)).scalar_one_or_none()

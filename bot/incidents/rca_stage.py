@@ -1,0 +1,193 @@
+"""GATHER → DIAGNOSE → REPORT: investigate each new incident and post the RCA in its thread.
+
+Two steps, each claimed with a conditional UPDATE (see `investigations`), neither holding a
+database transaction across slow work:
+1. run: claim the investigation, read the incident's alerts, gather (Kubernetes, logs,
+   Prometheus, within the time budget) and diagnose, store the redacted report, write
+   `investigation.finished` on the timeline;
+2. post: once the incident's card is in Slack, post the RCA message in its thread, then the
+   graph (PNG) and the long material (logs, diff) as files; record the message; add the RCA to
+   the PagerDuty incident as a note when one is linked.
+A 429 or 5xx from Slack defers the post (Retry-After, else backoff); the message is recorded as
+soon as it exists, so files that fail afterwards never cause a second RCA message. The model
+never writes anything and this stage never changes the cluster: it only reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock
+from bot.context.clusters import ClusterDirectory
+from bot.context.gather import gather
+from bot.context.model import AlertView
+from bot.context.subject import resolve_subject
+from bot.db.engine import unit_of_work
+from bot.db.models import Incident, Investigation
+from bot.diagnosis.engine import diagnose
+from bot.diagnosis.report import build_report, rca_text, timeline_payload
+from bot.incidents import investigations, service
+from bot.logs import incident_context
+from bot.metrics import Metrics
+from bot.slack.gateway import SlackError, SlackGateway, SlackRetryLater
+from bot.slack.graph import render_graph
+from bot.slack.render.rca import render_rca
+from bot.timeline import chain
+
+log = logging.getLogger(__name__)
+ACTOR = "opsbot"
+MAX_POST_BACKOFF_SECONDS = 300
+
+
+def _alert_views(session: Session, incident_id: int) -> list[AlertView]:
+    return [AlertView(a.name, a.status, dict(a.labels or {}), dict(a.annotations or {}), a.starts_at, a.ends_at)
+            for a in service.alerts_of(session, incident_id)]
+
+
+class RcaStage:
+    def __init__(self, factory: sessionmaker[Session], gateway: SlackGateway, clusters: ClusterDirectory,
+                 clock: Clock, owner: str, metrics: Metrics | None = None, budget_seconds: float = 10.0,
+                 lease: timedelta = timedelta(seconds=120), pagerduty=None):
+        self._factory, self._gateway, self._clusters = factory, gateway, clusters
+        self._clock, self._owner_prefix, self._metrics = clock, owner, metrics
+        self._budget, self._lease, self._pagerduty = budget_seconds, lease, pagerduty
+
+    def round(self) -> bool:
+        """Run what is due, then post what is ready; True if anything happened."""
+        with unit_of_work(self._factory) as session:
+            due = investigations.due(session, self._clock(), limit=5)
+        ran = [self.run(i) for i in due]
+        with unit_of_work(self._factory) as session:
+            ready = investigations.postable(session, self._clock(), limit=5)
+        sent = [self.post(i) for i in ready]
+        return any(outcome in ("done", "failed", "skipped") for outcome in ran) or "posted" in sent
+
+    def _owner(self) -> str:
+        return f"{self._owner_prefix}:{uuid.uuid4().hex[:12]}"
+
+    def run(self, investigation_id: int) -> str:
+        """Investigate; returns 'done', 'skipped', 'failed', 'retry' or 'taken' (another worker has it)."""
+        owner = self._owner()
+        now = self._clock()
+        with unit_of_work(self._factory) as session:
+            if not investigations.claim(session, investigation_id, owner, now, self._lease):
+                return "taken"
+            row = session.get(Investigation, investigation_id)
+            incident = session.get(Incident, row.incident_id)
+            incident_id, cluster = incident.id, incident.cluster
+            alerts = _alert_views(session, incident_id)
+        with incident_context(incident_id):
+            if resolve_subject(alerts).empty:
+                return self._skip(investigation_id, owner, incident_id, "the alerts name no Kubernetes object")
+            try:
+                ctx = gather(alerts, now, self._clusters.resolve(cluster), self._budget, cluster)
+                report = build_report(ctx, diagnose(ctx))
+            except Exception as exc:  # noqa: BLE001 - recorded, retried, never lost
+                log.exception("investigation failed")
+                with unit_of_work(self._factory) as session:
+                    status = investigations.fail(session, investigation_id, owner, f"{type(exc).__name__}: {exc}",
+                                                 self._clock(), timedelta(seconds=30))
+                    chain.append(session, incident_id, "investigation.failed", ACTOR,
+                                 {"error": type(exc).__name__, "will_retry": status == "pending"}, self._clock())
+                self._count("failed" if status == "failed" else "retry", "-")
+                return "failed" if status == "failed" else "retry"
+            with unit_of_work(self._factory) as session:
+                if not investigations.finish(session, investigation_id, owner, report, self._clock()):
+                    log.warning("investigation lease lapsed before it finished; another worker re-runs it")
+                    return "taken"
+                chain.append(session, incident_id, "investigation.finished", ACTOR, timeline_payload(report),
+                             self._clock())
+            top = (report.get("hypotheses") or [{}])[0].get("category", "none")
+            self._count("done", top)
+            for name, seconds in ctx.timings.items():
+                if self._metrics is not None:
+                    self._metrics.gatherer_seconds.labels(gatherer=name).observe(seconds)
+            log.info("investigation done", extra={"top": top, "timings": report.get("timings")})
+            return "done"
+
+    def _skip(self, investigation_id: int, owner: str, incident_id: int, why: str) -> str:
+        now = self._clock()
+        with unit_of_work(self._factory) as session:
+            investigations.finish(session, investigation_id, owner, {"version": 1, "skipped": why}, now,
+                                  status="skipped")
+            chain.append(session, incident_id, "investigation.skipped", ACTOR, {"why": why}, now)
+        self._count("skipped", "-")
+        return "skipped"
+
+    def _count(self, outcome: str, category: str) -> None:
+        if self._metrics is not None:
+            self._metrics.investigations.labels(outcome=outcome, category=category).inc()
+
+    def post(self, investigation_id: int) -> str:
+        """Post the RCA; returns 'posted', 'deferred', 'failed' or 'taken'."""
+        owner = self._owner()
+        now = self._clock()
+        with unit_of_work(self._factory) as session:
+            if not investigations.lease_post(session, investigation_id, owner, now, self._lease):
+                return "taken"
+            row = session.get(Investigation, investigation_id)
+            incident = session.get(Incident, row.incident_id)
+            card = service.card_message(session, incident.id)
+            report, reference, incident_id = row.result or {}, incident.reference, incident.id
+            pd_incident = incident.pagerduty_incident_id
+            attempts = row.post_attempts
+        with incident_context(incident_id):
+            rendered = render_rca(report, reference)
+            try:
+                message = self._gateway.post_message(card.channel, rendered["text"], rendered["blocks"],
+                                                     thread_ts=card.ts)
+            except SlackError as exc:
+                return self._defer(investigation_id, owner, incident_id, attempts, exc)
+            with unit_of_work(self._factory) as session:
+                investigations.posted(session, investigation_id, owner, message.ts, self._clock())
+                chain.append(session, incident_id, "slack.rca_posted", ACTOR,
+                             {"channel": message.channel, "ts": message.ts}, self._clock())
+            self._upload_files(report, reference, message.channel, card.ts, incident_id)
+            if pd_incident and self._pagerduty is not None:
+                self._note_pagerduty(pd_incident, report, incident_id)
+            return "posted"
+
+    def _upload_files(self, report: dict, reference: str, channel: str, thread_ts: str, incident_id: int) -> None:
+        files = []
+        if report.get("graph"):
+            try:
+                files.append((f"{reference.lower()}-signal.png", render_graph(report["graph"]),
+                              f"{reference}: {report['graph'].get('title', 'key signal')}"))
+            except Exception:  # noqa: BLE001 - a graph that cannot be drawn must not cost the RCA
+                log.exception("graph rendering failed")
+        if report.get("material"):
+            material = report["material"]
+            files.append((f"{reference.lower()}-{material['filename']}", material["text"].encode(),
+                          f"{reference}: logs and rollout diff"))
+        for filename, content, title in files:
+            try:
+                self._gateway.upload_file(channel, thread_ts, filename, content, title)
+            except SlackError as exc:
+                log.warning("RCA file %s not uploaded: %s", filename, exc)
+                with unit_of_work(self._factory) as session:
+                    chain.append(session, incident_id, "slack.failed", ACTOR,
+                                 {"method": exc.method, "error": exc.error, "file": filename}, self._clock())
+
+    def _note_pagerduty(self, pd_incident: str, report: dict, incident_id: int) -> None:
+        try:
+            self._pagerduty.add_note(pd_incident, "opsbot RCA\n" + rca_text(report))
+            kind, payload = "pagerduty.sent.note", {"pagerduty_incident": pd_incident}
+        except Exception as exc:  # noqa: BLE001 - PagerDuty down must not cost the thread
+            kind, payload = "pagerduty.failed", {"action": "add_note", "error": type(exc).__name__}
+        with unit_of_work(self._factory) as session:
+            chain.append(session, incident_id, kind, ACTOR, payload, self._clock())
+
+    def _defer(self, investigation_id: int, owner: str, incident_id: int, attempts: int, exc: SlackError) -> str:
+        retry = exc.retry_after if isinstance(exc, SlackRetryLater) and exc.retry_after else \
+            float(min(MAX_POST_BACKOFF_SECONDS, 2 ** min(attempts + 1, 9)))
+        log.warning("RCA post deferred %.0fs: %s", retry, exc)
+        with unit_of_work(self._factory) as session:
+            investigations.defer_post(session, investigation_id, owner, self._clock(), timedelta(seconds=retry))
+            if attempts == 0:
+                chain.append(session, incident_id, "slack.failed", ACTOR,
+                             {"method": exc.method, "error": exc.error, "retry_in_seconds": retry}, self._clock())
+        return "deferred" if isinstance(exc, SlackRetryLater) else "failed"

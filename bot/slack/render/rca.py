@@ -1,0 +1,82 @@
+"""The RCA message in the incident thread: a pure function from a stored report to Block Kit.
+
+Layout: the most likely cause in one sentence (with the resource and the numbers), how sure
+and why (inconclusive said plainly), the evidence as bullets each followed by where it comes
+from, what speaks against it, the next step, the other hypotheses, and what could not be
+checked. Every untrusted string (log lines, event messages, annotations) goes through
+`untrusted` (redacted, escaped); every block stays inside Block Kit's limits, and long
+material goes in a file instead (see `bot.incidents.rca_stage`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.diagnosis.model import CATEGORY_TITLES
+from bot.slack.render.text import truncate, untrusted
+
+SECTION_CHARS = 2900
+MAX_BULLETS = 6
+MAX_OTHERS = 3
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_CHARS)}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(text, SECTION_CHARS)}]}
+
+
+def _bullets(items: list[dict[str, str]], limit: int = MAX_BULLETS) -> str:
+    lines = [f"• {untrusted(e['text'], 400)}  _({untrusted(e['ref'], 160)})_" for e in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"• … and {len(items) - limit} more")
+    return "\n".join(lines)
+
+
+def _confidence_words(confidence: float) -> str:
+    if confidence >= 0.85:
+        return "high confidence"
+    if confidence >= 0.6:
+        return "medium confidence"
+    return "low confidence"
+
+
+def render_rca(report: dict[str, Any], reference: str) -> dict[str, Any]:
+    hypotheses = report.get("hypotheses") or []
+    blocks: list[dict[str, Any]] = []
+    subject = untrusted(report.get("subject", ""), 300)
+    if not hypotheses:
+        text = f"{reference}: no cause found"
+        blocks.append(_section(f":mag: *Root cause analysis of {reference}*\nNo analyzer found a cause in the "
+                               f"evidence about {subject}."))
+    else:
+        top = hypotheses[0]
+        title = CATEGORY_TITLES.get(top["category"], top["category"])
+        sure = "inconclusive — the evidence points several ways" if report.get("inconclusive") \
+            else _confidence_words(top["confidence"])
+        text = f"{reference} RCA: {truncate(top['summary'], 300)}"
+        blocks.append(_section(f":mag: *Root cause analysis of {reference}* — {title} ({sure})\n"
+                               f"*{untrusted(top['summary'], 900)}*"))
+        if top.get("supporting"):
+            blocks.append(_section("*Evidence*\n" + _bullets(top["supporting"])))
+        if top.get("contradicting"):
+            blocks.append(_section("*Against it*\n" + _bullets(top["contradicting"], 3)))
+        if top.get("action"):
+            blocks.append(_section(f"*Next step:* {untrusted(top['action'], 600)}"))
+        others = hypotheses[1:1 + MAX_OTHERS]
+        if others:
+            lines = [f"{i + 2}. {CATEGORY_TITLES.get(h['category'], h['category'])} — `{untrusted(h['resource'], 120)}` "
+                     f"({h['confidence'] * 100:.0f} %): {untrusted(h['summary'], 300)}" for i, h in enumerate(others)]
+            blocks.append(_section("*Other hypotheses*\n" + "\n".join(lines)))
+    gaps = report.get("gaps") or []
+    if gaps:
+        blocks.append(_context("*Could not check:* " + "; ".join(
+            f"{untrusted(g['what'], 120)} ({untrusted(g['why'], 160)})" for g in gaps[:8])
+            + (f"; and {len(gaps) - 8} more" if len(gaps) > 8 else "")))
+    timings = report.get("timings") or {}
+    if timings:
+        spent = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
+        blocks.append(_context(f"Investigated {subject}. Time spent: {spent}. Nothing was changed in the cluster."))
+    return {"text": truncate(text, 3000), "blocks": blocks}
