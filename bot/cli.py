@@ -1,4 +1,4 @@
-"""`opsbot` command line: serve, db upgrade, demo, version.
+"""`opsbot` command line: serve, db upgrade, deliveries, demo, eval, version.
 
 Every failure a user can cause ends in one line on stderr naming the problem and a non-zero
 exit status, never a traceback. Exit codes: 0 ok, 1 runtime failure, 2 bad usage/config.
@@ -219,6 +219,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.scenario) if args.scenario else None, keep=args.keep)
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from bot.eval.cli import run_eval
+    from bot.logs import configure_logging
+    from bot.sandbox.promstack import BinaryMissing, find_binary
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        raise CliError(f"no such file or folder: {', '.join(missing)}")
+    try:
+        find_binary("prometheus")
+        find_binary("promtool")
+    except BinaryMissing as exc:
+        raise CliError(f"{exc} (./scripts/setup installs it)") from None
+    configure_logging("ERROR", "text")
+    return run_eval([Path(p) for p in args.paths], jobs=args.jobs, json_path=Path(args.json) if args.json else None,
+                    min_top1=args.min_top1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opsbot", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -254,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenario", help="scenario YAML (default: one of ../shared/scenarios)")
     demo.add_argument("--keep", action="store_true", help="keep the temporary directory for inspection")
     demo.set_defaults(func=cmd_demo)
+
+    evaluate = commands.add_parser("eval", help="replay scenarios through the bot and score its RCA")
+    evaluate.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders of them")
+    evaluate.add_argument("--jobs", type=int, default=2, help="scenarios replayed at once (default 2)")
+    evaluate.add_argument("--json", help="also write per-scenario results to this file")
+    evaluate.add_argument("--min-top1", type=float, help="exit 1 when the top-1 share is below this (0-1)")
+    evaluate.set_defaults(func=cmd_eval)
 
     commands.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     return parser

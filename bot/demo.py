@@ -15,13 +15,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 
-from bot.clock import Clock
 from bot.config import Settings
 from bot.sandbox.paths import shared_scenarios_dir
 from bot.sandbox.scenario import Scenario, ScenarioError, load_scenario
+from bot.sandbox.scenario_alerts import alerts_for_alertmanager
+from bot.sandbox.scenario_time import scenario_clock
 
 DEFAULT_SCENARIO = "orders-api-revision-22-panics-on-start.yaml"
 WAIT_SECONDS = 60
@@ -29,29 +29,6 @@ WAIT_SECONDS = 60
 
 def _step(message: str) -> None:
     print(f"▸ {message}", flush=True)
-
-
-def scenario_clock(scenario: Scenario) -> Clock:
-    """The scenario's `now`, advancing with the wall clock from the moment the replay starts."""
-    started = time.monotonic()
-    return lambda: scenario.now + timedelta(seconds=time.monotonic() - started)
-
-
-def _alerts_for_alertmanager(scenario: Scenario) -> list[dict]:
-    alerts = []
-    for alert in scenario.alerts:
-        labels = dict(alert.labels)
-        if scenario.cluster.name:
-            labels.setdefault("cluster", scenario.cluster.name)
-        item = {"labels": labels, "annotations": dict(alert.annotations), "startsAt": alert.starts_at}
-        if alert.ends_at is not None:
-            item["endsAt"] = alert.ends_at
-        elif alert.status == "resolved":
-            item["endsAt"] = scenario.now
-        if alert.generator_url:
-            item["generatorURL"] = alert.generator_url
-        alerts.append(item)
-    return alerts
 
 
 def _describe_cluster(api_client, scenario: Scenario) -> str:
@@ -76,7 +53,7 @@ def _start_bot(workdir: Path, scenario: Scenario, slack_url: str, token: str, st
                         slack_signing_secret=secrets.token_hex(16),
                         webhook_token=token, http_port=0, worker_poll_seconds=0.1, log_level="WARNING",
                         log_format="text", kube_mode="url", kube_api_url=kube_url, prometheus_url=prometheus_url)
-    runtime = build_runtime(settings, clock=scenario_clock(scenario))
+    runtime = build_runtime(settings, clock=scenario_clock(scenario.now))
     stack.append(runtime.close)
     migrate.upgrade(runtime.engine)
     server = HttpServer(create_web_app(runtime), "127.0.0.1", 0, threads=4)
@@ -133,7 +110,7 @@ def replay(scenario: Scenario, workdir: Path) -> str:
                                            webhook_config(f"{bot_url}/webhooks/alertmanager", bearer_token=token))
         alertmanager.start()
         stack.append(alertmanager.stop)
-        alerts = _alerts_for_alertmanager(scenario)
+        alerts = alerts_for_alertmanager(scenario)
         alertmanager.post_alerts(alerts)
         _step(f"Alertmanager at {alertmanager.url}: {len(alerts)} alert(s) posted; waiting for the thread")
         try:

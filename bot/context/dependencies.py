@@ -15,7 +15,7 @@ from collections import defaultdict
 from bot.context import kube_facts as facts
 from bot.context.kube_read import KubeReader
 from bot.context.log_signals import classify, hosts_in
-from bot.context.model import Context, DependencyView, ObjectRef
+from bot.context.model import Context, DependencyView, ObjectRef, ServiceView
 from bot.context.subject import valid_name
 
 EXTRA_NAMESPACES = 2
@@ -78,10 +78,7 @@ def fill_dependencies(ctx: Context, reader: KubeReader | None) -> None:
             dep.service = service
             continue
         dep.service, dep.ready_endpoints = view.ref, view.ready_endpoints
-        if view.selector:
-            backends = {p.workload for p in ctx.pods if p.ref.namespace == view.ref.namespace and p.workload
-                        and all(p.labels.get(k) == v for k, v in view.selector.items())}
-            dep.backends = sorted(backends)
+        dep.backends = backends_of(ctx, view)
     ctx.dependencies = deps
 
 
@@ -92,13 +89,27 @@ def _by_ip(ctx: Context, dep: DependencyView) -> bool:
     service = next((s for s in ctx.services if s.cluster_ip == dep.host), None)
     if service is not None:
         dep.service, dep.ready_endpoints = service.ref, service.ready_endpoints
-        dep.backends = sorted({p.workload for p in ctx.pods if p.workload and p.ref.namespace == service.ref.namespace
-                               and service.selector and all(p.labels.get(k) == v for k, v in service.selector.items())})
+        dep.backends = backends_of(ctx, service)
         return True
     pod = next((p for p in ctx.pods if p.ip == dep.host), None)
     if pod is not None and pod.workload:
         dep.backends = [pod.workload]
     return True
+
+
+def backends_of(ctx: Context, service: ServiceView) -> list[ObjectRef]:
+    """The workloads behind a Service: owners of its pods, and workloads whose pod template
+    matches its selector (so a StatefulSet scaled to zero still counts)."""
+    if not service.selector:
+        return []
+
+    def matches(labels: dict) -> bool:
+        return all(labels.get(k) == v for k, v in service.selector.items())
+    found = {p.workload for p in ctx.pods if p.workload and p.ref.namespace == service.ref.namespace
+             and matches(p.labels)}
+    found |= {w.ref for w in ctx.workloads if w.ref.namespace == service.ref.namespace and w.ref.kind != "CronJob"
+              and matches((w.template.get("metadata") or {}).get("labels") or {})}
+    return sorted(found)
 
 
 def _read_namespace(ctx: Context, reader: KubeReader, namespace: str) -> None:

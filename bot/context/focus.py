@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.context.dependencies import backends_of
 from bot.context.kube_facts import controller_of
 from bot.context.model import Context, ObjectRef, PodView
 
@@ -64,6 +65,11 @@ def find_focus(ctx: Context) -> list[ObjectRef]:
             hpa = next((h for h in ctx.hpas if h.ref == ref), None)
             if hpa is not None and hpa.target in known:
                 _add(focus, hpa.target)
+    for api in ctx.api_services:
+        service = next((s for s in ctx.services if s.ref == api.service), None)
+        if service is not None:
+            for ref in backends_of(ctx, service):
+                _add(focus, ref)
     for claim in subject.claims:
         for pod in ctx.pods:
             mounts = any(v.kind == "persistentVolumeClaim" and v.source == claim.name for v in pod.volumes)

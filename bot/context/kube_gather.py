@@ -20,7 +20,7 @@ from typing import Any
 
 from bot.context import kube_facts as facts
 from bot.context.kube_read import KubeReader
-from bot.context.model import Context, Gap, ObjectRef
+from bot.context.model import ApiServiceView, Context, Gap, ObjectRef
 from bot.context.rollout import rollout_view
 
 MAX_NAMESPACES = 3
@@ -98,9 +98,25 @@ def _dedupe_pods(pods: list[dict]) -> list[dict]:
     return unique
 
 
+def _read_api_services(ctx: Context, reader: KubeReader) -> None:
+    """Aggregated APIs the alerts name: their availability, and the Service (so its namespace
+    is read too and the workloads behind it become the focus)."""
+    for ref in [r for r in ctx.subject.other if r.kind == "APIService"]:
+        obj = reader.one(f"APIService {ref.name}", reader.apiregistration.read_api_service, ref.name)
+        if obj is None:
+            continue
+        service = (obj.get("spec") or {}).get("service") or {}
+        target = ObjectRef("Service", service["namespace"], service["name"]) \
+            if service.get("namespace") and service.get("name") else None
+        ctx.api_services.append(ApiServiceView(ref.name, target, facts.conditions_of(obj).get("Available")))
+        if target is not None and target.namespace not in ctx.subject.namespaces:
+            ctx.subject.namespaces.append(target.namespace)
+
+
 def fill_kubernetes(ctx: Context, reader: KubeReader) -> None:
     """Read the snapshot for `ctx.subject` and fill the Kubernetes parts of `ctx`."""
     subject = ctx.subject
+    _read_api_services(ctx, reader)
     snapshot = read_snapshot(reader, subject.namespaces, subject.nodes)
     kinds = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets", "Job": "jobs",
              "CronJob": "cronjobs"}

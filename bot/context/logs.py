@@ -38,9 +38,12 @@ def _streams(pod: PodView, healthy_contrast: bool) -> list[tuple[ContainerView, 
 
 
 def choose_pods(pods: list[PodView], since: datetime) -> list[tuple[PodView, bool]]:
-    """(pod, is_healthy_contrast) pairs: unhealthy pods first, then one healthy pod per workload."""
+    """(pod, is_healthy_contrast) pairs: unhealthy pods first, then one healthy pod per workload
+    for contrast; when nothing is unhealthy, a couple of the running pods."""
     unhealthy = [p for p in pods if pod_unhealthy(p, since)]
     unhealthy.sort(key=lambda p: (p.phase == "Pending", -max((c.restarts for c in p.containers), default=0)))
+    if not unhealthy:  # nothing failing (an error-rate or disk alert): the running pods may say why
+        return [(p, False) for p in pods if p.phase == "Running"][:MAX_PODS // 2]
     chosen: list[tuple[PodView, bool]] = [(p, False) for p in unhealthy[:MAX_PODS]]
     workloads = {p.workload for p, _ in chosen}
     for pod in pods:

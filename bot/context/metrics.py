@@ -59,7 +59,6 @@ def workload_queries(namespace: str, workload: ObjectRef, pods: list[str]) -> li
     pod_match = f"pod=~{_pods_regex(pods)}" if pods else f"pod=~{_quote(re.escape(workload.name) + '-.*')}"
     sel = f"namespace={ns},{pod_match}"
     name = _quote(workload.name)
-    app = f"namespace={ns},service={name}"
     queries = [
         SignalQuery("restarts", "container restarts", f"sum by (pod) (kube_pod_container_status_restarts_total{{{sel}}})",
                     "count"),
@@ -79,14 +78,8 @@ def workload_queries(namespace: str, workload: ObjectRef, pods: list[str]) -> li
         SignalQuery("oom_terminations", "last termination OOMKilled",
                     f'max by (pod, container) (kube_pod_container_status_last_terminated_reason{{{sel},reason="OOMKilled"}})',
                     "count"),
-        SignalQuery("error_ratio", "HTTP 5xx ratio",
-                    f'sum(rate(http_requests_total{{{app},code=~"5.."}}[5m])) / sum(rate(http_requests_total{{{app}}}[5m]))',
-                    "ratio"),
-        SignalQuery("request_rate", "HTTP requests/s", f"sum(rate(http_requests_total{{{app}}}[5m]))", "per_second"),
-        SignalQuery("latency_p95", "p95 latency",
-                    f"histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{{app}}}[5m])))",
-                    "seconds"),
     ]
+    queries += application_queries(namespace, workload, pods)
     kinds = {"Deployment": ("kube_deployment_status_replicas_available", "deployment"),
              "StatefulSet": ("kube_statefulset_status_replicas_ready", "statefulset"),
              "DaemonSet": ("kube_daemonset_status_number_available", "daemonset")}
@@ -97,6 +90,39 @@ def workload_queries(namespace: str, workload: ObjectRef, pods: list[str]) -> li
         queries.append(SignalQuery("hpa_replicas", "HPA current replicas",
                                    f"kube_horizontalpodautoscaler_status_current_replicas{{namespace={ns}}}", "replicas"))
     return queries
+
+
+REQUEST_COUNTERS = ("http_requests_total|http_server_requests_seconds_count|http_server_request_duration_seconds_count|"
+                    "http_server_duration_seconds_count|requests_total|grpc_server_handled_total")
+LATENCY_BUCKETS = ("http_request_duration_seconds_bucket|http_server_requests_seconds_bucket|"
+                   "http_server_request_duration_seconds_bucket|http_server_duration_seconds_bucket|"
+                   "request_duration_seconds_bucket|grpc_server_handling_seconds_bucket")
+ERROR_MATCHERS = ('code=~"5.."', 'status=~"5.."', 'status_code=~"5.."', 'grpc_code=~"Internal|Unavailable|Unknown"')
+
+
+def _first_of(template: str, selectors: list[str]) -> str:
+    """`template` over each selector, joined with `or`: the first that has data wins."""
+    return " or ".join(f"({template.format(sel=sel)})" for sel in selectors)
+
+
+def application_queries(namespace: str, workload: ObjectRef, pods: list[str]) -> list[SignalQuery]:
+    """Requests, 5xx ratio and p95 latency by the common instrumentation conventions; the
+    workload is found by its `service` label, its `job` label, or its pods."""
+    ns, name = _quote(namespace), _quote(workload.name)
+    owners = [f"namespace={ns},service={name}", f"namespace={ns},job={name}", f"namespace={ns},app={name}"]
+    if pods:
+        owners.append(f"namespace={ns},pod=~{_pods_regex(pods)}")
+    counters = [f'__name__=~"{REQUEST_COUNTERS}",{owner}' for owner in owners]
+    errors = [f"{sel},{matcher}" for sel in counters for matcher in ERROR_MATCHERS]
+    requests = "sum(rate({{{sel}}}[5m]))"
+    return [
+        SignalQuery("request_rate", "requests/s", _first_of(requests, counters), "per_second"),
+        SignalQuery("error_ratio", "5xx ratio",
+                    f"({_first_of(requests, errors)} or vector(0)) / ({_first_of(requests, counters)})", "ratio"),
+        SignalQuery("latency_p95", "p95 latency", _first_of(
+            "histogram_quantile(0.95, sum by (le) (rate({{{sel}}}[5m])))",
+            [f'__name__=~"{LATENCY_BUCKETS}",{owner}' for owner in owners]), "seconds"),
+    ]
 
 
 def claim_queries(claims: list[ObjectRef]) -> list[SignalQuery]:
@@ -114,6 +140,9 @@ def node_queries(nodes: list[str]) -> list[SignalQuery]:
         queries.append(SignalQuery("node_conditions", f"conditions of {node}",
                                    f'kube_node_status_condition{{node={n},status="true",condition!="Ready"}} == 1',
                                    "count"))
+        queries.append(SignalQuery("node_memory_consumers", f"largest memory users on {node}",
+                                   f"topk(4, max by (id, namespace, pod) (container_memory_working_set_bytes{{node={n},"
+                                   f'id=~"/system.slice/.+|/kubepods.*/pod[^/]+"}}))', "bytes"))
         queries.append(SignalQuery("node_ready", f"{node} Ready",
                                    f'kube_node_status_condition{{node={n},condition="Ready",status="true"}}', "count"))
     return queries
@@ -138,7 +167,9 @@ def cluster_queries(namespaces: list[str]) -> list[SignalQuery]:
 class PrometheusGatherer:
     def __init__(self, url: str, timeout_seconds: float = 5.0):
         self._url = url
-        self._client = PrometheusConnect(url=url, disable_ssl=not url.startswith("https"), timeout=timeout_seconds)
+        # POST: the golden-signal queries try several label conventions and grow long
+        self._client = PrometheusConnect(url=url, disable_ssl=not url.startswith("https"), timeout=timeout_seconds,
+                                         method="POST")
         self._timeout = timeout_seconds
 
     def gather(self, queries: list[SignalQuery], now: datetime, deadline: float) -> tuple[list[Signal], list[Gap]]:

@@ -263,6 +263,15 @@ class DependencyView:
 
 
 @dataclass(frozen=True)
+class ApiServiceView:
+    """An aggregated API (apiregistration.k8s.io APIService) and the Service behind it."""
+
+    name: str
+    service: ObjectRef | None
+    available: tuple[str, str | None, str | None] | None  # (status, reason, message)
+
+
+@dataclass(frozen=True)
 class ChangePoint:
     at: datetime
     before: float
@@ -337,6 +346,7 @@ class Context:
     hpas: list[HpaView] = field(default_factory=list)
     services: list[ServiceView] = field(default_factory=list)
     dependencies: list[DependencyView] = field(default_factory=list)
+    api_services: list[ApiServiceView] = field(default_factory=list)
     config_maps: dict[ObjectRef, dict[str, str]] = field(default_factory=dict)
     secret_names: set[ObjectRef] | None = None  # None: not read (no RBAC for Secrets by design)
     signals: list[Signal] = field(default_factory=list)

@@ -67,6 +67,9 @@ def resolve_subject(alerts: Iterable[AlertView]) -> Subject:
                                                  labels["horizontalpodautoscaler"]))
             if valid_name(labels.get("resourcequota")):
                 _append(subject.other, ObjectRef("ResourceQuota", namespace, labels["resourcequota"]))
+        if alert.name.startswith("KubeAggregatedAPI") and labels.get("name") and len(labels["name"]) <= 253 \
+                and re.fullmatch(r"[a-z0-9][a-z0-9.-]*", labels["name"]):
+            _append(subject.other, ObjectRef("APIService", None, labels["name"]))
         node = labels.get("node")
         if valid_name(node):
             _append(subject.nodes, node)

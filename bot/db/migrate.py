@@ -7,6 +7,7 @@ rolling restart where old and new replicas share one database.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -18,6 +19,9 @@ from sqlalchemy import Engine
 import migrations
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+# Alembic's migration environment (`alembic.context`) is process-global: two threads migrating
+# two databases at once (`opsbot eval --jobs 2`) would trample it. One at a time per process.
+_ALEMBIC = threading.Lock()
 
 
 def alembic_config(url: str) -> Config:
@@ -39,7 +43,7 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to `revision` over the engine's database."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
+    with _ALEMBIC, engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

@@ -44,7 +44,7 @@ def container_termination(pod: PodView, c: ContainerView, now: datetime) -> Evid
 def container_waiting(pod: PodView, c: ContainerView) -> Evidence:
     text = f"{pod.ref.namespace}/{pod.ref.name} container {c.name} is waiting: {c.reason}"
     if c.message:
-        text += f": {short(c.message, 200)}"
+        text += f": {short(c.message, 400)}"
     return Evidence(text, "kubernetes", f"Pod {pod.ref.namespace}/{pod.ref.name} status.containerStatuses[{c.name}]")
 
 
@@ -52,13 +52,13 @@ def event(e: EventView, now: datetime) -> Evidence:
     times = f" ×{e.count}" if e.count > 1 else ""
     stale = " (stale)" if e.stale else ""
     text = f"{e.type} {e.reason}{times} on {e.involved.kind} {e.involved.name}, last {ago(e.last_at, now)}{stale}: " \
-           f"{short(e.message, 220)}"
+           f"{short(e.message, 420)}"
     return Evidence(text, "event", f"Event {e.reason} on {e.involved}")
 
 
 def log_line(error: ErrorLine) -> Evidence:
     which = "previous instance" if error.previous else "current instance"
-    return Evidence(f"log of {error.pod.name} ({error.container}, {which}): {short(error.line, 240)}", "log",
+    return Evidence(f"log of {error.pod.name} ({error.container}, {which}): {short(error.line, 420)}", "log",
                     f"Pod {error.pod.namespace}/{error.pod.name} logs ({error.container}{', previous' if error.previous else ''})")
 
 

@@ -9,6 +9,7 @@ whether a rollout happened shortly before the trouble and splits failing from he
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -64,6 +65,19 @@ class WorkloadFindings:
 
     def error_lines(self, family: str, include_noise: bool = False) -> list[ErrorLine]:
         return [e for e in self.errors if family in e.families and (include_noise or not e.healthy_pod)]
+
+    def key_lines(self, families: tuple[str, ...], limit: int = 3) -> list[ErrorLine]:
+        """The most telling error lines of the pods in trouble: lines of `families` first, then
+        other error-level lines; one per shape (numbers ignored), so a repeated line shows once."""
+        ranked = [e for f in families for e in self.error_lines(f)] + [
+            e for e in self.errors if not e.healthy_pod and not (e.families - {"startup_timeout"})]
+        chosen, shapes = [], set()
+        for line in ranked:
+            shape = re.sub(r"\d+", "#", line.line)[:200]
+            if shape not in shapes:
+                shapes.add(shape)
+                chosen.append(line)
+        return chosen[:limit]
 
     def warning_events(self, *reasons: str) -> list[EventView]:
         return [e for e in self.events if e.type == "Warning" and (not reasons or e.reason in reasons)]
@@ -143,7 +157,8 @@ def workload_findings(ctx: Context, ref: ObjectRef) -> WorkloadFindings:
         if event.involved in refs:
             old = event.stale or superseded(event, ctx.events)
             (found.stale_events if old else found.events).append(event)
-    found.errors = _errors(ctx, pods, {p.ref for p in healthy})
+    # a healthy pod printing the same error marks it as noise, but only when others fail
+    found.errors = _errors(ctx, pods, {p.ref for p in healthy} if failing else set())
     _rollout_split(ctx, found)
     return found
 

@@ -11,7 +11,7 @@ Invariants of a loaded `Scenario`:
   (truncated to whole seconds so that every derived time is exact);
 - every alert ``startsAt``/``endsAt`` is an aware datetime; every relative time inside
   ``cluster.objects`` and ``cluster.events`` (string values under keys ending in ``Timestamp``,
-  ``Time`` or ``At``, plus ``notAfter``/``notBefore``) is RFC 3339 UTC (``...Z``); all other
+  ``Time`` or ``At``, plus ``notAfter``/``notBefore``/``timeAdded``) is RFC 3339 UTC (``...Z``); all other
   values are exactly as written (the YAML loader keeps timestamps as strings, as Kubernetes does);
 - each metric series is parsed (name, labels) and expanded; its last sample lies at ``now``,
   earlier ones ``interval`` apart; no two entries describe the same series;

@@ -10,7 +10,8 @@ for ``metav1.Time``), so that a simulated API server can serve them unchanged.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ __all__ = [
 TIME_KEY_SUFFIXES: tuple[str, ...] = ("Timestamp", "Time", "At")
 """Keys whose relative-duration values are resolved inside cluster objects and events."""
 
-_TIME_KEYS_EXTRA = frozenset({"notAfter", "notBefore"})  # cert-manager Certificate status
+_TIME_KEYS_EXTRA = frozenset({"notAfter", "notBefore", "timeAdded"})  # cert-manager status; node taints
 
 _UNITS: dict[str, timedelta] = {
     "d": timedelta(days=1),
@@ -115,7 +116,8 @@ def resolve_time(value: object, now: datetime) -> datetime:
 
 
 def is_time_key(key: object) -> bool:
-    """Keys whose values are times: ``*Timestamp``, ``*Time``, ``*At``, ``notAfter``, ``notBefore``."""
+    """Keys whose values are times: ``*Timestamp``, ``*Time``, ``*At``, ``notAfter``, ``notBefore``,
+    ``timeAdded``."""
     return isinstance(key, str) and (key.endswith(TIME_KEY_SUFFIXES) or key in _TIME_KEYS_EXTRA)
 
 
@@ -141,3 +143,10 @@ def resolve_times_in(value: Any, now: datetime) -> Any:
     if isinstance(value, date):
         return value.isoformat()
     return value
+
+
+def scenario_clock(now: datetime) -> Callable[[], datetime]:
+    """A clock that reads `now` at the moment it is made and advances with the wall clock: a
+    replay runs at its scenario's time."""
+    started = time.monotonic()
+    return lambda: now + timedelta(seconds=time.monotonic() - started)

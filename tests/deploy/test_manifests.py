@@ -87,6 +87,8 @@ EXPECTED_READS = frozenset(
         ("apps", "replicasets"),
         ("apps", "statefulsets"),
         ("apps", "daemonsets"),
+        ("apps", "controllerrevisions"),
+        ("apiregistration.k8s.io", "apiservices"),
         ("batch", "jobs"),
         ("batch", "cronjobs"),
         ("", "services"),

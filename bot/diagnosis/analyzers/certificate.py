@@ -11,13 +11,14 @@ Restarting or rolling back does not renew a certificate.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
-from bot.context.dependencies import service_for
-from bot.context.log_signals import hosts_in, paths_in
+from bot.context.dependencies import backends_of, service_for
+from bot.context.log_signals import FAMILIES, hosts_in, paths_in
 from bot.context.model import Context, ObjectRef, PodView
 from bot.diagnosis import evidence as ev
 from bot.diagnosis.findings import WorkloadFindings, fix_target
-from bot.diagnosis.model import Hypothesis
+from bot.diagnosis.model import Evidence, Hypothesis
 
 _TLS_NAME = re.compile(r"tls|cert|ssl|x509|pki|mtls|crt", re.I)
 _PEER = re.compile(r"remote error|failed to verify|verify(?:ing)? certificate|handshake|Get \"https|dial tcp|"
@@ -54,18 +55,33 @@ def _peer_secret(ctx: Context, line: str, namespace: str | None) -> ObjectRef | 
     return None
 
 
+def _refused_by_clients(ctx: Context, found: WorkloadFindings) -> list[Evidence]:
+    """Clients that refuse this workload's certificate: an aggregated API served by it whose
+    availability check fails with an expired certificate (the API server is the client)."""
+    evidence = []
+    for api in ctx.api_services:
+        service = next((s for s in ctx.services if s.ref == api.service), None)
+        message = (api.available or ("", None, ""))[2] or ""
+        if service is not None and found.ref in backends_of(ctx, service) and FAMILIES["certificate"].search(message):
+            evidence.append(Evidence(f"APIService {api.name} (served by {service.ref}) is unavailable: "
+                                     f"{message[:400]}", "kubernetes", f"APIService {api.name} status.conditions"))
+    return evidence
+
+
 def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
     hypotheses = []
     expired_probes = [s for s in ctx.signal("certificate_expiry") if s.latest is not None and s.latest <= 0]
     for found in findings:
         lines = found.error_lines("certificate", include_noise=not found.healthy)
         events = [e for e in found.events if re.search(r"x509|certificate", e.message, re.I) and e.type == "Warning"]
-        if not lines and not events and not (expired_probes and found.failing):
+        callers = _refused_by_clients(ctx, found)
+        if not lines and not events and not callers and not (expired_probes and found.failing):
             continue
-        supporting = [ev.log_line(e) for e in lines[:3]] + [ev.event(e, ctx.now) for e in events[:1]]
+        supporting = [ev.log_line(e) for e in lines[:3]] + [ev.event(e, ctx.now) for e in events[:1]] + callers
         for probe in expired_probes[:1]:
+            expired_at = ctx.now + timedelta(seconds=probe.latest or 0)
             supporting.append(ev.signal(probe, f"the TLS certificate of {probe.labels.get('instance', '?')} expired "
-                                               f"{int(-(probe.latest or 0) // 3600)} h ago (blackbox probe)"))
+                                               f"{ev.ago(expired_at, ctx.now)} (blackbox probe)"))
         pods = {p.ref: p for p in found.pods}
         secret = None
         for line in lines:
@@ -86,8 +102,9 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
                    f"A TLS certificate {target} depends on has expired")
         if when:
             summary += f" (not after {when})"
-        summary += f", so {target} " + ("cannot start" if found.crashes or found.waiting else "fails its TLS connections")
-        confidence = 0.92 if lines else 0.75
+        summary += f", so {target} " + ("cannot start" if found.crashes or found.waiting else
+                                        "is refused by its clients" if callers else "fails its TLS connections")
+        confidence = 0.92 if (lines or callers) else 0.75
         hypotheses.append(Hypothesis(
             "certificate_expired", resource, confidence, summary + ".", supporting,
             [], explicit=True, action=f"Renew the certificate in {secret or 'the secret it is loaded from'} "

@@ -98,7 +98,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
                 missing_object = missing_object or ObjectRef(kind, found.ref.namespace, match.group(2))
         lines = found.error_lines("config")
         crashing = bool(found.crashes) or "CrashLoopBackOff" in found.waiting
-        supporting += [ev.log_line(e) for e in lines[:3]]
+        supporting += [ev.log_line(e) for e in found.key_lines(("config",))]
         for line in lines[:5]:
             named += [w for w in env_names_in(line.line) + quoted_in(line.line) if w not in named]
         if not explicit and not lines:

@@ -19,6 +19,22 @@ SEVERE_THROTTLING = 0.5
 PROBE_TIMEOUT_WORDS = ("context deadline exceeded", "timeout", "timed out", "Client.Timeout")
 
 
+def _harm(ctx: Context, found: WorkloadFindings, restarts: list) -> list[Evidence]:
+    """What the throttling costs: restarts, pods out of service, latency or errors rising."""
+    harm: list[Evidence] = []
+    if found.failing and not restarts:
+        harm.append(Evidence(f"{len(found.failing)} pod(s) of {found.ref} are not ready", "kubernetes",
+                             f"pods of {found.ref}"))
+    for key, what in (("latency_p95", "p95 latency"), ("error_ratio", "5xx ratio")):
+        for signal in ctx.signal(key):
+            change = signal.change
+            if change and change.after > change.before * 1.3 and change.after > 0:
+                shown = (f"{change.before * 1000:.0f} ms to {change.after * 1000:.0f} ms" if key == "latency_p95"
+                         else f"{ev.pct(change.before)} to {ev.pct(change.after)}")
+                harm.append(ev.signal(signal, f"{what} rose from {shown} {ev.ago(change.at, ctx.now)}"))
+    return harm[:2]
+
+
 def _pods_of(found: WorkloadFindings) -> set[str]:
     return {p.ref.name for p in found.pods}
 
@@ -65,6 +81,12 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             supporting.append(Evidence(f"revision {found.rollout.current.number} lowered the CPU limit from "
                                        f"{lowered[0]} to {lowered[1]}", "rollout",
                                        f"ReplicaSet {found.rollout.current.name}"))
+        harm = _harm(ctx, found, probe_kills or killed)
+        supporting += harm
+        harmed = bool(harm or probe_kills or killed)
+        if not harmed:
+            contradicting.append(Evidence("no harm is visible: no restarts, no pod failing, latency and errors flat",
+                                          "kubernetes", f"pods and signals of {found.ref}"))
         if peak is not None and peak >= SEVERE_THROTTLING:
             confidence = 0.8
         elif peak is not None and peak >= HIGH_THROTTLING:
@@ -74,7 +96,9 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         else:
             continue
         confidence += 0.08 * bool(probe_kills or killed) + 0.05 * bool(lowered)
-        confidence -= 0.4 * bool(contradicting)
+        confidence -= 0.4 * bool(not limit and found.pods)
+        if not harmed:
+            confidence = min(confidence, 0.4)  # throttled but serving well: a tuning note, not an incident
         target = fix_target(found)
         summary = (f"{target} is CPU-throttled at its {limit or 'CPU'} limit: {ev.pct(peak)} of CPU periods "
                    f"throttled at peak")

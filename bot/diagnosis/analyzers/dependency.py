@@ -27,7 +27,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         if not lines:
             continue
         deps = _deps_for(ctx, found)
-        supporting: list[Evidence] = [ev.log_line(e) for e in lines[:3]]
+        supporting: list[Evidence] = [ev.log_line(e) for e in found.key_lines(("dependency",))]
         contradicting: list[Evidence] = []
         main = deps[0] if deps else None
         for dep in deps[:2]:
@@ -41,7 +41,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         down = [s for s in ctx.signal("dependency_down") if s.latest == 0 or s.lowest == 0]
         for signal in down[:2]:
             name = signal.labels.get("__name__", "up")
-            target = signal.labels.get("job") or signal.labels.get("instance") or signal.labels.get("service") or "?"
+            target = signal.labels.get("instance") or signal.labels.get("service") or signal.labels.get("job") or "?"
             supporting.append(ev.signal(signal, f"{name} of {target} reported 0 (down) in the last hour"))
         failing_runs = bool(found.crashes or found.failing)
         confidence = 0.8 if failing_runs else 0.6
@@ -54,17 +54,24 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         what = f"{host}" if host else "a dependency"
         if main and main.service is not None:
             what = f"{main.service.name} ({host})"
-        summary = f"{target} fails because it cannot reach {what}: {lines[0].line.strip()[:160]}"
+        summary = f"{target} fails because it cannot reach {what}: {lines[0].line.strip()[:300]}"
         action = f"Restore {what} (check its pods and endpoints), then " + (
             f"re-run {found.ref.name}." if found.ref.kind == "Job" else f"let {found.ref.name} reconnect.")
-        hypotheses.append(Hypothesis("dependency_unreachable", target, confidence, summary, supporting,
-                                     contradicting, explicit=True, action=action, signal_key="error_ratio"))
+        # Still down now (no ready endpoints): the fix is the dependency itself. Back up (a
+        # transient outage): the fix is on the side that gave up, e.g. re-running the Job.
+        still_down = bool(main and main.service is not None and main.ready_endpoints == 0 and main.backends)
+        backend = next((b for b in (main.backends if main else []) if b != found.ref), None)
+        client = Hypothesis("dependency_unreachable", target, confidence - 0.1 * still_down, summary, supporting,
+                            contradicting, explicit=True, action=action, signal_key="error_ratio")
+        hypotheses.append(client)
         if target != fix_target(found):
-            hypotheses.append(Hypothesis("dependency_unreachable", fix_target(found), confidence - 0.15, summary,
-                                         supporting, contradicting, True, action=action))
-        for backend in (main.backends if main else [])[:1]:
-            if backend != found.ref:
-                hypotheses.append(Hypothesis("dependency_unreachable", backend, confidence - 0.2,
-                                             f"{backend} behind {what} is not serving: {found.ref} cannot reach it.",
-                                             supporting, contradicting, True, action=action))
+            hypotheses.append(Hypothesis("dependency_unreachable", fix_target(found), client.confidence - 0.15,
+                                         summary, supporting, contradicting, True, action=action))
+        if backend is not None:
+            hypotheses.append(Hypothesis(
+                "dependency_unreachable", backend, confidence if still_down else confidence - 0.2,
+                f"{backend} behind {what} is not serving" + (" (no ready endpoints)" if still_down else "")
+                + f", so {found.ref} cannot reach it: {lines[0].line.strip()[:200]}",
+                supporting, contradicting, True,
+                action=f"Bring {backend.name} back (replicas, pods, events), then let {found.ref.name} reconnect."))
     return hypotheses

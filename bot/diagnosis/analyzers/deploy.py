@@ -82,8 +82,8 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         if only_pending:
             contradicting.append(Evidence("the new pods are Pending (not scheduled), not failing to run", "kubernetes",
                                           f"pods of {found.ref}"))
-        code_errors = found.error_lines("code") + found.error_lines("config")
-        supporting += [ev.log_line(e) for e in code_errors[:2]]
+        code_errors = found.key_lines(("code", "config"))
+        supporting += [ev.log_line(e) for e in code_errors]
         for signal in ctx.signal("error_ratio"):
             change = signal.change
             if change and change.after > change.before and current.created_at and \

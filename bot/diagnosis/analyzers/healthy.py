@@ -31,6 +31,10 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         return []
     supporting: list[Evidence] = []
     contradicting: list[Evidence] = []
+    resolved = all(a.status == "resolved" for a in ctx.alerts)
+    # once every alert resolved, warnings from before the last resolution are the episode itself
+    quiet_since = max((a.ends_at for a in ctx.alerts if a.ends_at), default=None) if resolved else None
+    fresh_after = max(ctx.now - FRESH, quiet_since) if quiet_since else ctx.now - FRESH
     for found in findings:
         view = found.view
         if found.failing:
@@ -44,13 +48,12 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             else:
                 contradicting.append(Evidence(f"{found.ref}: only {available or 0}/{view.desired} replicas available",
                                               "kubernetes", f"{found.ref} status"))
-        fresh = [e for e in found.warning_events() if e.last_at and e.last_at >= ctx.now - FRESH]
+        fresh = [e for e in found.warning_events() if e.last_at and e.last_at > fresh_after]
         if fresh:
             contradicting.append(Evidence(f"{len(fresh)} fresh Warning event(s) about {found.ref}", "event",
                                           f"events of {found.ref}"))
     if not supporting or contradicting:
         return []
-    resolved = all(a.status == "resolved" for a in ctx.alerts)
     if resolved:
         supporting.append(Evidence("every alert of the incident has resolved", "alert", "incident alerts"))
     confidence = (0.8 if resolved else 0.5) - 0.15 * min(2, len(ctx.gaps))

@@ -13,7 +13,7 @@ import re
 from bot.context.model import Context
 from bot.diagnosis import evidence as ev
 from bot.diagnosis.findings import WorkloadFindings, fix_target
-from bot.diagnosis.model import Hypothesis
+from bot.diagnosis.model import Evidence, Hypothesis
 
 PULL_WAITING = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "RegistryUnavailable")
 _IMAGE = re.compile(r'image "([^"]+)"|pull(?:ing)? image "?([^"\s:]+(?::[^"\s]+)?)"?', re.I)
@@ -43,12 +43,23 @@ def image_and_cause(messages: list[str]) -> tuple[str | None, str | None]:
     return image, cause
 
 
+def _registry_said(messages: list[str]) -> str | None:
+    """The registry's own words at the end of a pull error ("...: not found", "401 Unauthorized")."""
+    for message in messages:
+        if ("Failed to pull" in message or "failed to" in message) and ":" in message:
+            return message.rsplit(": ", 1)[-1].strip().strip('"')[:160] or None
+    return None
+
+
 def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
     hypotheses = []
     for found in findings:
         waiting = [(p, c) for reason in PULL_WAITING for p, c in found.waiting.get(reason, [])]
         pull_events = [e for e in found.events if e.reason in ("Failed", "ErrImagePull", "BackOff", "InspectFailed")
                        and re.search(r"pull|image", e.message, re.I) and e.type == "Warning"]
+        # the kubelet's "Failed to pull image ...: <the registry's answer>" says why; "Error:
+        # ImagePullBackOff" only says that it keeps failing
+        pull_events.sort(key=lambda e: ("Failed to pull" not in e.message and "failed to" not in e.message, -e.count))
         if not waiting and not [e for e in pull_events if "Failed to pull" in e.message or "ErrImagePull" in e.message]:
             continue
         supporting = [ev.container_waiting(p, c) for p, c in waiting[:2]]
@@ -57,7 +68,16 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         image, cause = image_and_cause(messages)
         image = image or (waiting[0][1].image if waiting else None)
         target = fix_target(found)
+        said = _registry_said(messages)
+        secrets = sorted({ref.get("name", "") for p in found.pods for ref in p.spec.get("imagePullSecrets") or []} - {""})
+        if secrets:
+            supporting.append(Evidence(f"the pods pull with imagePullSecrets: {', '.join(secrets)}", "kubernetes",
+                                       f"{found.ref} spec.template.spec.imagePullSecrets"))
         summary = f"{target} cannot start: image {image or '?'} cannot be pulled" + (f": {cause}" if cause else "")
+        if said:
+            summary += f' (the registry said: "{said}")'
+        if secrets and cause and "access" in cause:
+            summary += f"; the pods use pull secret {', '.join(secrets)}"
         rollout = found.rollout
         if rollout and rollout.previous and found.rollout_recent and any(c.path.endswith(".image")
                                                                           for c in rollout.changes):

@@ -54,6 +54,21 @@ def _node_problems(node: NodeView) -> list[str]:
     return problems
 
 
+def _memory_consumers(ctx: Context, node: str) -> list[Evidence]:
+    """Who uses the node's memory now, including processes outside Kubernetes (system.slice)."""
+    users = [s for s in ctx.signal("node_memory_consumers") if s.latest]
+    users.sort(key=lambda s: -(s.latest or 0))
+    if not users:
+        return []
+    parts = []
+    for signal in users[:3]:
+        who = signal.labels.get("pod") or signal.labels.get("id", "?").rsplit("/", 1)[-1]
+        grew = signal.points[0][1]
+        parts.append(f"{who} {ev.fmt_bytes(signal.latest)}" + (f" (was {ev.fmt_bytes(grew)})" if grew and
+                                                               (signal.latest or 0) > 1.5 * grew else ""))
+    return [ev.signal(users[0], f"largest memory users on {node}: " + ", ".join(parts))]
+
+
 def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
     hypotheses = []
     failing = [p for f in findings for p in f.failing + f.evicted]
@@ -67,6 +82,8 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         if problems:
             supporting.append(Evidence(f"node {name}: " + "; ".join(problems), "kubernetes",
                                        f"Node {name} status.conditions"))
+        if node and any(p.startswith("MemoryPressure") for p in problems):
+            supporting += _memory_consumers(ctx, name)
         taints = [t.get("key", "") for t in (node.taints if node else []) if t.get("key", "").startswith(
             ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready", "node.kubernetes.io/memory-pressure",
              "node.kubernetes.io/disk-pressure", "node.kubernetes.io/pid-pressure"))]
@@ -75,13 +92,16 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         events = [e for e in ctx.events if e.involved == ref and (e.reason in NODE_EVENT_REASONS or e.type == "Warning")
                   and not e.stale]
         supporting += [ev.event(e, ctx.now) for e in events[:2]]
-        evicted = [p for p in failing if p.node == name and p.reason == "Evicted"]
+        evicted = list({p.ref: p for p in failing if p.node == name and p.reason == "Evicted"}.values())
         if not evicted:
             evicted = [p for p in ctx.pods if p.node == name and p.reason == "Evicted" and p.created_at
                        and p.created_at >= ctx.incident_start - (ctx.now - ctx.incident_start)]
         for pod in evicted[:2]:
             supporting.append(Evidence(f"{pod.ref.namespace}/{pod.ref.name} was evicted: {short(pod.message or '', 160)}",
                                        "kubernetes", f"Pod {pod.ref.namespace}/{pod.ref.name} status"))
+        if not any(p.startswith("MemoryPressure") for p in problems) and any("memory" in (p.message or "")
+                                                                              for p in evicted):
+            supporting += _memory_consumers(ctx, name)
         alerts = [a for a in ctx.alerts if a.name in NODE_ALERTS and a.labels.get("node") == name]
         firing_alerts = [a for a in alerts if a.status == "firing"]
         for alert in alerts[:1]:

@@ -16,7 +16,7 @@ from bot.diagnosis import evidence as ev
 from bot.diagnosis.findings import WorkloadFindings, fix_target, short
 from bot.diagnosis.model import Evidence, Hypothesis
 
-_REASON = re.compile(r"(\d+) (Insufficient [\w./-]+|node\(s\) [^,.]+|Too many pods)")
+_REASON = re.compile(r"(\d+) (Insufficient [\w./-]+|node\(s\) (?:[^,.{]|\{[^}]*\})+|Too many pods)")
 _STORAGE = re.compile(r"unbound (?:immediate )?PersistentVolumeClaims|persistentvolumeclaim \"[^\"]+\" not found|"
                       r"volume node affinity conflict|pod has unbound", re.I)
 
@@ -25,6 +25,43 @@ def scheduler_reasons(message: str) -> list[str]:
     """The reasons a FailedScheduling message gives, most nodes first ("3 Insufficient cpu")."""
     found = [(int(count), text.strip()) for count, text in _REASON.findall(message)]
     return [f"{count} {text}" for count, text in sorted(found, key=lambda item: -item[0])]
+
+
+def _what_the_pods_ask(found: WorkloadFindings, reasons: list[str]) -> list[Evidence]:
+    """The part of the pod spec the scheduler could not satisfy, in the spec's own words."""
+    pod = (found.pending or found.pods or [None])[0]
+    if pod is None:
+        return []
+    spec, said, evidence = pod.spec, " ".join(reasons), []
+    where = f"Pod {pod.ref.namespace}/{pod.ref.name} spec"
+    if "Insufficient" in said:
+        asks = []
+        for c in spec.get("containers") or []:
+            requests = ((c.get("resources") or {}).get("requests")) or {}
+            wanted = {k: v for k, v in requests.items() if f"Insufficient {k}" in said}
+            if wanted:
+                asks.append(f"{c.get('name')} requests " + ", ".join(f"{k} {v}" for k, v in wanted.items()))
+        if asks:
+            evidence.append(Evidence("each pod asks: " + "; ".join(asks), "kubernetes", where))
+    if "affinity/selector" in said or "node affinity" in said:
+        selector = spec.get("nodeSelector")
+        affinity = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution")
+        terms = [f"{k}={v}" for k, v in (selector or {}).items()]
+        for term in (affinity or {}).get("nodeSelectorTerms") or []:
+            terms += [f"{e.get('key')} {e.get('operator')} {','.join(e.get('values') or [])}"
+                      for e in term.get("matchExpressions") or []]
+        if terms:
+            evidence.append(Evidence("the pods require nodes with " + "; ".join(terms) + ", which no node has",
+                                     "kubernetes", where))
+    if "anti-affinity" in said:
+        evidence.append(Evidence("the pods require anti-affinity (one per node), so replicas cannot exceed the "
+                                 "nodes that qualify", "kubernetes", where))
+    if "taint" in said:
+        tolerations = [t.get("key") for t in spec.get("tolerations") or [] if t.get("key")]
+        evidence.append(Evidence("the pods tolerate " + (", ".join(tolerations) if tolerations else "no custom taint"),
+                                 "kubernetes", where))
+    return evidence
 
 
 def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
@@ -52,6 +89,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         if storage:
             contradicting.append(Evidence("the scheduler waits for a PersistentVolumeClaim to bind: a storage problem",
                                           "event", "FailedScheduling message"))
+        supporting += _what_the_pods_ask(found, reasons)
         target = fix_target(found)
         pending = len(found.pending) or len({e.involved for e in events})
         summary = f"{pending} pod(s) of {target} cannot be scheduled"

@@ -16,7 +16,7 @@ from bot.diagnosis.model import CATEGORY_TITLES
 from bot.slack.render.text import truncate, untrusted
 
 SECTION_CHARS = 2900
-MAX_BULLETS = 6
+MAX_BULLETS = 8
 MAX_OTHERS = 3
 
 
@@ -29,7 +29,7 @@ def _context(text: str) -> dict[str, Any]:
 
 
 def _bullets(items: list[dict[str, str]], limit: int = MAX_BULLETS) -> str:
-    lines = [f"• {untrusted(e['text'], 400)}  _({untrusted(e['ref'], 160)})_" for e in items[:limit]]
+    lines = [f"• {untrusted(e['text'], 600)}  _({untrusted(e['ref'], 160)})_" for e in items[:limit]]
     if len(items) > limit:
         lines.append(f"• … and {len(items) - limit} more")
     return "\n".join(lines)

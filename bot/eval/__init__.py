@@ -1,0 +1,1 @@
+"""`opsbot eval`: replay incident scenarios through the bot and score its RCA."""
