@@ -64,9 +64,10 @@ def _value(kind: str, rng: random.Random) -> str:
     if kind == "dur":
         return f"{rng.randrange(1, 5000)}ms"
     if kind == "uuid":
-        return "%08x-%04x-%04x-%04x-%012x" % tuple(rng.getrandbits(b) for b in (32, 16, 16, 16, 48))
+        a, b, c, d, e = (rng.getrandbits(bits) for bits in (32, 16, 16, 16, 48))
+        return f"{a:08x}-{b:04x}-{c:04x}-{d:04x}-{e:012x}"
     if kind == "hex":
-        return "%016x" % rng.getrandbits(64)
+        return f"{rng.getrandbits(64):016x}"
     if kind == "user":
         return rng.choice(USERS)
     if kind == "table":

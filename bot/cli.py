@@ -226,7 +226,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
-        raise CliError(f"no such file or folder: {', '.join(missing)}")
+        raise CliError(f"no such file or folder: {', '.join(missing)}", code=2)
     try:
         find_binary("prometheus")
         find_binary("promtool")

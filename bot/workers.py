@@ -156,6 +156,8 @@ class Workers:
 
     def cards_round(self, _owner: str) -> bool:
         synced = [self._cards.sync(incident_id) for incident_id in self._cards.pending()]
+        if "posted" in synced:
+            self.wake_stages()  # a new thread exists: its RCA may be waiting for it
         return any(outcome in {"posted", "updated", "noted"} for outcome in synced)
 
     def rca_round(self, _owner: str) -> bool:

@@ -105,3 +105,17 @@ def test_deliveries_list_show_and_replay(tmp_path):
     engine.dispose()
     missing = opsbot("deliveries", "replay", "999", env=env)
     assert missing.returncode == 1 and missing.stderr.strip() == "opsbot: no delivery 999"
+
+
+def test_eval_refuses_a_missing_path_in_one_line(tmp_path):
+    result = opsbot("eval", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"opsbot: no such file or folder: {tmp_path / 'nope.yaml'}"]
+
+
+def test_eval_reports_a_broken_scenario_and_fails(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("id: broken\ntitle: t\nsurprise: 1\n")
+    result = opsbot("eval", str(broken))
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    assert "ERROR" in result.stdout and "surprise" in result.stdout

@@ -71,12 +71,13 @@ def describe_subject(ctx: Context) -> str:
     return f"{focus}{where} (alerts: {', '.join(names[:4])}{'…' if len(names) > 4 else ''})"
 
 
-def diagnose(ctx: Context) -> Diagnosis:
+def diagnose(ctx: Context, analyzers=ANALYZERS) -> Diagnosis:
+    """Rank what `analyzers` (modules or objects with `analyze(ctx, findings)`) propose."""
     findings = all_findings(ctx)
     proposed: list[Hypothesis] = []
     gaps = list(ctx.gaps)
-    for analyzer in ANALYZERS:
-        name = analyzer.__name__.rsplit(".", 1)[-1]
+    for analyzer in analyzers:
+        name = getattr(analyzer, "__name__", type(analyzer).__name__).rsplit(".", 1)[-1]
         try:
             proposed += analyzer.analyze(ctx, findings)
         except Exception as exc:  # noqa: BLE001 - one analyzer's bug must not cost the diagnosis

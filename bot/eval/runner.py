@@ -76,16 +76,18 @@ def _direct_report(scenario: Scenario, kube_url: str, prometheus_url: str) -> di
     return build_report(ctx, diagnose(ctx))
 
 
-def run_scenario(scenario: Scenario, path: Path, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Outcome:
-    """Replay `scenario`; a failure of the replay itself is reported in `Outcome.error`."""
+def run_scenario(scenario: Scenario, path: Path, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                 poll_seconds: float = 0.05) -> Outcome:
+    """Replay `scenario`; a failure of the replay itself is reported in `Outcome.error`.
+    `poll_seconds` is the bot's worker poll interval (production's default is 0.5)."""
     try:
-        return _replay(scenario, path, timeout)
+        return _replay(scenario, path, timeout, poll_seconds)
     except Exception as exc:  # noqa: BLE001 - one broken replay must not stop the others
         log.exception("replay of %s failed", scenario.id)
         return Outcome(scenario, path, error=f"the replay failed: {type(exc).__name__}: {exc}"[:300])
 
 
-def _replay(scenario: Scenario, path: Path, timeout: float) -> Outcome:
+def _replay(scenario: Scenario, path: Path, timeout: float, poll_seconds: float) -> Outcome:
     from sqlalchemy import select
 
     from bot.db import migrate
@@ -118,7 +120,7 @@ def _replay(scenario: Scenario, path: Path, timeout: float) -> Outcome:
         token = secrets.token_hex(8)
         settings = Settings(data_dir=workdir / "data", slack_api_url=slack.base_url, slack_bot_token=slack.bot_token,
                             slack_signing_secret=secrets.token_hex(16), webhook_token=token, http_port=0,
-                            worker_poll_seconds=0.05, log_level="ERROR", log_format="text", kube_mode="url",
+                            worker_poll_seconds=poll_seconds, log_level="ERROR", log_format="text", kube_mode="url",
                             kube_api_url=kube.base_url, prometheus_url=prometheus.url, card_min_interval_seconds=0)
         runtime = build_runtime(settings, clock=scenario_clock(scenario.now))
         stack.callback(runtime.close)

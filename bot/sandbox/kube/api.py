@@ -21,7 +21,7 @@ from typing import Any
 
 from bot.sandbox.kube import subresources, verbs
 from bot.sandbox.kube.cluster import SandboxCluster
-from bot.sandbox.kube.errors import ApiError, bad_request, method_not_allowed, path_not_found
+from bot.sandbox.kube.errors import ApiError, bad_request, forbidden, method_not_allowed, path_not_found
 from bot.sandbox.kube.logs import parse_log_options
 from bot.sandbox.kube.resources import ResourceType
 
@@ -173,6 +173,13 @@ def _dry_run(request: ApiRequest, body: Any = None) -> bool:
     return True
 
 
+def _authorise(cluster: SandboxCluster, route: Route, method: str) -> None:
+    verb = _MUTATING.get(method) or ("get" if route.name is not None else "list")
+    resource = route.rt.plural + (f"/{route.subresource}" if route.subresource else "")
+    if cluster.is_denied(verb, resource):
+        raise forbidden(route.rt, route.name, verb, resource, route.namespace)
+
+
 def _dispatch(cluster: SandboxCluster, request: ApiRequest) -> ApiResponse:
     segments = _segments(request.path)
     method = request.method.upper()
@@ -181,6 +188,7 @@ def _dispatch(cluster: SandboxCluster, request: ApiRequest) -> ApiResponse:
         if discovery is not None:
             return discovery
     route = parse_route(cluster, segments)
+    _authorise(cluster, route, method)
     if method in _MUTATING:
         return _mutate(cluster, request, route, method)
     if method != "GET":

@@ -101,9 +101,21 @@ class SandboxCluster:
         self._naming = Naming(seed)
         self._logs = LogStore()
         self._mutations: list[Mutation] = []
+        self._denied: set[tuple[str, str]] = set()
         self._controller = Controller(self._store, self._naming, self.now_text, self._forget_pod_logs)
         for namespace in SYSTEM_NAMESPACES:
             self._ensure_namespace(namespace)
+
+    # RBAC, as far as tests need it -----------------------------------------------------------------
+
+    def deny(self, verb: str, resource: str) -> None:
+        """Refuse `verb` (get, list, create, update, patch, delete) on `resource` ("pods",
+        "pods/log", "events", ...) with 403 Forbidden, as a ClusterRole lacking it would."""
+        with self._lock:
+            self._denied.add((verb, resource))
+
+    def is_denied(self, verb: str, resource: str) -> bool:
+        return (verb, resource) in self._denied
 
     # Shared parts, for the sandbox's own modules -------------------------------------------------
 

@@ -112,3 +112,14 @@ def unsupported_media_type(content_type: str) -> ApiError:
 
 def too_many_requests(message: str, causes: list[dict[str, str]]) -> ApiError:
     return ApiError(429, "TooManyRequests", message, {"causes": causes})
+
+
+SERVICE_ACCOUNT = "system:serviceaccount:opsbot:opsbot"
+
+
+def forbidden(rt: ResourceType, name: str | None, verb: str, resource: str, namespace: str | None) -> ApiError:
+    """RBAC's refusal, worded as the real API server words it."""
+    subject = f'{rt.qualified} "{name}"' if name else rt.qualified
+    where = f' in the namespace "{namespace}"' if namespace else ""
+    return ApiError(403, "Forbidden", f'{subject} is forbidden: User "{SERVICE_ACCOUNT}" cannot {verb} resource '
+                                      f'"{resource}" in API group "{rt.group}"{where}', _details(rt, name))

@@ -1,0 +1,70 @@
+"""The RCA message (pure Block Kit, golden file) and its graph (a real PNG)."""
+
+from __future__ import annotations
+
+import json
+
+from bot.slack.graph import render_graph
+from bot.slack.limits import MAX_BLOCKS
+from bot.slack.render.rca import render_rca
+from tests.slack.test_card_render import check_golden, valid_blocks
+
+EVIDENCE = {"source": "log", "ref": "Pod orders/orders-api-wrvcn6pnr5-mthr2 logs (api, previous)"}
+REPORT = {
+    "version": 1,
+    "subject": "Deployment/orders/orders-api in cluster dc1-prod (alerts: KubePodCrashLooping)",
+    "inconclusive": False,
+    "hypotheses": [
+        {"category": "bad_deploy", "resource": "Deployment/orders/orders-api", "confidence": 0.9, "explicit": False,
+         "summary": "Revision 22 of Deployment/orders/orders-api (ghcr.io/northwind/orders-api:4.12.0) broke it.",
+         "action": "Roll orders-api back to revision 21, then fix the change before redeploying.",
+         "supporting": [
+             {"text": "log of orders-api-wrvcn6pnr5-mthr2 (api, previous instance): panic: assignment to entry in "
+                      "nil map", **EVIDENCE},
+             {"text": "a line that tries <!channel> and <https://evil.example|a link> and DB_PASSWORD=hunter2",
+              **EVIDENCE}],
+         "contradicting": [{"text": "nothing else changed", "source": "rollout", "ref": "pod template diff"}]},
+        {"category": "capacity", "resource": "Deployment/orders/orders-api", "confidence": 0.2, "explicit": False,
+         "summary": "It may not keep up with its load.", "action": "", "supporting": [], "contradicting": []},
+    ],
+    "gaps": [{"what": "Prometheus metrics", "why": "Prometheus at http://prometheus:9090 is unreachable"}],
+    "timings": {"kubernetes": 0.12, "logs": 0.03},
+}
+
+
+def test_rca_golden():
+    rendered = render_rca(REPORT, "INC-7")
+    check_golden("rca_bad_deploy", rendered)
+    assert valid_blocks(rendered["blocks"])
+
+
+def test_untrusted_text_is_inert_and_secrets_never_reach_slack():
+    text = json.dumps(render_rca(REPORT, "INC-7"))
+    assert "<!channel>" not in text and "<https://evil.example" not in text and "hunter2" not in text
+
+
+def test_an_inconclusive_rca_says_so_and_an_empty_one_says_nothing_was_found():
+    rendered = render_rca({**REPORT, "inconclusive": True}, "INC-7")
+    assert "inconclusive" in rendered["blocks"][0]["text"]["text"]
+    empty = render_rca({**REPORT, "hypotheses": []}, "INC-7")
+    assert "No analyzer found a cause" in empty["blocks"][0]["text"]["text"]
+    assert "Could not check" in json.dumps(empty)
+
+
+def test_a_huge_report_stays_inside_block_kit_limits():
+    bullets = [{"text": "x" * 5000, "source": "log", "ref": "r" * 500}] * 40
+    huge = {**REPORT, "hypotheses": [{**REPORT["hypotheses"][0], "summary": "s" * 9000, "supporting": bullets}] * 9,
+            "gaps": [{"what": "w" * 300, "why": "y" * 300}] * 30}
+    rendered = render_rca(huge, "INC-7")
+    assert len(rendered["blocks"]) <= MAX_BLOCKS and valid_blocks(rendered["blocks"])
+    assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in rendered["blocks"])
+
+
+def test_the_graph_is_a_png_with_the_marks_drawn():
+    graph = {"title": "memory working set / limit", "unit": "ratio", "query": "q",
+             "series": [{"label": "pod=a", "points": [[1_790_000_000 + 60 * i, i / 60] for i in range(60)]},
+                        {"label": "pod=b", "points": [[1_790_000_000 + 60 * i, 0.5] for i in range(60)]}],
+             "marks": [{"label": "alert fired", "at": 1_790_002_400}, {"label": "revision 7", "at": 1_790_001_200}]}
+    png = render_graph(graph)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    assert render_graph({**graph, "series": []}).startswith(b"\x89PNG")
