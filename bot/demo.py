@@ -9,7 +9,6 @@ directory that is removed afterwards (unless --keep).
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import sys
 import tempfile
@@ -17,11 +16,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bot.config import Settings
 from bot.sandbox.paths import shared_scenarios_dir
 from bot.sandbox.scenario import Scenario, ScenarioError, load_scenario
 from bot.sandbox.scenario_alerts import alerts_for_alertmanager
-from bot.sandbox.scenario_time import scenario_clock
+from bot.sandbox.scenario_bot import start_scenario_bot
 
 DEFAULT_SCENARIO = "orders-api-revision-22-panics-on-start.yaml"
 WAIT_SECONDS = 60
@@ -41,26 +39,6 @@ def _describe_cluster(api_client, scenario: Scenario) -> str:
     summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
     warnings = sum(1 for event in events if event.type == "Warning")
     return f"{summary}; read back {len(pods)} pods and {len(events)} events ({warnings} Warning)"
-
-
-def _start_bot(workdir: Path, scenario: Scenario, slack_url: str, token: str, stack, kube_url: str,
-               prometheus_url: str):
-    from bot.db import migrate
-    from bot.runtime import build_runtime
-    from bot.web import HttpServer, create_web_app
-
-    settings = Settings(data_dir=workdir, slack_api_url=slack_url, slack_bot_token="xoxb-emulator",
-                        slack_signing_secret=secrets.token_hex(16),
-                        webhook_token=token, http_port=0, worker_poll_seconds=0.1, log_level="WARNING",
-                        log_format="text", kube_mode="url", kube_api_url=kube_url, prometheus_url=prometheus_url)
-    runtime = build_runtime(settings, clock=scenario_clock(scenario.now))
-    stack.append(runtime.close)
-    migrate.upgrade(runtime.engine)
-    server = HttpServer(create_web_app(runtime), "127.0.0.1", 0, threads=4)
-    url = server.start()
-    stack.append(server.stop)
-    runtime.workers.start()
-    return runtime, url
 
 
 def replay(scenario: Scenario, workdir: Path) -> str:
@@ -103,7 +81,9 @@ def replay(scenario: Scenario, workdir: Path) -> str:
         slack.start()
         stack.append(slack.stop)
         token = "demo-webhook-token"
-        runtime, bot_url = _start_bot(workdir, scenario, slack.base_url, token, stack, kube_url, prometheus.url)
+        runtime, bot_url = start_scenario_bot(scenario, workdir, stack.append, slack_url=slack.base_url,
+                                              slack_token="xoxb-emulator", webhook_token=token, kube_url=kube_url,
+                                              prometheus_url=prometheus.url)
         _step(f"opsbot at {bot_url} (SQLite in {workdir}), Slack emulator at {slack.base_url}")
 
         alertmanager = AlertmanagerProcess(workdir / "alertmanager",

@@ -24,7 +24,6 @@ from typing import Any
 
 import requests
 
-from bot.config import Settings
 from bot.sandbox.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -90,24 +89,20 @@ def run_scenario(scenario: Scenario, path: Path, timeout: float = DEFAULT_TIMEOU
 def _replay(scenario: Scenario, path: Path, timeout: float, poll_seconds: float) -> Outcome:
     from sqlalchemy import select
 
-    from bot.db import migrate
     from bot.db.engine import unit_of_work
     from bot.db.models import Incident, Investigation, RawDelivery
     from bot.diagnosis.report import rca_text
-    from bot.runtime import build_runtime
     from bot.sandbox.kube import KubeApiServer, SandboxCluster
     from bot.sandbox.promstack import PrometheusProcess
     from bot.sandbox.scenario_alerts import webhook_body
+    from bot.sandbox.scenario_bot import start_scenario_bot
     from bot.sandbox.scenario_metrics import load_metrics_into
-    from bot.sandbox.scenario_time import scenario_clock
     from bot.sandbox.slack_emulator import SlackEmulator
     from bot.sandbox.thread_text import message_text
-    from bot.web import HttpServer, create_web_app
 
     outcome = Outcome(scenario, path)
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="opsbot-eval-")))
-        (workdir / "data").mkdir()
         cluster = SandboxCluster(now=scenario.now)
         cluster.load(scenario.cluster.objects, scenario.cluster.events,
                      [stream.model_dump() for stream in scenario.cluster.logs])
@@ -118,17 +113,9 @@ def _replay(scenario: Scenario, path: Path, timeout: float, poll_seconds: float)
         stack.callback(prometheus.stop)
         slack = stack.enter_context(SlackEmulator())
         token = secrets.token_hex(8)
-        settings = Settings(data_dir=workdir / "data", slack_api_url=slack.base_url, slack_bot_token=slack.bot_token,
-                            slack_signing_secret=secrets.token_hex(16), webhook_token=token, http_port=0,
-                            worker_poll_seconds=poll_seconds, log_level="ERROR", log_format="text", kube_mode="url",
-                            kube_api_url=kube.base_url, prometheus_url=prometheus.url, card_min_interval_seconds=0)
-        runtime = build_runtime(settings, clock=scenario_clock(scenario.now))
-        stack.callback(runtime.close)
-        migrate.upgrade(runtime.engine)
-        server = HttpServer(create_web_app(runtime), "127.0.0.1", 0, threads=4)
-        url = server.start()
-        stack.callback(server.stop)
-        runtime.workers.start()
+        runtime, url = start_scenario_bot(scenario, workdir / "data", stack.callback, slack_url=slack.base_url,
+                                          slack_token=slack.bot_token, webhook_token=token, kube_url=kube.base_url,
+                                          prometheus_url=prometheus.url, poll_seconds=poll_seconds, log_level="ERROR")
         started = time.time()
         response = requests.post(f"{url}/webhooks/alertmanager", data=webhook_body(scenario), timeout=10,
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})

@@ -21,7 +21,8 @@ def test_a_429_delays_the_card_by_retry_after_and_never_loses_it(bot, slack):
     assert [call.status for call in attempts] == [429, 200]
     assert attempts[1].at - attempts[0].at >= 0.9, "Retry-After honoured"
     slack.wait_for(lambda emu: "slack.recovered" in kinds(bot))
-    assert kinds(bot)[-3:] == ["slack.failed", "slack.card_posted", "slack.recovered"]
+    slack_kinds = [kind for kind in kinds(bot) if kind.startswith("slack.")]
+    assert slack_kinds[-3:] == ["slack.failed", "slack.card_posted", "slack.recovered"]
 
 
 def test_a_slack_outage_longer_than_the_client_retry_defers_the_card(bot, slack):

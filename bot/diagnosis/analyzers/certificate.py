@@ -68,8 +68,32 @@ def _refused_by_clients(ctx: Context, found: WorkloadFindings) -> list[Evidence]
     return evidence
 
 
-def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
+KUBELET_CERTIFICATE_ALERTS = ("KubeletClientCertificateExpiration", "KubeletServerCertificateExpiration",
+                              "KubeletClientCertificateRenewalErrors", "KubeletServerCertificateRenewalErrors")
+
+
+def _kubelet_certificates(ctx: Context) -> list[Hypothesis]:
+    """A node's kubelet certificate expiring or failing to renew: the node is what to fix."""
     hypotheses = []
+    for alert in ctx.alerts:
+        node = alert.labels.get("node") or alert.labels.get("instance")
+        if alert.name not in KUBELET_CERTIFICATE_ALERTS or alert.status != "firing" or not node:
+            continue
+        which = "client" if "Client" in alert.name else "server"
+        renewal = "Renewal" in alert.name
+        said = alert.annotations.get("description") or alert.annotations.get("summary") or alert.name
+        hypotheses.append(Hypothesis(
+            "certificate_expired", ObjectRef("Node", None, node), 0.85 if alert.labels.get("severity") == "critical"
+            else 0.7, f"The kubelet {which} certificate on node {node} "
+                      + ("fails to renew" if renewal else "is about to expire") + f": {said[:200]}",
+            [Evidence(f"{alert.name}: {said[:300]}", "alert", f"Alert {alert.name} node={node}")], [], True,
+            action=f"Check the kubelet's certificate rotation on {node} (CSR approval, the kubelet log); "
+                   "a kubelet whose client certificate expires drops out of the cluster."))
+    return hypotheses
+
+
+def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
+    hypotheses = _kubelet_certificates(ctx)
     expired_probes = [s for s in ctx.signal("certificate_expiry") if s.latest is not None and s.latest <= 0]
     for found in findings:
         lines = found.error_lines("certificate", include_noise=not found.healthy)
