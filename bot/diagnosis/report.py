@@ -35,14 +35,20 @@ def _hypothesis(h: Hypothesis) -> dict[str, Any]:
             "supporting": [vars(e) for e in h.supporting], "contradicting": [vars(e) for e in h.contradicting]}
 
 
+def _moves(signal: Signal) -> bool:
+    peak, low = signal.peak or 0.0, signal.lowest or 0.0
+    return signal.change is not None or (peak - low) > 0.05 * max(abs(peak), abs(low), 1e-9)
+
+
 def _graph_signals(ctx: Context, diagnosis: Diagnosis) -> list[Signal]:
+    """The top hypothesis' signal, else the first fallback that shows something happening (a
+    flat line tells nobody anything), else the first with data at all."""
     keys = [h.signal_key for h in diagnosis.hypotheses[:1] if h.signal_key] + list(GRAPH_FALLBACKS)
-    for key in keys:
-        found = [s for s in ctx.signal(key) if len(s.points) >= 2]
-        if found:
-            found.sort(key=lambda s: -(abs((s.peak or 0) - (s.lowest or 0))))
-            return found[:MAX_GRAPH_SERIES]
-    return []
+    candidates = [[s for s in ctx.signal(key) if len(s.points) >= 2] for key in dict.fromkeys(keys)]
+    chosen = next((found for found in candidates if any(_moves(s) for s in found)),
+                  next((found for found in candidates if found), []))
+    chosen.sort(key=lambda s: -(abs((s.peak or 0) - (s.lowest or 0))))
+    return chosen[:MAX_GRAPH_SERIES]
 
 
 def _marks(ctx: Context, signals: list[Signal]) -> list[dict[str, Any]]:

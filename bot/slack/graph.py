@@ -25,7 +25,7 @@ MARK_COLOURS = {"alert fired": "#d62728", "change": "#7f7f7f"}
 def _formatter(unit: str) -> FuncFormatter:
     def fmt(value: float, _pos: int) -> str:
         if unit == "ratio":
-            return f"{value * 100:.0f}%"
+            return f"{value * 100:.0f}%" if abs(value) >= 0.1 or value == 0 else f"{value * 100:.2g}%"
         if unit == "bytes":
             for suffix, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
                 if abs(value) >= size:
