@@ -21,7 +21,7 @@ from typing import Any
 from bot.context import kube_facts as facts
 from bot.context.kube_read import KubeReader
 from bot.context.model import ApiServiceView, Context, Gap, ObjectRef
-from bot.context.rollout import rollout_view
+from bot.context.rollout import rollout_from_pods, rollout_view
 
 MAX_NAMESPACES = 3
 MAX_EVENTS = 400
@@ -157,7 +157,12 @@ def fill_kubernetes(ctx: Context, reader: KubeReader) -> None:
         if workload["kind"] == "Deployment":
             ctx.rollouts.append(rollout_view(workload, replicasets))
         elif workload["kind"] in ("StatefulSet", "DaemonSet"):
-            ctx.rollouts.append(rollout_view(workload, revisions))
+            view = rollout_view(workload, revisions)
+            if view.current is None:  # no ControllerRevisions readable: the pods tell the history
+                ref = facts.ref_of(workload)
+                owned = [p for p in pods if facts.controller_of(p) == ref]
+                view = rollout_from_pods(workload, owned) or view
+            ctx.rollouts.append(view)
     _check_named_pods(ctx)
     ctx.gaps.extend(reader.gaps)
 

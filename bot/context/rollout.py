@@ -12,6 +12,8 @@ change).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.context.kube_facts import conditions_of, controller_of, parse_time, ref_of
@@ -137,3 +139,38 @@ def _in_progress(workload: dict[str, Any]) -> bool:
     if kind == "DaemonSet":
         return int(status.get("updatedNumberScheduled") or 0) < int(status.get("desiredNumberScheduled") or 0)
     return False
+
+
+def rollout_from_pods(workload: dict[str, Any], pods: list[dict[str, Any]]) -> RolloutView | None:
+    """History of a StatefulSet or DaemonSet without readable ControllerRevisions, from its
+    pods: each `controller-revision-hash` is a revision, dated by its oldest pod, its template
+    taken from a pod's spec. The current one is the StatefulSet's `updateRevision`, else the
+    newest hash. Good enough to tell "the new pods fail, the old ones serve" and what differs."""
+    ref = ref_of(workload)
+    by_hash: dict[str, list[dict[str, Any]]] = {}
+    for pod in pods:
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        revision_hash = labels.get("controller-revision-hash")
+        if revision_hash:
+            by_hash.setdefault(revision_hash, []).append(pod)
+    if len(by_hash) < 2:
+        return None
+    revisions = []
+    for revision_hash, members in by_hash.items():
+        oldest = min(members, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+        spec = oldest.get("spec") or {}
+        template = {"metadata": {}, "spec": {k: spec.get(k) for k in ("containers", "initContainers", "volumes")
+                                             if spec.get(k) is not None}}
+        revisions.append(Revision(number=0, name=f"{ref.name}-{revision_hash}", hash=revision_hash,
+                                  created_at=parse_time((oldest.get("metadata") or {}).get("creationTimestamp")),
+                                  template=template, replicas=len(members), ready=0))
+    revisions.sort(key=lambda r: r.created_at or datetime.min.replace(tzinfo=UTC))
+    revisions = [replace(r, number=index + 1) for index, r in enumerate(revisions)]
+    wanted = ((workload.get("status") or {}).get("updateRevision") or "").rsplit("-", 1)[-1]
+    current = next((r for r in revisions if wanted and r.hash == wanted), revisions[-1])
+    previous = max((r for r in revisions if r is not current and (r.created_at or datetime.min.replace(tzinfo=UTC))
+                    <= (current.created_at or datetime.max.replace(tzinfo=UTC))), key=lambda r: r.number,
+                   default=None)
+    changes = template_changes(previous.template, current.template) if previous else []
+    return RolloutView(workload=ref, revisions=revisions, current=current, previous=previous, changes=changes,
+                       in_progress=_in_progress(workload))

@@ -149,3 +149,25 @@ def test_rollout_history_is_read_from_owned_replica_sets():
     assert (view.current.number, view.previous.number) == (8, 7)
     assert view.current.hash == "bbbb" and view.in_progress
     assert [c.path for c in view.changes] == ["containers[api].image"]
+
+
+def _sts_pod(name, revision_hash, created, image):
+    return {"kind": "Pod", "metadata": {"name": name, "namespace": "db", "creationTimestamp": created,
+                                        "labels": {"controller-revision-hash": revision_hash},
+                                        "ownerReferences": [{"kind": "StatefulSet", "name": "pg", "controller": True}]},
+            "spec": {"containers": [{"name": "pg", "image": image}]}}
+
+
+def test_without_controller_revisions_the_pods_tell_a_statefulsets_history():
+    from bot.context.rollout import rollout_from_pods
+
+    sts = {"kind": "StatefulSet", "metadata": {"name": "pg", "namespace": "db"}, "spec": {"replicas": 3},
+           "status": {"currentRevision": "pg-5c9d", "updateRevision": "pg-7f8e"}}
+    pods = [_sts_pod("pg-0", "pg-5c9d", "2026-08-01T00:00:00Z", "postgres:15.4"),
+            _sts_pod("pg-1", "pg-5c9d", "2026-08-01T00:01:00Z", "postgres:15.4"),
+            _sts_pod("pg-2", "pg-7f8e", "2026-09-03T16:00:00Z", "postgres:16.0")]
+    view = rollout_from_pods(sts, pods)
+    assert view.current.hash == "pg-7f8e" and view.previous.hash == "pg-5c9d"
+    assert [(c.path, c.before, c.after) for c in view.changes] == [
+        ("containers[pg].image", "postgres:15.4", "postgres:16.0")]
+    assert rollout_from_pods(sts, pods[:2]) is None, "one revision is no history"

@@ -105,3 +105,25 @@ def test_an_analyzer_that_breaks_is_a_gap_and_the_others_still_run():
     diagnosis = diagnose(ctx, analyzers=(Broken(), memory))
     assert diagnosis.top.category == "memory_limit"
     assert Gap("the broken analysis", "it failed (KeyError)") in diagnosis.gaps
+
+
+def test_a_command_that_cannot_be_executed_is_a_config_error():
+    start_error = container(ready=False, restarts=3, waiting="CrashLoopBackOff", last="StartError", last_exit=128)
+    start_error[1]["lastState"]["terminated"]["message"] = (
+        'failed to create containerd task: exec: "/app/server": stat /app/server: no such file or directory: unknown')
+    ctx = context(alerts=[alert(pod="web-7d9f-a")], pods=[pod("web-7d9f-a", containers=[start_error], ready=False)],
+                  workloads=[deployment(available=1)], focus=[WEB])
+    top = diagnose(ctx).top
+    assert top.category == "config_error" and top.resource == WEB and top.explicit
+
+
+def test_a_runtime_that_says_it_ran_out_of_memory_is_a_memory_limit():
+    from bot.context.model import LogView
+
+    crashed = container(ready=False, restarts=5, waiting="CrashLoopBackOff", last="Error", last_exit=1)
+    ctx = context(alerts=[alert(pod="web-7d9f-a")], pods=[pod("web-7d9f-a", containers=[crashed], ready=False)],
+                  workloads=[deployment(available=1)], focus=[WEB])
+    ctx.logs = [LogView(ObjectRef("Pod", "shop", "web-7d9f-a"), "app", True,
+                        ['Exception in thread "main" java.lang.OutOfMemoryError: Java heap space'], [], False)]
+    top = diagnose(ctx).top
+    assert top.category == "memory_limit" and "Java heap space" in top.summary

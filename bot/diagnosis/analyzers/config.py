@@ -22,6 +22,8 @@ from bot.diagnosis.model import Evidence, Hypothesis
 CONFIG_WAITING = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError", "StartError")
 _REFERENCED = re.compile(r'(configmap|secret)s? "?([a-z0-9][a-z0-9.-]*)"? not found|'
                          r"couldn't find key (\S+) in (ConfigMap|Secret) ([a-z0-9-]+)/([a-z0-9.-]+)", re.I)
+_CANNOT_EXEC = re.compile(r"executable file not found|exec: \"[^\"]+\": (?:stat|no such file)|exec format error|"
+                          r"no such file or directory: unknown|permission denied: unknown", re.I)
 _CONFIG_TOUCHING = (".env", ".envFrom", ".args", ".command", "spec.volumes", "annotations.checksum")
 
 
@@ -88,6 +90,13 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
                     missing_object = ObjectRef(kind, pod.ref.namespace, match.group(2))
                 elif match:
                     lacking = (ObjectRef(match.group(4), match.group(5), match.group(6)), match.group(3))
+        for pod, container in found.crashes[:4]:
+            message = container.message or container.last_message or ""
+            reason = container.reason if container.state == "terminated" else container.last_reason
+            if reason in ("StartError", "ContainerCannotRun", "RunContainerError") or _CANNOT_EXEC.search(message):
+                supporting.append(ev.container_termination(pod, container, ctx.now))
+                explicit = True
+                break
         mounts = [e for e in found.warning_events("FailedMount") if re.search(r"(configmap|secret)", e.message, re.I)]
         if mounts:
             explicit = True

@@ -61,6 +61,8 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             confidence, explicit = 0.6, False
         elif peak_ratio is not None and peak_ratio >= NEAR_LIMIT and found.failing:
             confidence, explicit = 0.45, False
+        elif memory_lines and (found.crashes or found.failing):
+            confidence, explicit = 0.7, True  # the runtime says it ran out (a heap or allocation limit)
         elif memory_lines:
             confidence, explicit = 0.35, False
         else:
@@ -70,9 +72,13 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         restarts = max((c.restarts for _, c in ooms), default=0)
         container = ooms[0][1].name if ooms else (next(iter(limits), None))
         limit = (ooms[0][1].limits.get("memory") if ooms else limit_text) or "its limit"
-        summary = (f"{target} is running out of memory: container {container or '?'} was OOMKilled "
-                   f"({restarts} restarts) at its {limit} memory limit" if ooms else
-                   f"{target} is near its {limit} memory limit (peak {ev.pct(peak_ratio)})")
+        if ooms:
+            summary = (f"{target} is running out of memory: container {container or '?'} was OOMKilled "
+                       f"({restarts} restarts) at its {limit} memory limit")
+        elif peak_ratio is not None:
+            summary = f"{target} is near its {limit} memory limit (peak {ev.pct(peak_ratio)})"
+        else:
+            summary = f"{target} runs out of memory (limit {limit}): {memory_lines[0].line.strip()[:200]}"
         if cut:
             summary += f", cut from {cut[0]} to {cut[1]} in revision {found.rollout.current.number}"
         hypotheses.append(Hypothesis(

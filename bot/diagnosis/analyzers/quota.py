@@ -17,7 +17,7 @@ from bot.diagnosis import evidence as ev
 from bot.diagnosis.findings import WorkloadFindings, fix_target
 from bot.diagnosis.model import Evidence, Hypothesis
 
-_QUOTA = re.compile(r"exceeded quota: ([a-z0-9][a-z0-9.-]*)", re.I)
+_QUOTA = re.compile(r"(?:exceeded|failed) quota: ([a-z0-9][a-z0-9.-]*)", re.I)
 _LIMIT_RANGE = re.compile(r"(?:maximum|minimum) [\w ]+ per (?:Container|Pod|PersistentVolumeClaim) is|"
                           r"must be (?:less|greater) than or equal to|LimitRange", re.I)
 QUOTA_ALERTS = ("KubeQuotaExceeded", "KubeQuotaFullyUsed", "KubeQuotaAlmostFull")

@@ -100,6 +100,10 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             if re.search(r"unbound (?:immediate )?PersistentVolumeClaims", event.message, re.I):
                 for ref in _claims_of(found):
                     add(ref, [ev.event(event, ctx.now)], 0.7, "is not bound, so the pods cannot be scheduled")
+            elif re.search(r"volume node affinity conflict", event.message, re.I):
+                for ref in _claims_of(found):
+                    add(ref, [ev.event(event, ctx.now)], 0.7,
+                        "is bound to a volume no schedulable node can reach (volume node affinity conflict)")
     for ref, (supporting, confidence, why) in candidates.items():
         claim = claims.get(ref)
         expandable = claim.expandable if claim else None
