@@ -122,7 +122,8 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
             owned.append(_Closing(link))
         rca = RcaStage(factory, gateway, ClusterDirectory.from_settings(settings), clock, owner=worker_identity(),
                        metrics=metrics, budget_seconds=settings.investigation_budget_seconds,
-                       lease=timedelta(seconds=settings.claim_lease_seconds), pagerduty=link)
+                       lease=timedelta(seconds=settings.claim_lease_seconds), pagerduty=link,
+                       min_interval=timedelta(seconds=settings.card_min_interval_seconds))
         elsewhere = IntakeProcesses(settings.intake_processes, settings, metrics) if settings.intake_processes else None
         workers = Workers(factory, cards, clock, metrics, threads=settings.worker_threads,
                           poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds,

@@ -203,7 +203,9 @@ class Investigation(Base):
     status: pending -> running (leased until `lease_until`) -> done | failed. A lapsed lease is
     claimed again, so a crash mid-investigation only costs a re-run. Posting is separate:
     `posted_at` is set once the RCA is in the thread; until then the post is retried
-    (`post_attempts`, `post_retry_at`), after the card exists.
+    (`post_attempts`, `post_retry_at`), after the card exists. Its files follow in a later
+    write (`files_posted_at`): each Slack write of an incident waits its turn in the
+    one-write-per-interval budget the card keeps (`incident.card_synced_at`).
     """
 
     __tablename__ = "investigations"
@@ -225,6 +227,7 @@ class Investigation(Base):
     post_ts: Mapped[str | None] = mapped_column(String(32))
     post_attempts: Mapped[int] = mapped_column(Integer, default=0)
     post_retry_at: Mapped[datetime | None]
+    files_posted_at: Mapped[datetime | None]  # the graph and evidence file, shared after the message
 
     __table_args__ = (
         UniqueConstraint("incident_id", "round"),

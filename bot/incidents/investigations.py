@@ -94,7 +94,7 @@ def lease_post(session: Session, investigation_id: int, owner: str, now: datetim
 def posted(session: Session, investigation_id: int, owner: str, ts: str, now: datetime) -> bool:
     result = session.execute(
         update(Investigation).where(Investigation.id == investigation_id, Investigation.lease_owner == owner)
-        .values(posted_at=now, post_ts=ts, lease_owner=None, lease_until=None)
+        .values(posted_at=now, post_ts=ts, lease_owner=None, lease_until=None, post_retry_at=None)
         .execution_options(synchronize_session=False))
     return result.rowcount == 1
 
@@ -108,6 +108,40 @@ def defer_post(session: Session, investigation_id: int, owner: str, now: datetim
         .values(lease_owner=None, lease_until=None, post_retry_at=now + delay, post_attempts=attempts)
         .execution_options(synchronize_session=False))
     return attempts
+
+
+def _files_due(now: datetime):
+    return and_(Investigation.status == "done", Investigation.posted_at.is_not(None),
+                Investigation.files_posted_at.is_(None),
+                or_(Investigation.post_retry_at.is_(None), Investigation.post_retry_at <= now),
+                or_(Investigation.lease_until.is_(None), Investigation.lease_until < now))
+
+
+def files_due(session: Session, now: datetime, limit: int = 10) -> list[int]:
+    return list(session.execute(select(Investigation.id).where(_files_due(now)).order_by(Investigation.id)
+                                .limit(limit)).scalars())
+
+
+def lease_files(session: Session, investigation_id: int, owner: str, now: datetime, lease: timedelta) -> bool:
+    result = session.execute(
+        update(Investigation).where(Investigation.id == investigation_id, _files_due(now))
+        .values(lease_owner=owner, lease_until=now + lease)
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def files_posted(session: Session, investigation_id: int, owner: str | None, now: datetime) -> None:
+    """Files shared (or none to share: `owner` None, right after the message was recorded)."""
+    condition = Investigation.lease_owner.is_(None) if owner is None else Investigation.lease_owner == owner
+    session.execute(update(Investigation).where(Investigation.id == investigation_id, condition)
+                    .values(files_posted_at=now, lease_owner=None, lease_until=None, post_retry_at=None)
+                    .execution_options(synchronize_session=False))
+
+
+def release(session: Session, investigation_id: int, owner: str) -> None:
+    """Give the lease back without changing anything else (the incident's write slot was busy)."""
+    session.execute(update(Investigation).where(Investigation.id == investigation_id, Investigation.lease_owner == owner)
+                    .values(lease_owner=None, lease_until=None).execution_options(synchronize_session=False))
 
 
 def latest_for(session: Session, incident_id: int) -> Investigation | None:

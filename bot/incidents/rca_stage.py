@@ -5,11 +5,15 @@ database transaction across slow work:
 1. run: claim the investigation, read the incident's alerts, gather (Kubernetes, logs,
    Prometheus, within the time budget) and diagnose, store the redacted report, write
    `investigation.finished` on the timeline;
-2. post: once the incident's card is in Slack, post the RCA message in its thread, then the
-   graph (PNG) and the long material (logs, diff) as files; record the message; add the RCA to
-   the PagerDuty incident as a note when one is linked.
-A 429 or 5xx from Slack defers the post (Retry-After, else backoff); the message is recorded as
-soon as it exists, so files that fail afterwards never cause a second RCA message. The model
+2. post: once the incident's card is in Slack, post the RCA message in its thread and record
+   it; add the RCA to the PagerDuty incident as a note when one is linked;
+3. files: in the incident's next write slot, share the graph (PNG) and the long material
+   (logs, diff) as one files message.
+Steps 2 and 3 take the incident's write slot (`service.lease_thread_write`), the same lease and
+interval the card keeps, so an incident never gets more than one Slack write per interval
+whatever mix of card updates, notes and RCA. A 429 or 5xx from Slack defers the step
+(Retry-After, else backoff); the message is recorded as soon as it exists, so files that fail
+afterwards never cause a second RCA message. The model
 never writes anything and this stage never changes the cluster: it only reads.
 """
 
@@ -51,10 +55,14 @@ def _alert_views(session: Session, incident_id: int) -> list[AlertView]:
 class RcaStage:
     def __init__(self, factory: sessionmaker[Session], gateway: SlackGateway, clusters: ClusterDirectory,
                  clock: Clock, owner: str, metrics: Metrics | None = None, budget_seconds: float = 10.0,
-                 lease: timedelta = timedelta(seconds=120), pagerduty=None):
+                 lease: timedelta = timedelta(seconds=120), pagerduty=None,
+                 min_interval: timedelta = timedelta(0)):
+        """`min_interval`: the incident's one-Slack-write-per-interval budget, shared with the
+        card (`OPSBOT_CARD_MIN_INTERVAL_SECONDS`)."""
         self._factory, self._gateway, self._clusters = factory, gateway, clusters
         self._clock, self._owner_prefix, self._metrics = clock, owner, metrics
         self._budget, self._lease, self._pagerduty = budget_seconds, lease, pagerduty
+        self._interval = min_interval
 
     def round(self) -> bool:
         """Run what is due, then post what is ready; True if anything happened."""
@@ -63,7 +71,8 @@ class RcaStage:
         ran = [self.run(i) for i in due]
         with unit_of_work(self._factory) as session:
             ready = investigations.postable(session, self._clock(), limit=5)
-        sent = [self.post(i) for i in ready]
+            files = investigations.files_due(session, self._clock(), limit=5)
+        sent = [self.post(i) for i in ready] + [self.post_files(i) for i in files]
         return any(outcome in ("done", "failed", "skipped") for outcome in ran) or "posted" in sent
 
     def _owner(self) -> str:
@@ -123,7 +132,8 @@ class RcaStage:
             self._metrics.investigations.labels(outcome=outcome, category=category).inc()
 
     def post(self, investigation_id: int) -> str:
-        """Post the RCA; returns 'posted', 'deferred', 'failed' or 'taken'."""
+        """Post the RCA message; returns 'posted', 'waiting' (the incident's write slot is
+        taken or too recent), 'deferred', 'failed' or 'taken'."""
         owner = self._owner()
         now = self._clock()
         with unit_of_work(self._factory) as session:
@@ -131,6 +141,9 @@ class RcaStage:
                 return "taken"
             row = session.get(Investigation, investigation_id)
             incident = session.get(Incident, row.incident_id)
+            if not service.lease_thread_write(session, incident.id, owner, now, now + self._lease, self._interval):
+                investigations.release(session, investigation_id, owner)
+                return "waiting"
             card = service.card_message(session, incident.id)
             report, reference, incident_id = row.result or {}, incident.reference, incident.id
             pd_incident = incident.pagerduty_incident_id
@@ -141,17 +154,61 @@ class RcaStage:
                 message = self._gateway.post_message(card.channel, rendered["text"], rendered["blocks"],
                                                      thread_ts=card.ts)
             except SlackError as exc:
+                self._release_slot(incident_id, owner, wrote=False)
                 return self._defer(investigation_id, owner, incident_id, attempts, exc)
             with unit_of_work(self._factory) as session:
                 investigations.posted(session, investigation_id, owner, message.ts, self._clock())
+                if not (report.get("graph") or report.get("material")):
+                    investigations.files_posted(session, investigation_id, None, self._clock())
+                service.release_thread_write(session, incident_id, owner, self._clock())
                 chain.append(session, incident_id, "slack.rca_posted", ACTOR,
                              {"channel": message.channel, "ts": message.ts}, self._clock())
-            self._upload_files(report, reference, message.channel, card.ts, incident_id)
             if pd_incident and self._pagerduty is not None:
                 self._note_pagerduty(pd_incident, report, incident_id)
             return "posted"
 
-    def _upload_files(self, report: dict, reference: str, channel: str, thread_ts: str, incident_id: int) -> None:
+    def post_files(self, investigation_id: int) -> str:
+        """Share the graph and the evidence file under the RCA, in the incident's next write
+        slot; returns 'posted', 'waiting', 'deferred', 'failed' or 'taken'."""
+        owner = self._owner()
+        now = self._clock()
+        with unit_of_work(self._factory) as session:
+            if not investigations.lease_files(session, investigation_id, owner, now, self._lease):
+                return "taken"
+            row = session.get(Investigation, investigation_id)
+            incident = session.get(Incident, row.incident_id)
+            if not service.lease_thread_write(session, incident.id, owner, now, now + self._lease, self._interval):
+                investigations.release(session, investigation_id, owner)
+                return "waiting"
+            card = service.card_message(session, incident.id)
+            report, reference, incident_id, attempts = row.result or {}, incident.reference, incident.id, \
+                row.post_attempts
+        with incident_context(incident_id):
+            files = self._files(report, reference)
+            outcome = "posted"
+            if files:
+                try:
+                    self._gateway.upload_files(card.channel, card.ts, files)
+                except SlackRetryLater as exc:
+                    self._release_slot(incident_id, owner, wrote=False)
+                    return self._defer(investigation_id, owner, incident_id, attempts, exc)
+                except SlackError as exc:  # a file Slack refuses will not fit later either
+                    log.warning("RCA files not shared: %s", exc)
+                    outcome = "failed"
+                    with unit_of_work(self._factory) as session:
+                        chain.append(session, incident_id, "slack.failed", ACTOR,
+                                     {"method": exc.method, "error": exc.error, "files": [f[0] for f in files]},
+                                     self._clock())
+            with unit_of_work(self._factory) as session:
+                investigations.files_posted(session, investigation_id, owner, self._clock())
+                service.release_thread_write(session, incident_id, owner, self._clock() if files else None)
+            return outcome
+
+    def _release_slot(self, incident_id: int, owner: str, wrote: bool) -> None:
+        with unit_of_work(self._factory) as session:
+            service.release_thread_write(session, incident_id, owner, self._clock() if wrote else None)
+
+    def _files(self, report: dict, reference: str) -> list[tuple[str, bytes, str]]:
         files = []
         if report.get("graph"):
             try:
@@ -163,14 +220,7 @@ class RcaStage:
             material = report["material"]
             files.append((f"{reference.lower()}-{material['filename']}", material["text"].encode(),
                           f"{reference}: logs and rollout diff"))
-        for filename, content, title in files:
-            try:
-                self._gateway.upload_file(channel, thread_ts, filename, content, title)
-            except SlackError as exc:
-                log.warning("RCA file %s not uploaded: %s", filename, exc)
-                with unit_of_work(self._factory) as session:
-                    chain.append(session, incident_id, "slack.failed", ACTOR,
-                                 {"method": exc.method, "error": exc.error, "file": filename}, self._clock())
+        return files
 
     def _note_pagerduty(self, pd_incident: str, report: dict, incident_id: int) -> None:
         try:

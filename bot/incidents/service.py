@@ -145,6 +145,31 @@ def lease_card(session: Session, incident_id: int, owner: str, now: datetime, un
     return result.rowcount == 1
 
 
+def lease_thread_write(session: Session, incident_id: int, owner: str, now: datetime, until: datetime,
+                       min_interval: timedelta = timedelta(0)) -> bool:
+    """Take the incident's write slot for a message other than the card (the RCA, its files):
+    the same lease and interval the card keeps, so every Slack write of an incident shares one
+    budget of one write per interval. True only for the one winner."""
+    result = session.execute(
+        update(Incident)
+        .where(Incident.id == incident_id,
+               (Incident.card_lease_until.is_(None)) | (Incident.card_lease_until < now),
+               (Incident.card_synced_at.is_(None)) | (Incident.card_synced_at <= now - min_interval))
+        .values(card_lease_owner=owner, card_lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def release_thread_write(session: Session, incident_id: int, owner: str, wrote_at: datetime | None) -> None:
+    """Give the slot back; `wrote_at` (when a write happened) starts the next interval."""
+    values: dict = {"card_lease_owner": None, "card_lease_until": None}
+    if wrote_at is not None:
+        values["card_synced_at"] = wrote_at
+    session.execute(update(Incident).where(Incident.id == incident_id, Incident.card_lease_owner == owner)
+                    .values(**values).execution_options(synchronize_session=False))
+
+
 def open_incidents(session: Session, limit: int = 20) -> list[Incident]:
     return list(
         session.execute(

@@ -119,10 +119,12 @@ class SlackGateway:
             args["blocks"] = fit_blocks(blocks)
         self._call("chat.update", **args)
 
-    def upload_file(self, channel: str, thread_ts: str | None, filename: str, content: bytes, title: str) -> None:
-        """Share a file in a thread (files.getUploadURLExternal, the upload, files.completeUploadExternal)."""
+    def upload_files(self, channel: str, thread_ts: str | None, files: list[tuple[str, bytes, str]]) -> None:
+        """Share (filename, content, title) files in a thread as one message: one upload URL per
+        file, then a single files.completeUploadExternal."""
+        uploads = [{"filename": name, "content": content, "title": title[:250]} for name, content, title in files]
         self._call("files.upload_v2", lambda: self.client.files_upload_v2(
-            channel=channel, thread_ts=thread_ts, filename=filename, content=content, title=title[:250]))
+            channel=channel, thread_ts=thread_ts, file_uploads=uploads))
 
     def post_ephemeral(self, channel: str, user: str, text: str,
                        blocks: list[dict[str, Any]] | None = None) -> None:

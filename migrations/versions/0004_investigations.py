@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("post_ts", sa.String(32)),
         sa.Column("post_attempts", sa.Integer(), nullable=False),
         sa.Column("post_retry_at", UTCDateTime()),
+        sa.Column("files_posted_at", UTCDateTime()),
         sa.PrimaryKeyConstraint("id", name="pk_investigations"),
         sa.ForeignKeyConstraint(["incident_id"], ["incidents.id"], name="fk_investigations_incident_id_incidents"),
         sa.UniqueConstraint("incident_id", "round", name="uq_investigations_incident_id_round"),

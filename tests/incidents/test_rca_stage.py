@@ -166,3 +166,14 @@ def test_claims_are_conditional(bot):
             "a lapsed lease is taken over"
         assert not investigations.finish(session, row_id, "a", {}, now), "the old owner cannot finish it"
         assert investigations.finish(session, row_id, "b", {"ok": 1}, now)
+
+
+def test_the_rca_and_its_files_share_the_incidents_one_write_per_interval(orders, scenario_bot, slack):
+    bot = scenario_bot(orders, card_min_interval_seconds=1.0)
+    bot.post_webhook("alertmanager", webhook_body(orders))
+    slack.wait_for(lambda emu: emu.files, timeout=30)
+    writes = sorted(c.at for c in slack.calls if c.ok and c.method in
+                    ("chat.postMessage", "chat.update", "files.completeUploadExternal"))
+    assert len(writes) >= 3  # card, RCA, files
+    gaps = [later - earlier for earlier, later in zip(writes, writes[1:], strict=False)]
+    assert min(gaps) >= 0.9, f"writes closer than the interval: {gaps}"
