@@ -90,10 +90,15 @@ class RcaStage:
             incident_id, cluster = incident.id, incident.cluster
             alerts = _alert_views(session, incident_id)
         with incident_context(incident_id):
+            access = self._clusters.resolve(cluster)
             if resolve_subject(alerts).empty:
                 return self._skip(investigation_id, owner, incident_id, "the alerts name no Kubernetes object")
+            if access is not None and access.api_client is None and not access.prometheus_url:
+                return self._skip(investigation_id, owner, incident_id,
+                                  "neither Kubernetes nor Prometheus is configured (OPSBOT_KUBE_MODE, "
+                                  "OPSBOT_PROMETHEUS_URL)")
             try:
-                ctx = gather(alerts, now, self._clusters.resolve(cluster), self._budget, cluster)
+                ctx = gather(alerts, now, access, self._budget, cluster)
                 report = build_report(ctx, diagnose(ctx))
             except Exception as exc:  # noqa: BLE001 - recorded, retried, never lost
                 log.exception("investigation failed")

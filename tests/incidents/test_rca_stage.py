@@ -177,3 +177,10 @@ def test_the_rca_and_its_files_share_the_incidents_one_write_per_interval(orders
     assert len(writes) >= 3  # card, RCA, files
     gaps = [later - earlier for earlier, later in zip(writes, writes[1:], strict=False)]
     assert min(gaps) >= 0.9, f"writes closer than the interval: {gaps}"
+
+
+def test_a_bot_that_can_read_neither_kubernetes_nor_prometheus_posts_no_empty_rca(bot, slack):
+    bot.post_webhook("alertmanager", am_body([am_alert(namespace="shop", pod="web-1")], group_key="g"))
+    slack.wait_for(lambda emu: emu.messages(), timeout=10)
+    eventually(lambda: "investigation.skipped" in timeline_kinds(bot))
+    assert rca_messages(slack) == []
