@@ -112,7 +112,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(**overrides)
     configure_logging(settings.log_level, settings.log_format)
     _ensure_sqlite_dir(settings)
-    runtime = build_runtime(settings)
+    from bot.policy.model import PolicyError
+    from bot.remediation.catalog import CatalogError
+
+    try:
+        runtime = build_runtime(settings)
+    except (CatalogError, PolicyError) as exc:
+        raise CliError(f"cannot start: the runbooks or policies are invalid:\n{exc}", code=2) from None
     try:
         try:
             problem = schema_problem(runtime.engine)
@@ -237,6 +243,69 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     min_top1=args.min_top1)
 
 
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    pairs = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"{what} {item!r} is not key=value", code=2)
+        pairs[key] = value
+    return pairs
+
+
+def _print_result(result: tuple[int, list[str]]) -> int:
+    code, lines = result
+    for line in lines:
+        print(line)
+    return code
+
+
+def cmd_runbooks_lint(args: argparse.Namespace) -> int:
+    from bot.remediation_cli import dirs, lint
+
+    folder = Path(args.dir) if args.dir else dirs(_settings())[0]
+    if not folder.is_dir():
+        raise CliError(f"no such folder: {folder}", code=2)
+    return _print_result(lint(folder))
+
+
+def cmd_runbooks_test(args: argparse.Namespace) -> int:
+    from bot.policy.model import PolicyError
+    from bot.remediation.catalog import CatalogError
+    from bot.remediation_cli import dirs, test_against_scenario
+    from bot.sandbox.scenario import ScenarioError
+
+    if not Path(args.scenario).exists():
+        raise CliError(f"no such file: {args.scenario}", code=2)
+    try:
+        return _print_result(test_against_scenario(*dirs(_settings()), args.runbook, Path(args.scenario)))
+    except (CatalogError, PolicyError, ScenarioError) as exc:
+        raise CliError(str(exc), code=2) from None
+
+
+def cmd_policy_explain(args: argparse.Namespace) -> int:
+    from bot.policy.model import PolicyError
+    from bot.remediation.catalog import CatalogError
+    from bot.remediation_cli import dirs, explain, parse_time
+
+    try:
+        at = parse_time(args.at)
+    except ValueError:
+        raise CliError(f"--at {args.at!r} is not an ISO 8601 time", code=2) from None
+    try:
+        return _print_result(explain(*dirs(_settings()), args.runbook, args.namespace, _pairs(args.param, "--param"),
+                                     args.actor, args.group or [], args.channel, args.pods, args.replica_factor,
+                                     args.phase, at, _pairs(args.label, "--label")))
+    except (CatalogError, PolicyError) as exc:
+        raise CliError(str(exc), code=2) from None
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from bot.remediation_cli import audit_verify
+
+    return _print_result(_with_database(lambda factory: audit_verify(factory, args.incident)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opsbot", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -272,6 +341,38 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenario", help="scenario YAML (default: one of ../shared/scenarios)")
     demo.add_argument("--keep", action="store_true", help="keep the temporary directory for inspection")
     demo.set_defaults(func=cmd_demo)
+
+    runbooks = commands.add_parser("runbooks", help="runbook catalog: lint, test against a scenario")
+    runbook_commands = runbooks.add_subparsers(dest="runbooks_command", metavar="ACTION", required=True)
+    lint = runbook_commands.add_parser("lint", help="validate every runbook (exit 1 on any problem)")
+    lint.add_argument("--dir", help="runbook folder (default: OPSBOT_RUNBOOKS_DIR)")
+    lint.set_defaults(func=cmd_runbooks_lint)
+    test = runbook_commands.add_parser("test", help="what RUNBOOK would propose for a scenario (changes nothing)")
+    test.add_argument("runbook")
+    test.add_argument("--scenario", required=True, help="scenario YAML")
+    test.set_defaults(func=cmd_runbooks_test)
+
+    policy = commands.add_parser("policy", help="the policy engine")
+    policy_commands = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    explain = policy_commands.add_parser("explain", help="the decision for a step, with every gate")
+    explain.add_argument("--runbook", required=True)
+    explain.add_argument("--namespace")
+    explain.add_argument("--param", action="append", metavar="KEY=VALUE", help="a runbook parameter (repeatable)")
+    explain.add_argument("--label", action="append", metavar="KEY=VALUE", help="an alert label (repeatable)")
+    explain.add_argument("--actor", help="Slack user id of who clicks")
+    explain.add_argument("--group", action="append", help="an approver group the actor is in (repeatable)")
+    explain.add_argument("--channel")
+    explain.add_argument("--pods", type=int, default=0, help="pods the step affects")
+    explain.add_argument("--replica-factor", type=float)
+    explain.add_argument("--phase", choices=("propose", "click", "execute"), default="propose")
+    explain.add_argument("--at", help="decide at this time (ISO 8601, default now)")
+    explain.set_defaults(func=cmd_policy_explain)
+
+    audit = commands.add_parser("audit", help="the audit log (timeline)")
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    verify = audit_commands.add_parser("verify", help="check every timeline's hash chain (exit 1 on tampering)")
+    verify.add_argument("--incident", type=int, help="only INC-N")
+    verify.set_defaults(func=cmd_audit_verify)
 
     evaluate = commands.add_parser("eval", help="replay scenarios through the bot and score its RCA")
     evaluate.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders of them")

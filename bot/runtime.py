@@ -11,6 +11,7 @@ import secrets
 import ssl
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from slack_sdk import WebClient
 from sqlalchemy import Engine
@@ -28,8 +29,14 @@ from bot.incidents.thread import CardSync
 from bot.intake_processes import IntakeProcesses
 from bot.metrics import Metrics
 from bot.pagerduty.link import PagerDutyLink
+from bot.policy.model import load_policies
+from bot.remediation.catalog import load_catalog
+from bot.remediation.execute import Executor
+from bot.remediation.kit import GroupResolver, RemediationKit
+from bot.remediation.messages import ProposalMessages
+from bot.remediation.tokens import key_from
 from bot.slack.gateway import SlackGateway, make_web_client
-from bot.workers import IntakeRules, Workers, worker_identity
+from bot.workers import IntakeRules, RemediationStage, Workers, worker_identity
 
 log = logging.getLogger(__name__)
 EMULATOR_TOKEN = "xoxb-emulator"
@@ -57,6 +64,7 @@ class Runtime:
     workers: Workers
     signing_secret: str
     owned: list = field(default_factory=list)  # things with .stop() started for this runtime
+    remediation: RemediationKit | None = None
 
     def close(self) -> None:
         self.workers.stop()
@@ -105,6 +113,25 @@ def pagerduty_link(settings: Settings) -> PagerDutyLink | None:
                          dedup_prefix=settings.pagerduty_dedup_prefix)
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def config_dir(path: Path, name: str) -> Path:
+    """A configured folder; a relative one that does not exist falls back to the one shipped
+    beside the code (so `opsbot` works from any directory of a checkout)."""
+    return path if path.is_absolute() or path.exists() else REPO / name
+
+
+def remediation_kit(settings: Settings, factory, clusters: ClusterDirectory, clock: Clock, gateway: SlackGateway,
+                    secret: str) -> RemediationKit:
+    """Catalog and policy loaded and checked (CatalogError, PolicyError: the bot must not start
+    with a runbook or policy it cannot read)."""
+    catalog = load_catalog(config_dir(settings.runbooks_dir, "runbooks"))
+    policy = load_policies(config_dir(settings.policies_dir, "policies"))
+    return RemediationKit(factory, catalog, policy, clusters, key_from(secret), clock,
+                          GroupResolver(policy, gateway.usergroup_members))
+
+
 def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
     owned: list = []
     try:
@@ -120,19 +147,24 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
         link = pagerduty_link(settings)
         if link is not None:
             owned.append(_Closing(link))
-        rca = RcaStage(factory, gateway, ClusterDirectory.from_settings(settings), clock, owner=worker_identity(),
+        clusters = ClusterDirectory.from_settings(settings)
+        signing_secret = settings.slack_signing_secret or secrets.token_hex(16)
+        kit = remediation_kit(settings, factory, clusters, clock, gateway, signing_secret)
+        rca = RcaStage(factory, gateway, clusters, clock, owner=worker_identity(),
                        metrics=metrics, budget_seconds=settings.investigation_budget_seconds,
                        lease=timedelta(seconds=settings.claim_lease_seconds), pagerduty=link,
-                       min_interval=timedelta(seconds=settings.card_min_interval_seconds))
+                       min_interval=timedelta(seconds=settings.card_min_interval_seconds), remediation=kit)
         elsewhere = IntakeProcesses(settings.intake_processes, settings, metrics) if settings.intake_processes else None
         workers = Workers(factory, cards, clock, metrics, threads=settings.worker_threads,
                           poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds,
                           intake=intake_rules(settings),
                           pagerduty=PagerDutySync(factory, link, clock) if link is not None else None,
-                          intake_elsewhere=elsewhere, rca=rca, rca_threads=settings.investigation_threads)
+                          intake_elsewhere=elsewhere, rca=rca, rca_threads=settings.investigation_threads,
+                          remediation=RemediationStage(Executor(kit, owner=worker_identity()),
+                                                       ProposalMessages(kit, gateway)))
     except BaseException:
         for thing in reversed(owned):
             thing.stop()
         raise
-    signing_secret = settings.slack_signing_secret or secrets.token_hex(16)
-    return Runtime(settings, clock, metrics, engine, factory, web_client, gateway, workers, signing_secret, owned)
+    return Runtime(settings, clock, metrics, engine, factory, web_client, gateway, workers, signing_secret, owned,
+                   remediation=kit)

@@ -63,6 +63,19 @@ def parse_delivery(source: str, body: bytes) -> AlertBatch:
     return parser(body)
 
 
+@dataclass
+class RemediationStage:
+    """Runs approved steps, polls verifications, expires requests, syncs proposal messages."""
+
+    executor: object
+    messages: object
+
+    def round(self) -> bool:
+        ran = self.executor.round()
+        synced = self.messages.round()
+        return bool(ran or synced)
+
+
 class Workers:
     """The loops of one process. `intake_elsewhere` (see `bot.intake_processes`) is an object
     with start/stop/wake that runs the intake loops in child processes instead of threads
@@ -73,12 +86,13 @@ class Workers:
                  threads: int = 2, poll_seconds: float = 0.5, lease_seconds: float = 120,
                  intake: IntakeRules | None = None, pagerduty: PagerDutySync | None = None,
                  intake_elsewhere=None, on_opened: Callable[[], None] | None = None, rca=None,
-                 rca_threads: int = 1):
+                 rca_threads: int = 1, remediation: RemediationStage | None = None):
         self._factory, self._cards, self._clock, self._metrics = factory, cards, clock, metrics
         self._threads_wanted, self._poll, self._lease = threads, poll_seconds, timedelta(seconds=lease_seconds)
         self._intake = intake or IntakeRules()
         self._pagerduty = pagerduty
         self._rca, self._rca_threads = rca, rca_threads
+        self._remediation = remediation
         self._elsewhere = intake_elsewhere
         self._on_opened = on_opened or self.wake_stages
         self._intake_wakes: list[threading.Event] = []
@@ -114,6 +128,8 @@ class Workers:
             loops.append(("opsbot-pagerduty", self.pagerduty_round))
         if stages and self._rca is not None:
             loops += [(f"opsbot-rca-{index}", self.rca_round) for index in range(self._rca_threads)]
+        if stages and self._remediation is not None:
+            loops.append(("opsbot-remediation", self.remediation_round))
         for name, step in loops:
             wake = threading.Event()
             (self._intake_wakes if step == self.intake_round else self._stage_wakes).append(wake)
@@ -163,6 +179,9 @@ class Workers:
     def rca_round(self, _owner: str) -> bool:
         """Investigate new incidents and post their RCA (see `bot.incidents.rca_stage`)."""
         return self._rca.round() if self._rca is not None else False
+
+    def remediation_round(self, _owner: str) -> bool:
+        return self._remediation.round() if self._remediation is not None else False
 
     def pagerduty_round(self, _owner: str) -> bool:
         """Sync due incidents; stop at the first 'unavailable' (PagerDuty is down or slow:

@@ -237,3 +237,15 @@ def parse_quantity(text: str | None) -> float | None:
         return float(text)
     except ValueError:
         return None
+
+
+def bytes_quantity(value: float) -> str:
+    """Bytes as the Kubernetes quantity people write: whole Gi when exact, else Mi."""
+    mebibytes = int(-(-value // 2**20))  # round up
+    return f"{mebibytes // 1024}Gi" if mebibytes % 1024 == 0 else f"{mebibytes}Mi"
+
+
+def cpu_quantity(cores: float) -> str:
+    """Cores as a quantity: whole cores when exact, else millicores."""
+    millicores = int(round(cores * 1000))
+    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"

@@ -115,6 +115,10 @@ class Incident(Base):
     card_lease_until: Mapped[datetime | None]
     card_attempts: Mapped[int] = mapped_column(Integer, default=0)
     card_last_error: Mapped[str | None] = mapped_column(Text)
+    # The timeline's newest entry, kept with every append: deleting the last entries (which
+    # the hash chain alone cannot reveal) shows as a head that no longer matches.
+    timeline_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    timeline_head: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("uq_incidents_open_group_key", "group_key_hash", "is_open", unique=True),
@@ -233,6 +237,81 @@ class Investigation(Base):
         UniqueConstraint("incident_id", "round"),
         Index("ix_investigations_status_not_before", "status", "not_before"),
     )
+
+
+class Proposal(Base):
+    """One runbook step proposed for an incident: its parameters, plan, policy decision, the
+    approvals it gathered, and how it ran.
+
+    status: described (autonomy suggest: shown, no buttons) | proposed (buttons) -> approved ->
+    running -> verifying -> succeeded | failed | rolled_back | rollback_failed; or rejected,
+    expired, denied (policy said no at click or execution time). Every transition is a
+    conditional UPDATE on the current status, so a double click, a retried request or a second
+    replica can never run a step twice. `message_version` is bumped at each change; the
+    proposal sync brings the Slack message up to it.
+    """
+
+    __tablename__ = "proposals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    runbook_id: Mapped[str] = mapped_column(String(63))
+    step_id: Mapped[str] = mapped_column(String(63))
+    title: Mapped[str] = mapped_column(String(300))
+    params: Mapped[dict[str, Any]]
+    target: Mapped[str] = mapped_column(String(300))
+    namespace: Mapped[str | None] = mapped_column(String(128))
+    cluster: Mapped[str | None] = mapped_column(String(128))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    risk: Mapped[str] = mapped_column(String(16))
+    autonomy: Mapped[str] = mapped_column(String(16))
+    requested_by: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(24))
+    decision: Mapped[dict[str, Any]]
+    plan: Mapped[dict[str, Any]]
+    undo: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    verify_deadline: Mapped[datetime | None]
+    next_check_at: Mapped[datetime | None]
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    rejected_by: Mapped[str | None] = mapped_column(String(64))
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+    message_version: Mapped[int] = mapped_column(Integer, default=1)
+    message_synced_version: Mapped[int] = mapped_column(Integer, default=0)
+    message_retry_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_proposals_status", "status"),)
+
+
+class ProposalApproval(Base):
+    """One person's approval of a proposal, at most once each."""
+
+    __tablename__ = "proposal_approvals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id"))
+    user_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("proposal_id", "user_id"),)
+
+
+class KillSwitch(Base):
+    """An active kill switch set from Slack (`/ops freeze`): `global`, `namespace:<ns>`."""
+
+    __tablename__ = "kill_switches"
+
+    scope: Mapped[str] = mapped_column(String(200), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime]
 
 
 class JobClaim(Base):

@@ -47,7 +47,23 @@ def score(hypothesis: Hypothesis) -> float:
     return hypothesis.confidence + (EXPLICIT_BONUS if hypothesis.explicit else 0.0)
 
 
+# Causes whose confident presence makes other categories their likely consequence: a node that
+# is down takes its capacity with it, so pods that cannot be placed elsewhere follow from it.
+CONSEQUENCES = {"node_failure": ("scheduling", "capacity")}
+CONSEQUENCE_PENALTY = 0.1
+CONFIDENT_CAUSE = 0.85
+
+
+def _demote_consequences(hypotheses: list[Hypothesis]) -> None:
+    causes = {h.category for h in hypotheses if h.explicit and h.confidence >= CONFIDENT_CAUSE}
+    demoted = {c for cause in causes for c in CONSEQUENCES.get(cause, ())}
+    for hypothesis in hypotheses:
+        if hypothesis.category in demoted:
+            hypothesis.confidence = max(0.0, hypothesis.confidence - CONSEQUENCE_PENALTY)
+
+
 def rank(hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+    _demote_consequences(hypotheses)
     best: dict[tuple[str, str], Hypothesis] = {}
     for hypothesis in hypotheses:
         key = (hypothesis.category, hypothesis.resource_text)

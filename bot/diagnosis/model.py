@@ -47,6 +47,7 @@ class Hypothesis:
     explicit: bool = False
     action: str = ""  # what a person should do next
     signal_key: str | None = None  # the metric that shows it best (for the graph)
+    facts: dict[str, str] = field(default_factory=dict)  # values runbooks can use (container, suggested limit...)
 
     def __post_init__(self) -> None:
         if self.category not in CATEGORIES:

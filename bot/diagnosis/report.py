@@ -32,7 +32,16 @@ MATERIAL_LINES = 120
 def _hypothesis(h: Hypothesis) -> dict[str, Any]:
     return {"category": h.category, "resource": h.resource_text, "confidence": round(h.confidence, 3),
             "summary": h.summary, "explicit": h.explicit, "action": h.action,
-            "supporting": [vars(e) for e in h.supporting], "contradicting": [vars(e) for e in h.contradicting]}
+            "supporting": [vars(e) for e in h.supporting], "contradicting": [vars(e) for e in h.contradicting],
+            "facts": resource_facts(h) | h.facts}
+
+
+def resource_facts(h: Hypothesis) -> dict[str, str]:
+    """The object to fix, as facts a runbook's params can read (`diagnosis.namespace`, ...)."""
+    if h.resource is None:
+        return {}
+    return {"kind": h.resource.kind, "name": h.resource.name, **({"namespace": h.resource.namespace}
+                                                                  if h.resource.namespace else {})}
 
 
 def _moves(signal: Signal) -> bool:

@@ -4,7 +4,8 @@ Prints one row per scenario as it finishes (progress on a long run), then one su
 
     eval: 24 scenarios, top1 21/24, top3 24/24, mentions 22/24, runbook 15/16, forbidden 0
 
-The runbook columns read `-` until the bot proposes runbooks. A file that breaks the scenario
+The runbook column counts the scenarios that expect a runbook and got it proposed (with nothing
+forbidden); forbidden counts forbidden proposals over every scenario. A file that breaks the scenario
 contract is reported with its problems and counted as an error (exit code 2); a scenario the
 bot gets wrong is a score, not an error (exit code 0, or 1 with --min-top1 not reached).
 """
@@ -42,6 +43,11 @@ def _row(outcome: Outcome, result: Score | None) -> str:
     mark = "ok " if result.top1 else ("~3 " if result.top3 else "BAD")
     timing = f"{outcome.seconds_to_rca:.1f}s" if outcome.seconds_to_rca is not None else "  - "
     mentions = "" if result.mentions_ok else f"  missing mentions: {', '.join(result.missing_mentions)}"
+    if result.runbook_ok is False:
+        wanted_rb = outcome.scenario.expect.runbook
+        mentions += (f"  runbook: proposed {', '.join(outcome.proposed) or 'none'}"
+                     + (f", expected {wanted_rb}" if wanted_rb else "")
+                     + (f", forbidden {', '.join(result.forbidden)}" if result.forbidden else ""))
     note = f"  ({outcome.error})" if outcome.error else ""
     return (f"{mark} {outcome.scenario.id:<56} {timing:>6}  expected {wanted} {expect.resource}; got {got}"
             f"{mentions}{note}")
@@ -68,7 +74,7 @@ def run_eval(paths: list[Path], jobs: int = 2, json_path: Path | None = None, mi
         for future in as_completed(futures):
             outcome = future.result()
             result = None if outcome.report is None else score(outcome.scenario.expect, outcome.hypotheses,
-                                                                outcome.rca_text)
+                                                                outcome.rca_text, outcome.proposed)
             errors += result is None
             results.append((outcome, result))
             print(_row(outcome, result), file=out, flush=True)
@@ -76,10 +82,11 @@ def run_eval(paths: list[Path], jobs: int = 2, json_path: Path | None = None, mi
     total = len(scenarios)
     top1, top3 = sum(r.top1 for r in scored), sum(r.top3 for r in scored)
     mentions = sum(r.mentions_ok for r in scored)
-    runbook_scored = [r for r in scored if r.runbook_ok is not None]
     expecting = sum(1 for scenario, _ in scenarios if scenario.expect.runbook)
-    runbook = f"{sum(r.runbook_ok for r in runbook_scored)}/{expecting}" if runbook_scored else f"-/{expecting}"
-    forbidden = str(sum(len(r.forbidden) for r in scored)) if runbook_scored else "-"
+    # the runbook column counts the scenarios that expect one; forbidden counts every scenario
+    runbook_hits = sum(1 for o, r in results if r is not None and o.scenario.expect.runbook and r.runbook_ok)
+    runbook = f"{runbook_hits}/{expecting}"
+    forbidden = str(sum(len(r.forbidden) for r in scored))
     times = sorted(o.seconds_to_rca for o, _ in results if o.seconds_to_rca is not None)
     if times:
         print(f"time to RCA: median {times[len(times) // 2]:.2f} s, max {times[-1]:.2f} s over {len(times)} "
@@ -92,6 +99,7 @@ def run_eval(paths: list[Path], jobs: int = 2, json_path: Path | None = None, mi
             "error": o.error, "top1": r.top1 if r else None, "top3": r.top3 if r else None,
             "missing_mentions": r.missing_mentions if r else None,
             "hypotheses": [{k: h[k] for k in ("category", "resource", "confidence")} for h in o.hypotheses[:3]],
+            "proposed": o.proposed, "runbook_ok": r.runbook_ok if r else None,
         } for o, r in results], indent=2))
     if errors:
         return 2

@@ -41,6 +41,7 @@ class Outcome:
     incident_opened: bool = False
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    proposed: list[str] = field(default_factory=list)  # runbook ids the bot proposed
 
     @property
     def hypotheses(self) -> list[dict[str, Any]]:
@@ -90,7 +91,7 @@ def _replay(scenario: Scenario, path: Path, timeout: float, poll_seconds: float)
     from sqlalchemy import select
 
     from bot.db.engine import unit_of_work
-    from bot.db.models import Incident, Investigation, RawDelivery
+    from bot.db.models import Incident, Investigation, Proposal, RawDelivery
     from bot.diagnosis.report import rca_text
     from bot.sandbox.kube import KubeApiServer, SandboxCluster
     from bot.sandbox.promstack import PrometheusProcess
@@ -140,6 +141,8 @@ def _replay(scenario: Scenario, path: Path, timeout: float, poll_seconds: float)
             if message is not None:
                 outcome.report, outcome.seconds_to_rca = state[1] if state else None, seconds
                 outcome.rca_text = message_text(message)
+                with unit_of_work(runtime.factory) as session:
+                    outcome.proposed = sorted({p.runbook_id for p in session.execute(select(Proposal)).scalars()})
                 break
             time.sleep(0.05)
         else:

@@ -56,13 +56,14 @@ class RcaStage:
     def __init__(self, factory: sessionmaker[Session], gateway: SlackGateway, clusters: ClusterDirectory,
                  clock: Clock, owner: str, metrics: Metrics | None = None, budget_seconds: float = 10.0,
                  lease: timedelta = timedelta(seconds=120), pagerduty=None,
-                 min_interval: timedelta = timedelta(0)):
+                 min_interval: timedelta = timedelta(0), remediation=None):
         """`min_interval`: the incident's one-Slack-write-per-interval budget, shared with the
         card (`OPSBOT_CARD_MIN_INTERVAL_SECONDS`)."""
         self._factory, self._gateway, self._clusters = factory, gateway, clusters
         self._clock, self._owner_prefix, self._metrics = clock, owner, metrics
         self._budget, self._lease, self._pagerduty = budget_seconds, lease, pagerduty
         self._interval = min_interval
+        self._remediation = remediation  # a RemediationKit: propose runbook steps after the RCA
 
     def round(self) -> bool:
         """Run what is due, then post what is ready; True if anything happened."""
@@ -117,11 +118,22 @@ class RcaStage:
                              self._clock())
             top = (report.get("hypotheses") or [{}])[0].get("category", "none")
             self._count("done", top)
+            if self._remediation is not None:
+                self._propose(incident_id, report, alerts, cluster)
             for name, seconds in ctx.timings.items():
                 if self._metrics is not None:
                     self._metrics.gatherer_seconds.labels(gatherer=name).observe(seconds)
             log.info("investigation done", extra={"top": top, "timings": report.get("timings")})
             return "done"
+
+    def _propose(self, incident_id: int, report: dict, alerts: list[AlertView], cluster: str | None) -> None:
+        from bot.remediation.propose import propose_for_report
+
+        try:
+            propose_for_report(self._remediation, incident_id, report,
+                               [{"name": a.name, "status": a.status, "labels": a.labels} for a in alerts], cluster)
+        except Exception:  # noqa: BLE001 - no proposal is better than no RCA
+            log.exception("proposing runbook steps failed")
 
     def _skip(self, investigation_id: int, owner: str, incident_id: int, why: str) -> str:
         now = self._clock()

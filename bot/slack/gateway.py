@@ -126,6 +126,13 @@ class SlackGateway:
         self._call("files.upload_v2", lambda: self.client.files_upload_v2(
             channel=channel, thread_ts=thread_ts, file_uploads=uploads))
 
+    def usergroup_members(self, usergroup: str) -> list[str]:
+        """The Slack user ids in a user group (usergroups.users.list)."""
+        return list(self._call("usergroups.users.list", usergroup=usergroup).get("users") or [])
+
+    def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
+        self._call("views.open", trigger_id=trigger_id, view=view)
+
     def post_ephemeral(self, channel: str, user: str, text: str,
                        blocks: list[dict[str, Any]] | None = None) -> None:
         args: dict[str, Any] = {"channel": channel, "user": user, "text": fit_text(text)}

@@ -2,7 +2,8 @@
 
 Each entry's hash is SHA-256 over the previous entry's hash and the entry's canonical JSON
 (incident, seq, time, kind, actor, payload). Editing or deleting any entry breaks every hash
-after it, which `verify_chain` reports. The (incident_id, seq) unique key means two writers
+after it, which `verify_chain` reports; the incident row keeps the newest entry's seq and hash,
+so deleting entries from the end shows too (`verify_incident`, `opsbot audit verify`). The (incident_id, seq) unique key means two writers
 racing to append the same seq cannot both win: one transaction fails and is retried whole.
 Payloads are redacted before hashing: secrets never reach the audit log.
 """
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.db.models import Incident, TimelineEntry
@@ -57,6 +58,9 @@ def append(session: Session, incident_id: int, kind: str, actor: str, payload: d
     )
     session.add(entry)
     session.flush()
+    # the head on the incident row: deleting the newest entries leaves it pointing at nothing
+    session.execute(update(Incident).where(Incident.id == incident_id).values(timeline_seq=seq, timeline_head=entry.hash)
+                    .execution_options(synchronize_session=False))
     return entry
 
 
@@ -74,4 +78,18 @@ def verify_chain(entries: Iterable[TimelineEntry]) -> list[str]:
         if recomputed != entry.hash:
             problems.append(f"INC-{entry.incident_id} entry {entry.seq}: content does not match its hash")
         prev_hash, expected_seq = entry.hash, entry.seq + 1
+    return problems
+
+
+def verify_incident(session: Session, incident: Incident) -> list[str]:
+    """Problems in one incident's timeline: a broken chain, or a head that does not match
+    the newest entry (entries deleted from the end)."""
+    entries = list(session.execute(select(TimelineEntry).where(TimelineEntry.incident_id == incident.id)
+                                   .order_by(TimelineEntry.seq)).scalars())
+    problems = verify_chain(entries)
+    last = entries[-1] if entries else None
+    if (last.seq if last else 0) != (incident.timeline_seq or 0) or (last.hash if last else None) != \
+            (incident.timeline_head if incident.timeline_seq else None):
+        problems.append(f"INC-{incident.id}: the timeline ends at entry {last.seq if last else 0} but entry "
+                        f"{incident.timeline_seq} was written: entries were deleted")
     return problems

@@ -8,6 +8,8 @@ printing program errors (a fault, not load), heavy CPU throttling at a low limit
 
 from __future__ import annotations
 
+import math
+
 from bot.context.model import Context, HpaView, Signal
 from bot.diagnosis import evidence as ev
 from bot.diagnosis.findings import WorkloadFindings
@@ -90,8 +92,10 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             summary += f": HPA {hpa.ref.name} is pinned at {hpa.max_replicas} replicas"
         if surge and surge.change:
             summary += f"; traffic is ×{surge.change.after / surge.change.before:.1f}"
+        base = hpa.max_replicas if maxed and hpa and hpa.max_replicas else (found.view.desired if found.view else None)
+        facts = {"suggested_replicas": str(max(base + 1, math.ceil(base * 1.5)))} if base else {}
         hypotheses.append(Hypothesis(
-            "capacity", found.ref, confidence, summary + ".", supporting, contradicting, explicit=maxed,
+            "capacity", found.ref, confidence, summary + ".", supporting, contradicting, explicit=maxed, facts=facts,
             action="Scale out (raise the HPA's maxReplicas or the replica count) and check the nodes have room; "
                    "find where the extra traffic comes from.", signal_key="request_rate" if surge else "hpa_replicas"))
         if hpa is not None and maxed:

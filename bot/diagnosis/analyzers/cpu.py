@@ -8,7 +8,7 @@ CPUThrottlingHigh alert, liveness probes timing out and the kubelet restarting t
 
 from __future__ import annotations
 
-from bot.context.kube_facts import parse_quantity
+from bot.context.kube_facts import cpu_quantity, parse_quantity
 from bot.context.model import Context
 from bot.diagnosis import evidence as ev
 from bot.diagnosis.findings import WorkloadFindings, fix_target, lowered_limit
@@ -104,8 +104,12 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
                    f"throttled at peak")
         if probe_kills or killed:
             summary += ", so liveness probes time out and the kubelet restarts the container"
+        container = next((c.name for p in found.pods for c in p.containers if not c.init and c.limits.get("cpu")), None)
+        facts = {"container": container} if container else {}
+        if limit_cores:
+            facts |= {"cpu_limit": limit, "suggested_cpu_limit": cpu_quantity(2 * limit_cores)}
         hypotheses.append(Hypothesis(
-            "cpu_limit", target, confidence, summary + ".", supporting, contradicting, explicit=bool(alerts),
+            "cpu_limit", target, confidence, summary + ".", supporting, contradicting, explicit=bool(alerts), facts=facts,
             action=f"Raise the CPU limit (now {limit or 'unset'}) or remove it; check the probes' timeouts.",
             signal_key="cpu_throttling"))
     return hypotheses

@@ -20,6 +20,20 @@ def _deps_for(ctx: Context, found: WorkloadFindings) -> list[DependencyView]:
     return [d for d in ctx.dependencies if any(p in pods for p in d.pods)]
 
 
+def dependency_state(ctx: Context, dep: DependencyView, down_signals: list) -> str:
+    """"up", "down" or "unknown" now: its Service's ready endpoints, else the workloads behind it
+    (every desired replica ready), with a probe or exporter reading 0 right now meaning down."""
+    if any(s.latest == 0 for s in down_signals):
+        return "down"
+    if dep.service is not None and dep.ready_endpoints is not None:
+        return "up" if dep.ready_endpoints > 0 else "down"
+    views = [ctx.workload(ref) for ref in dep.backends]
+    views = [v for v in views if v is not None and v.desired is not None]
+    if views:
+        return "up" if all((v.ready or 0) >= (v.desired or 0) and (v.desired or 0) > 0 for v in views) else "down"
+    return "unknown"
+
+
 def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
     hypotheses = []
     for found in findings:
@@ -59,10 +73,14 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             f"re-run {found.ref.name}." if found.ref.kind == "Job" else f"let {found.ref.name} reconnect.")
         # Still down now (no ready endpoints): the fix is the dependency itself. Back up (a
         # transient outage): the fix is on the side that gave up, e.g. re-running the Job.
-        still_down = bool(main and main.service is not None and main.ready_endpoints == 0 and main.backends)
+        state = dependency_state(ctx, main, down) if main else "unknown"
+        still_down = state == "down" and bool(main.backends)
         backend = next((b for b in (main.backends if main else []) if b != found.ref), None)
+        recovered = state == "up"
         client = Hypothesis("dependency_unreachable", target, confidence - 0.1 * still_down, summary, supporting,
-                            contradicting, explicit=True, action=action, signal_key="error_ratio")
+                            contradicting, explicit=True, action=action, signal_key="error_ratio",
+                            facts={"dependency_recovered": "true" if recovered else "false",
+                                   **({"dependency": main.host} if main else {})})
         hypotheses.append(client)
         if target != fix_target(found):
             hypotheses.append(Hypothesis("dependency_unreachable", fix_target(found), client.confidence - 0.15,

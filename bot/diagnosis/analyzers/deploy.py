@@ -113,6 +113,8 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             summary += f" while revision {previous.number} keeps serving"
         hypotheses.append(Hypothesis(
             "bad_deploy", found.ref, confidence, summary + ".", supporting, contradicting, explicit=False,
+            facts={"rollout_recent": "true", "previous_revision": str(previous.number),
+                   "current_revision": str(current.number)},
             action=f"Roll {found.ref.name} back to revision {previous.number}, then fix the change before redeploying.",
             signal_key="error_ratio"))
     return hypotheses

@@ -79,17 +79,19 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         if secrets and cause and "access" in cause:
             summary += f"; the pods use pull secret {', '.join(secrets)}"
         rollout = found.rollout
+        facts: dict[str, str] = {"rollout_recent": "false"}
         if rollout and rollout.previous and found.rollout_recent and any(c.path.endswith(".image")
                                                                           for c in rollout.changes):
             old = rollout.image_of(rollout.previous)
             summary += f" (revision {rollout.current.number} changed the image from {old[0] if old else '?'})"
+            facts = {"rollout_recent": "true", "previous_revision": str(rollout.previous.number)}
         action = {"the image name or tag does not exist in the registry":
                   "Fix the image reference (or push the missing tag); roll back if a rollout changed it.",
                   "the registry refuses access (missing or expired imagePullSecret)":
                   "Renew or add the imagePullSecret for the registry in the pod's namespace."}.get(
                       cause or "", "Check that the registry is reachable from the nodes and the image exists.")
         hypotheses.append(Hypothesis("image_pull", target, 0.92 if waiting else 0.75, summary + ".", supporting, [],
-                                     explicit=True, action=action, signal_key="available_replicas"))
+                                     explicit=True, action=action, signal_key="available_replicas", facts=facts))
         if target != found.ref:
             hypotheses.append(Hypothesis("image_pull", found.ref, 0.8, summary + ".", supporting, [], True,
                                          action=action, signal_key="available_replicas"))

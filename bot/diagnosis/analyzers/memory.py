@@ -8,6 +8,7 @@ memory pressure evicting pods (that is node_failure), OOMs long before the troub
 
 from __future__ import annotations
 
+from bot.context.kube_facts import bytes_quantity, parse_quantity
 from bot.context.model import Context
 from bot.diagnosis import evidence as ev
 from bot.diagnosis.findings import WorkloadFindings, fix_target, lowered_limit
@@ -81,8 +82,11 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             summary = f"{target} runs out of memory (limit {limit}): {memory_lines[0].line.strip()[:200]}"
         if cut:
             summary += f", cut from {cut[0]} to {cut[1]} in revision {found.rollout.current.number}"
+        facts = {"container": container} if container else {}
+        if limit and parse_quantity(limit):
+            facts |= {"memory_limit": limit, "suggested_memory_limit": bytes_quantity(2 * parse_quantity(limit))}
         hypotheses.append(Hypothesis(
-            "memory_limit", target, confidence, summary + ".", supporting, contradicting, explicit,
+            "memory_limit", target, confidence, summary + ".", supporting, contradicting, explicit, facts=facts,
             action=f"Raise the memory limit of {container or 'the container'} (now {limit}) or find what grows; "
                    "restarting only postpones the next OOM kill.",
             signal_key="memory_vs_limit"))

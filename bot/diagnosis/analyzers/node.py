@@ -131,6 +131,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             summary += f"; {len(on_node)} failing pod(s) run there"
         hypotheses.append(Hypothesis(
             "node_failure", ref, confidence, summary + ".", supporting, contradicting, explicit=bool(problems),
+            facts={"node_ready": "true" if node is not None and node.ready else "false"},
             action=f"Cordon {name} and move its pods (drain), then repair or replace the node.",
             signal_key="node_ready"))
     return hypotheses

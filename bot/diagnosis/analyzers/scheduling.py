@@ -99,8 +99,15 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         if events and all(e.last_at and e.last_at < ctx.incident_start for e in events) and not found.pending:
             confidence = 0.3
         confidence -= 0.45 * storage
+        facts = {}
+        # control-plane nodes are tainted by design: they never count as a reason
+        relevant = [r for r in reasons if not re.search(r"control-plane|node-role\.kubernetes\.io/master", r)]
+        anti_affinity_only = bool(relevant) and all("anti-affinity" in r for r in relevant)
+        placed = [p for p in found.pods if p not in found.pending and p.phase == "Running"]
+        if anti_affinity_only and placed and target.kind == "Deployment":
+            facts["suggested_replicas"] = str(len(placed))  # as many as the nodes can take one each
         hypotheses.append(Hypothesis(
-            "scheduling", target, confidence, summary + ".", supporting, contradicting, explicit=True,
+            "scheduling", target, confidence, summary + ".", supporting, contradicting, explicit=True, facts=facts,
             action="Free or add capacity that matches the pods' requests, selectors and tolerations, or relax them; "
                    "restarting or deleting pods changes nothing.", signal_key="available_replicas"))
     return hypotheses

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from bot.context.kube_facts import bytes_quantity, parse_quantity
 from bot.context.log_signals import paths_in
 from bot.context.model import ClaimView, Context, ObjectRef, PodView
 from bot.diagnosis import evidence as ev
@@ -112,6 +113,11 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
                                                              "existing one." if "StorageClass" in why else
                                                              "free space or move to a larger volume."
                                                              if "full" in why else "check the volume and its driver."))
+        size = parse_quantity(claim.capacity or claim.requested) if claim else None
+        facts = {"claim_full": "true" if ("full" in why or "filling" in why) else "false",
+                 "expandable": "true" if expandable else "false",
+                 **({"claim_size": claim.capacity or claim.requested or "",
+                     "suggested_claim_size": bytes_quantity(2 * size)} if size else {})}
         hypotheses.append(Hypothesis("storage", ref, confidence, f"{ref} {why}.", supporting[:4], [],
-                                     explicit=True, action=action, signal_key="volume_free"))
+                                     explicit=True, action=action, signal_key="volume_free", facts=facts))
     return hypotheses

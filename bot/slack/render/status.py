@@ -10,6 +10,9 @@ from bot.slack.render.text import untrusted
 HELP_TEXT = (
     "*opsbot* — incident threads for Kubernetes on-call.\n"
     "• `/ops status` — open incidents\n"
+    "• `/ops run INC-12 RUNBOOK [param=value …]` — propose a runbook step for an incident\n"
+    "• `/ops freeze [namespace|all] [reason]` — stop every change there at once (kill switch)\n"
+    "• `/ops unfreeze [namespace|all]` — lift it\n"
     "• `/ops help` — this message"
 )
 STATUS_LIMIT = 20

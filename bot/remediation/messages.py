@@ -1,0 +1,89 @@
+"""Each proposal's message in the incident thread, brought up to date after every change.
+
+A proposal's `message_version` is bumped by every transition; this sync posts the message the
+first time (in the card's thread, once the card exists) and updates it in place afterwards,
+then records the synced version. Slack answering 429 or 5xx defers the update (Retry-After,
+else backoff); the state is in the database, so a late message is never a wrong one.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from bot.db.engine import unit_of_work
+from bot.db.models import Incident, Proposal, SlackMessage
+from bot.incidents import service
+from bot.remediation import store, tokens
+from bot.remediation.clicks import APPROVE, REJECT
+from bot.remediation.kit import RemediationKit
+from bot.slack.gateway import SlackError, SlackGateway, SlackRetryLater
+from bot.slack.render.proposal import ProposalView, render_proposal
+from bot.timeline import chain
+
+log = logging.getLogger(__name__)
+
+
+def masked_params(proposal: Proposal) -> dict:
+    secret = set((proposal.plan or {}).get("secret_params") or [])
+    return {k: ("••••••" if k in secret else v) for k, v in (proposal.params or {}).items()}
+
+
+def view_of(kit: RemediationKit, proposal: Proposal, reference: str, approvals: list[str]) -> ProposalView:
+    return ProposalView(
+        reference=reference, title=proposal.title, runbook=proposal.runbook_id, step=proposal.step_id,
+        risk=proposal.risk, status=proposal.status, params=masked_params(proposal), plan=dict(proposal.plan or {}),
+        decision=dict(proposal.decision or {}), approvals=approvals, result=dict(proposal.result or {}),
+        approve_value=tokens.sign(kit.key, APPROVE, proposal.id, proposal.expires_at),
+        reject_value=tokens.sign(kit.key, REJECT, proposal.id, proposal.expires_at),
+        rejected_by=proposal.rejected_by, reject_reason=proposal.reject_reason)
+
+
+class ProposalMessages:
+    def __init__(self, kit: RemediationKit, gateway: SlackGateway):
+        self._kit, self._gateway = kit, gateway
+
+    def round(self) -> bool:
+        with unit_of_work(self._kit.factory) as session:
+            due = store.messages_due(session, self._kit.clock())
+        return any([self.sync(proposal_id) for proposal_id in due])
+
+    def sync(self, proposal_id: int) -> bool:
+        kit = self._kit
+        purpose = f"proposal:{proposal_id}"
+        with unit_of_work(kit.factory) as session:
+            proposal = session.get(Proposal, proposal_id)
+            card = service.card_message(session, proposal.incident_id)
+            if card is None:
+                return False  # the thread does not exist yet
+            incident = session.get(Incident, proposal.incident_id)
+            message = session.execute(select(SlackMessage).where(SlackMessage.incident_id == proposal.incident_id,
+                                                                 SlackMessage.purpose == purpose)).scalar_one_or_none()
+            approvals = [a.user_id for a in store.approvals(session, proposal_id)]
+            rendered = render_proposal(view_of(kit, proposal, incident.reference, approvals))
+            version, incident_id = proposal.message_version, proposal.incident_id
+            target = (message.channel, message.ts) if message else (card.channel, None)
+            thread_ts = card.ts
+        try:
+            if target[1] is None:
+                posted = self._gateway.post_message(target[0], rendered["text"], rendered["blocks"], thread_ts=thread_ts)
+                target = (posted.channel, posted.ts)
+            else:
+                self._gateway.update_message(target[0], target[1], rendered["text"], rendered["blocks"])
+        except SlackError as exc:
+            delay = exc.retry_after if isinstance(exc, SlackRetryLater) and exc.retry_after else 5.0
+            log.warning("proposal message deferred %.0fs: %s", delay, exc)
+            with unit_of_work(kit.factory) as session:
+                store.defer_message(session, proposal_id, kit.clock() + timedelta(seconds=delay))
+                chain.append(session, incident_id, "slack.failed", "opsbot",
+                             {"method": exc.method, "error": exc.error, "proposal": proposal_id}, kit.clock())
+            return False
+        now = kit.clock()
+        with unit_of_work(kit.factory) as session:
+            if message is None:
+                session.add(SlackMessage(incident_id=incident_id, purpose=purpose, channel=target[0], ts=target[1],
+                                         thread_ts=thread_ts, created_at=now, updated_at=now))
+            store.mark_message_synced(session, proposal_id, version)
+        return True

@@ -1,0 +1,122 @@
+"""A proposed step in the incident thread: a pure function from a proposal to Block Kit.
+
+It says what the step will do and to what, with which parameters (secret ones already masked),
+what the server-side dry run answered, the policy's decision with every gate, the approvals so
+far, and the state (proposed → approved → running → verifying → succeeded / failed / rolled
+back / rejected / expired / denied). Approve / Reject buttons appear only while the step waits
+for approval and the policy did not deny it; their values are signed, expiring references to
+the stored proposal, never the command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.slack.render.text import truncate, untrusted
+
+APPROVE_ACTION_ID = "step_approve"
+REJECT_ACTION_ID = "step_reject"
+STATES = {
+    "described": (":bulb:", "suggested (not runnable from here: the policy's autonomy for it is suggest)"),
+    "proposed": (":hourglass_flowing_sand:", "waiting for approval"),
+    "approved": (":white_check_mark:", "approved, starting"),
+    "running": (":gear:", "running"),
+    "verifying": (":mag:", "applied, verifying"),
+    "succeeded": (":large_green_circle:", "succeeded and verified"),
+    "failed": (":red_circle:", "failed"),
+    "rolled_back": (":leftwards_arrow_with_hook:", "verification failed, rolled back"),
+    "rollback_failed": (":rotating_light:", "verification failed and the rollback failed"),
+    "rejected": (":no_entry_sign:", "rejected"),
+    "expired": (":hourglass:", "expired without approval"),
+    "denied": (":no_entry:", "denied by policy"),
+}
+GATE_MARK = {"pass": "✓", "deny": "✗", "needs_approval": "…"}
+
+
+@dataclass(frozen=True)
+class ProposalView:
+    reference: str  # INC-12
+    title: str
+    runbook: str
+    step: str
+    risk: str
+    status: str
+    params: dict[str, Any]
+    plan: dict[str, Any]
+    decision: dict[str, Any]
+    approvals: list[str]
+    result: dict[str, Any] = field(default_factory=dict)
+    approve_value: str | None = None
+    reject_value: str | None = None
+    rejected_by: str | None = None
+    reject_reason: str | None = None
+
+
+def _diff(plan: dict[str, Any]) -> str:
+    lines = [f"• `{untrusted(str(path), 120)}`: {untrusted(str(before), 160)} → {untrusted(str(after), 160)}"
+             for path, before, after in plan.get("diff") or []][:8]
+    return "\n".join(lines) or "• (no change computed)"
+
+
+def _gates(decision: dict[str, Any]) -> str:
+    return "  ".join(f"{GATE_MARK.get(g['outcome'], '?')} {g['gate'].replace('_', ' ')}"
+                     for g in decision.get("gates") or [])
+
+
+def _outcome(view: ProposalView) -> str | None:
+    result = view.result or {}
+    parts = []
+    if view.status == "rejected":
+        parts.append(f"Rejected by <@{view.rejected_by}>" + (f": {untrusted(view.reject_reason, 300)}"
+                                                             if view.reject_reason else ""))
+    if result.get("denied"):
+        parts.append(f"Stopped before running: {untrusted(result['denied'], 300)}")
+    if "after" in result or "before" in result:
+        parts.append(f"Check `{untrusted(str(result.get('query', '')), 300)}` {result.get('expect', '')}: "
+                     f"before {_num(result.get('before'))}, now {_num(result.get('after'))}")
+    if result.get("error"):
+        parts.append(untrusted(str(result["error"]), 400))
+    for problem in (result.get("problems") or [])[:3]:
+        parts.append(untrusted(str(problem), 300))
+    return "\n".join(parts) or None
+
+
+def _num(value: Any) -> str:
+    return "no data" if value is None else f"{float(value):.4g}"
+
+
+def render_proposal(view: ProposalView) -> dict[str, Any]:
+    emoji, state = STATES.get(view.status, (":grey_question:", view.status))
+    decision = view.decision or {}
+    head = (f"{emoji} *{untrusted(view.title, 300)}* — {state}\n"
+            f"Runbook `{view.runbook}` step `{view.step}` for {view.reference} · risk {view.risk}")
+    params = ", ".join(f"`{untrusted(str(k), 60)}={untrusted(str(v), 120)}`" for k, v in view.params.items())
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": truncate(head, 2900)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": truncate(
+            f"*What it does:* {untrusted(str(view.plan.get('summary', '')), 600)}\n*Parameters:* {params or '—'}\n"
+            f"*Dry run:* {untrusted(str(view.plan.get('dry_run', 'not run')), 400)}\n{_diff(view.plan)}", 2900)}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(
+            f"Policy: *{decision.get('decision', '?')}* ({untrusted(str(decision.get('rule', '')), 80)}): "
+            f"{untrusted(str(decision.get('reason', '')), 300)} · {_gates(decision)}", 2900)}]},
+    ]
+    needed = decision.get("approvals_needed") or 0
+    if needed or view.approvals:
+        who = ", ".join(f"<@{u}>" for u in view.approvals) or "none yet"
+        groups = ", ".join(decision.get("approver_groups") or [])
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(
+            f"Approvals: {len(view.approvals)} of {needed} ({who})" + (f" · approvers: {groups}" if groups else ""),
+            2900)}]})
+    outcome = _outcome(view)
+    if outcome:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": truncate(outcome, 2900)}})
+    if view.status == "proposed" and view.approve_value and view.reject_value:
+        blocks.append({"type": "actions", "elements": [
+            {"type": "button", "action_id": APPROVE_ACTION_ID, "style": "primary", "value": view.approve_value,
+             "text": {"type": "plain_text", "text": "Approve"}},
+            {"type": "button", "action_id": REJECT_ACTION_ID, "style": "danger", "value": view.reject_value,
+             "text": {"type": "plain_text", "text": "Reject"}},
+        ]})
+    text = f"{view.reference} step {view.title}: {state}"
+    return {"text": truncate(text, 3000), "blocks": blocks}

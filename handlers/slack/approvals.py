@@ -1,0 +1,91 @@
+"""Approve / Reject on proposed steps. Thin: ack, call the flow, tell the clicker why not.
+
+Reject opens a modal asking for an optional reason (the rejection happens when it is
+submitted); without a trigger id the step is rejected at once, without a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from slack_bolt import Ack, App
+
+from bot.remediation import clicks
+from bot.runtime import Runtime
+from bot.slack.gateway import SlackError
+from bot.slack.render.proposal import APPROVE_ACTION_ID, REJECT_ACTION_ID
+from bot.slack.render.text import plain, untrusted
+
+log = logging.getLogger(__name__)
+REJECT_VIEW = "step_reject_reason"
+
+
+def _tell(runtime: Runtime, channel: str | None, user: str, text: str) -> None:
+    if not channel:
+        return
+    try:
+        runtime.gateway.post_ephemeral(channel, user, untrusted(text, 1000))
+    except SlackError as error:
+        log.warning("could not tell %s about their click: %s", user, error)
+
+
+def reject_view(value: str, title: str) -> dict:
+    return {"type": "modal", "callback_id": REJECT_VIEW, "private_metadata": json.dumps({"value": value}),
+            "title": {"type": "plain_text", "text": "Reject the step"},
+            "submit": {"type": "plain_text", "text": "Reject"}, "close": {"type": "plain_text", "text": "Cancel"},
+            "blocks": [
+                {"type": "section", "text": {"type": "plain_text", "text": plain(title, 2000)}},
+                {"type": "input", "block_id": "reason", "optional": True,
+                 "label": {"type": "plain_text", "text": "Why (optional)"},
+                 "element": {"type": "plain_text_input", "action_id": "text", "multiline": True,
+                             "max_length": 1000}},
+            ]}
+
+
+def register(app: App, runtime: Runtime) -> None:
+    kit = runtime.remediation
+
+    @app.action(APPROVE_ACTION_ID)
+    def approve_clicked(ack: Ack, body: dict, action: dict) -> None:
+        ack()
+        user = body.get("user", {}).get("id", "")
+        channel = body.get("channel", {}).get("id")
+        result = clicks.approve(kit, action.get("value", ""), user, channel)
+        _tell(runtime, channel, user, (":white_check_mark: " if result.ok else ":no_entry: ") + result.message)
+        runtime.workers.wake_stages()
+
+    @app.action(REJECT_ACTION_ID)
+    def reject_clicked(ack: Ack, body: dict, action: dict) -> None:
+        ack()
+        user = body.get("user", {}).get("id", "")
+        channel = body.get("channel", {}).get("id")
+        value = action.get("value", "")
+        checked = clicks.check_reject(kit, value, user)
+        if not checked.ok:
+            _tell(runtime, channel, user, ":no_entry: " + checked.message)
+            return
+        trigger = body.get("trigger_id")
+        if trigger:
+            try:
+                runtime.gateway.open_view(trigger, reject_view(value, "Reject this step? It will not run."))
+                return
+            except SlackError as exc:
+                log.warning("reason dialog not opened (%s): rejecting without a reason", exc)
+        result = clicks.reject(kit, value, user, "")
+        _tell(runtime, channel, user, (":no_entry_sign: " if result.ok else ":no_entry: ") + result.message)
+        runtime.workers.wake_stages()
+
+    @app.view(REJECT_VIEW)
+    def reason_submitted(ack: Ack, body: dict, view: dict) -> None:
+        ack()
+        user = body.get("user", {}).get("id", "")
+        try:
+            value = json.loads(view.get("private_metadata") or "{}").get("value", "")
+        except ValueError:
+            value = ""
+        reason = (((view.get("state") or {}).get("values") or {}).get("reason") or {}).get("text", {}).get("value")
+        result = clicks.reject(kit, value, user, reason or "")
+        if not result.ok:
+            log.info("rejection refused for %s: %s", user, result.message)
+        runtime.workers.wake_stages()
