@@ -161,7 +161,10 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
                           pagerduty=PagerDutySync(factory, link, clock) if link is not None else None,
                           intake_elsewhere=elsewhere, rca=rca, rca_threads=settings.investigation_threads,
                           remediation=RemediationStage(Executor(kit, owner=worker_identity()),
-                                                       ProposalMessages(kit, gateway)))
+                                                       ProposalMessages(
+                                                           kit, gateway,
+                                                           timedelta(seconds=settings.card_min_interval_seconds),
+                                                           timedelta(seconds=settings.claim_lease_seconds))))
     except BaseException:
         for thing in reversed(owned):
             thing.stop()

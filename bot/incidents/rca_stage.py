@@ -73,8 +73,22 @@ class RcaStage:
         with unit_of_work(self._factory) as session:
             ready = investigations.postable(session, self._clock(), limit=5)
             files = investigations.files_due(session, self._clock(), limit=5)
-        sent = [self.post(i) for i in ready] + [self.post_files(i) for i in files]
+        sent = [self._guarded(self.post, i) for i in ready] + [self._guarded(self.post_files, i) for i in files]
         return any(outcome in ("done", "failed", "skipped") for outcome in ran) or "posted" in sent
+
+    def _guarded(self, step, investigation_id: int) -> str:
+        """A post that fails unexpectedly (a database error, a bug) frees what it leased, so the
+        next round retries it at once instead of after the lease runs out."""
+        try:
+            return step(investigation_id)
+        except Exception:  # noqa: BLE001 - logged; the work stays due
+            log.exception("posting the RCA of investigation %s failed", investigation_id)
+            with unit_of_work(self._factory) as session:
+                row = session.get(Investigation, investigation_id)
+                if row is not None and row.lease_owner and row.lease_owner.startswith(self._owner_prefix):
+                    service.release_thread_write(session, row.incident_id, row.lease_owner, None)
+                    investigations.release(session, investigation_id, row.lease_owner)
+            return "failed"
 
     def _owner(self) -> str:
         return f"{self._owner_prefix}:{uuid.uuid4().hex[:12]}"

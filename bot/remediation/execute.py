@@ -65,10 +65,13 @@ class Executor:
         kit, now = self._kit, self._kit.clock()
         owner = self._owner()
         with unit_of_work(kit.factory) as session:
-            for proposal_id in store.expired(session, now):
+            expired = store.expired(session, now)
+        for proposal_id in expired:  # one transaction each: rows lock proposal first, then incident
+            with unit_of_work(kit.factory) as session:
                 if store.transition(session, proposal_id, ("proposed",), "expired", now):
                     incident_id = session.get(Proposal, proposal_id).incident_id
                     chain.append(session, incident_id, "remediation.expired", ACTOR, {"proposal": proposal_id}, now)
+        with unit_of_work(kit.factory) as session:
             claimed = store.claim_executable(session, now, owner, self._lease)
             due = store.due_verifications(session, now)
         for proposal_id in claimed:
@@ -87,11 +90,12 @@ class Executor:
             decision = kit.decide(session, proposal, "execute", now)
             runbook, step = kit.step_of(proposal)
             params, cluster, incident_id = dict(proposal.params), proposal.cluster, proposal.incident_id
+            if decision.decision == "deny" or runbook is None or step is None:  # proposal row first, then incident
+                store.transition(session, proposal_id, ("running",), "denied", now, finished_at=now,
+                                 result={**proposal.result, "denied": decision.reason})
             chain.append(session, incident_id, "remediation.execution_checked", ACTOR,
                          {"proposal": proposal_id, "decision": decision.as_dict()}, now)
             if decision.decision == "deny" or runbook is None or step is None:
-                store.transition(session, proposal_id, ("running",), "denied", now, finished_at=now,
-                                 result={**proposal.result, "denied": decision.reason})
                 return "denied"
         access = kit.clusters.resolve(cluster)
         if access is None or access.api_client is None:

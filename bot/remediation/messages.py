@@ -9,6 +9,7 @@ else backoff); the state is in the database, so a late message is never a wrong 
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -42,8 +43,12 @@ def view_of(kit: RemediationKit, proposal: Proposal, reference: str, approvals: 
 
 
 class ProposalMessages:
-    def __init__(self, kit: RemediationKit, gateway: SlackGateway):
+    def __init__(self, kit: RemediationKit, gateway: SlackGateway, min_interval: timedelta = timedelta(0),
+                 lease: timedelta = timedelta(seconds=120)):
+        """`min_interval`: the incident's one-write-per-interval budget, shared with its card and
+        RCA (`service.lease_thread_write`)."""
         self._kit, self._gateway = kit, gateway
+        self._interval, self._lease = min_interval, lease
 
     def round(self) -> bool:
         with unit_of_work(self._kit.factory) as session:
@@ -53,11 +58,16 @@ class ProposalMessages:
     def sync(self, proposal_id: int) -> bool:
         kit = self._kit
         purpose = f"proposal:{proposal_id}"
+        owner = f"proposal-sync:{uuid.uuid4().hex[:12]}"
+        now = kit.clock()
         with unit_of_work(kit.factory) as session:
             proposal = session.get(Proposal, proposal_id)
             card = service.card_message(session, proposal.incident_id)
             if card is None:
                 return False  # the thread does not exist yet
+            if not service.lease_thread_write(session, proposal.incident_id, owner, now, now + self._lease,
+                                              self._interval):
+                return False  # the incident wrote to Slack within the interval: next round
             incident = session.get(Incident, proposal.incident_id)
             message = session.execute(select(SlackMessage).where(SlackMessage.incident_id == proposal.incident_id,
                                                                  SlackMessage.purpose == purpose)).scalar_one_or_none()
@@ -77,13 +87,17 @@ class ProposalMessages:
             log.warning("proposal message deferred %.0fs: %s", delay, exc)
             with unit_of_work(kit.factory) as session:
                 store.defer_message(session, proposal_id, kit.clock() + timedelta(seconds=delay))
+                service.release_thread_write(session, incident_id, owner, None)
                 chain.append(session, incident_id, "slack.failed", "opsbot",
                              {"method": exc.method, "error": exc.error, "proposal": proposal_id}, kit.clock())
             return False
         now = kit.clock()
         with unit_of_work(kit.factory) as session:
+            # lock order everywhere: the proposal row, then the incident row (a new slack_messages
+            # row takes a key-share lock on the incident through its foreign key)
+            store.mark_message_synced(session, proposal_id, version)
             if message is None:
                 session.add(SlackMessage(incident_id=incident_id, purpose=purpose, channel=target[0], ts=target[1],
                                          thread_ts=thread_ts, created_at=now, updated_at=now))
-            store.mark_message_synced(session, proposal_id, version)
+            service.release_thread_write(session, incident_id, owner, now)
         return True

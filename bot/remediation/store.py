@@ -1,7 +1,8 @@
 """Queries on proposals, approvals and kill switches. No Slack, no Kubernetes.
 
 Every status change is `transition`: a conditional UPDATE from the statuses it may leave, whose
-rowcount says whether this caller won. Two clicks, two replicas or a retried request racing on
+rowcount says whether this caller won. Lock order, to keep PostgreSQL free of deadlocks: a
+transaction touches the proposal row before the incident row (which `chain.append` locks). Two clicks, two replicas or a retried request racing on
 one proposal: exactly one moves it, the others see 0 rows and report that it already moved.
 """
 
