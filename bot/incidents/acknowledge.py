@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.alerts.pagerduty import SOURCE as PAGERDUTY_SOURCE
+from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident
 from bot.incidents.flows import desired_pagerduty_status
 from bot.timeline import chain
@@ -41,7 +42,7 @@ def parse_incident_value(value: str) -> int:
 
 def acknowledge(session: Session, incident_id: int, who: str, actor: str, now: datetime,
                 pagerduty_writable: bool = False) -> Incident:
-    incident = session.execute(select(Incident).where(Incident.id == incident_id).with_for_update()).scalar_one_or_none()
+    incident = session.execute(select(Incident).where(Incident.id == incident_id).with_for_update(**ROW_LOCK)).scalar_one_or_none()
     if incident is None:
         raise ActionRefused(f"INC-{incident_id} does not exist")
     if not incident.is_open or incident.status != "open":

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.alerts.fingerprints import key_hash
 from bot.alerts.model import AlertBatch
+from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident
 from bot.incidents import service
 from bot.timeline import chain
@@ -75,7 +76,7 @@ def _follow_merges(session: Session, incident: Incident) -> Incident | None:
         if incident.merged_into_id is None:
             return None
         target = session.execute(
-            select(Incident).where(Incident.id == incident.merged_into_id).with_for_update()
+            select(Incident).where(Incident.id == incident.merged_into_id).with_for_update(**ROW_LOCK)
         ).scalar_one_or_none()
         if target is None:
             return None

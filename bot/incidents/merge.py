@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident
 from bot.incidents import flows, service
 from bot.timeline import chain
@@ -38,7 +39,7 @@ def merge(session: Session, source_id: int, target_id: int, actor: str, now: dat
         incident.id: incident
         for incident in session.execute(
             select(Incident).where(Incident.id.in_(sorted({source_id, target_id}))).order_by(Incident.id)
-            .with_for_update()
+            .with_for_update(**ROW_LOCK)
         ).scalars()
     }
     source, target = locked.get(source_id), locked.get(target_id)

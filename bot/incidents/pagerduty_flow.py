@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from bot.alerts.model import AlertBatch
 from bot.alerts.pagerduty import SOURCE as PAGERDUTY_SOURCE
+from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident
 from bot.incidents import flows, service
 from bot.incidents.lifecycle import Windows
@@ -58,7 +59,7 @@ def _linked(session: Session, labels: dict[str, str]) -> Incident | None:
     if pd_id:
         known = session.execute(
             select(Incident).where(Incident.pagerduty_incident_id == pd_id, Incident.source != PAGERDUTY_SOURCE)
-            .with_for_update()
+            .with_for_update(**ROW_LOCK)
         ).scalars().first()
         if known is not None:
             return known
@@ -66,7 +67,7 @@ def _linked(session: Session, labels: dict[str, str]) -> Incident | None:
     if not key or not reference.startswith("INC-") or not reference[4:].isdigit() or len(reference) > 20:
         return None
     incident = session.execute(
-        select(Incident).where(Incident.id == int(reference[4:])).with_for_update()
+        select(Incident).where(Incident.id == int(reference[4:])).with_for_update(**ROW_LOCK)
     ).scalar_one_or_none()
     if incident is None or incident.source == PAGERDUTY_SOURCE or incident.pagerduty_status_wanted is None:
         return None

@@ -33,6 +33,7 @@ from bot.alerts.pagerduty import GROUP_KEY_PREFIX
 from bot.alerts.pagerduty import SOURCE as PAGERDUTY_SOURCE
 from bot.clock import Clock
 from bot.db.engine import unit_of_work
+from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident, TimelineEntry
 from bot.logs import incident_context
 from bot.pagerduty.link import PagerDutyLink, PagerDutyRejected, PagerDutyUnavailable
@@ -109,7 +110,7 @@ class PagerDutySync:
             return self._record_failure(incident_id, "pagerduty.rejected", str(exc), now + REJECTED_RETRY,
                                         rejected=True)
         with unit_of_work(self._factory) as session:
-            incident = session.get(Incident, incident_id, with_for_update=True)
+            incident = session.get(Incident, incident_id, with_for_update=ROW_LOCK)
             incident.pagerduty_status_synced, incident.pagerduty_retry_at = plan.wanted, None
             if detail:
                 chain.append(session, incident_id, f"pagerduty.sent.{plan.wanted}", ACTOR, detail, self._clock())
@@ -168,7 +169,7 @@ class PagerDutySync:
     def _record_failure(self, incident_id: int, kind: str, error: str, retry_at, rejected: bool = False) -> str:
         """Back off until `retry_at`; the timeline hears of it once per streak of one kind."""
         with unit_of_work(self._factory) as session:
-            incident = session.get(Incident, incident_id, with_for_update=True)
+            incident = session.get(Incident, incident_id, with_for_update=ROW_LOCK)
             incident.pagerduty_retry_at = retry_at
             last = session.execute(
                 select(TimelineEntry.kind).where(TimelineEntry.incident_id == incident_id)

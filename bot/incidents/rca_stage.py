@@ -166,19 +166,10 @@ class RcaStage:
         """Post the RCA message; returns 'posted', 'waiting' (the incident's write slot is
         taken or too recent), 'deferred', 'failed' or 'taken'."""
         owner = self._owner()
-        now = self._clock()
-        with unit_of_work(self._factory) as session:
-            if not investigations.lease_post(session, investigation_id, owner, now, self._lease):
-                return "taken"
-            row = session.get(Investigation, investigation_id)
-            incident = session.get(Incident, row.incident_id)
-            if not service.lease_thread_write(session, incident.id, owner, now, now + self._lease, self._interval):
-                investigations.release(session, investigation_id, owner)
-                return "waiting"
-            card = service.card_message(session, incident.id)
-            report, reference, incident_id = row.result or {}, incident.reference, incident.id
-            pd_incident = incident.pagerduty_incident_id
-            attempts = row.post_attempts
+        leased = self._lease_write(investigations.lease_post, investigation_id, owner)
+        if isinstance(leased, str):
+            return leased
+        card, report, reference, incident_id, attempts, pd_incident = leased
         with incident_context(incident_id):
             rendered = render_rca(report, reference)
             try:
@@ -202,18 +193,10 @@ class RcaStage:
         """Share the graph and the evidence file under the RCA, in the incident's next write
         slot; returns 'posted', 'waiting', 'deferred', 'failed' or 'taken'."""
         owner = self._owner()
-        now = self._clock()
-        with unit_of_work(self._factory) as session:
-            if not investigations.lease_files(session, investigation_id, owner, now, self._lease):
-                return "taken"
-            row = session.get(Investigation, investigation_id)
-            incident = session.get(Incident, row.incident_id)
-            if not service.lease_thread_write(session, incident.id, owner, now, now + self._lease, self._interval):
-                investigations.release(session, investigation_id, owner)
-                return "waiting"
-            card = service.card_message(session, incident.id)
-            report, reference, incident_id, attempts = row.result or {}, incident.reference, incident.id, \
-                row.post_attempts
+        leased = self._lease_write(investigations.lease_files, investigation_id, owner)
+        if isinstance(leased, str):
+            return leased
+        card, report, reference, incident_id, attempts, _ = leased
         with incident_context(incident_id):
             files = self._files(report, reference)
             outcome = "posted"
@@ -234,6 +217,23 @@ class RcaStage:
                 investigations.files_posted(session, investigation_id, owner, self._clock())
                 service.release_thread_write(session, incident_id, owner, self._clock() if files else None)
             return outcome
+
+    def _lease_write(self, lease_step, investigation_id: int, owner: str):
+        """Lease the investigation's step, then the incident's write slot; 'taken' or 'waiting'
+        when either is not ours, else what the write needs: (card, report, reference,
+        incident id, attempts, PagerDuty incident)."""
+        now = self._clock()
+        with unit_of_work(self._factory) as session:
+            if not lease_step(session, investigation_id, owner, now, self._lease):
+                return "taken"
+            row = session.get(Investigation, investigation_id)
+            incident = session.get(Incident, row.incident_id)
+            if not service.lease_thread_write(session, incident.id, owner, now, now + self._lease, self._interval):
+                investigations.release(session, investigation_id, owner)
+                return "waiting"
+            card = service.card_message(session, incident.id)
+            return (card, row.result or {}, incident.reference, incident.id, row.post_attempts,
+                    incident.pagerduty_incident_id)
 
     def _release_slot(self, incident_id: int, owner: str, wrote: bool) -> None:
         with unit_of_work(self._factory) as session:

@@ -8,6 +8,7 @@ from sqlalchemy import case, distinct, func, select, update
 from sqlalchemy.orm import Session
 
 from bot.alerts.fingerprints import key_hash
+from bot.db.locks import ROW_LOCK
 from bot.db.models import Alert, Incident, SlackMessage
 
 SEVERITY_ALIASES = {
@@ -35,7 +36,7 @@ def open_incident(session: Session, group_key: str, lock: bool = False) -> Incid
     the transaction ends, so concurrent updates of its aggregates queue instead of racing."""
     query = select(Incident).where(Incident.group_key_hash == key_hash(group_key), Incident.is_open.is_(True))
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(**ROW_LOCK)
     return session.execute(query).scalar_one_or_none()
 
 
@@ -47,7 +48,7 @@ def latest_closed_incident(session: Session, group_key: str, lock: bool = False)
         .limit(1)
     )
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(**ROW_LOCK)
     return session.execute(query).scalar_one_or_none()
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
 from bot.db.engine import unit_of_work
+from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident, SlackMessage
 from bot.incidents import service
 from bot.logs import incident_context
@@ -160,7 +161,7 @@ class CardSync:
         was lost meanwhile (it exists in Slack); the version only while the lease is ours."""
         now = self._clock()
         with unit_of_work(self._factory) as session:
-            session.execute(select(Incident.id).where(Incident.id == incident_id).with_for_update())
+            session.execute(select(Incident.id).where(Incident.id == incident_id).with_for_update(**ROW_LOCK))
             if posted != target_before:
                 message = service.card_message(session, incident_id)
                 if message is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.db.engine import unit_of_work
+from bot.db.locks import ROW_LOCK
 from bot.db.models import Proposal
 from bot.remediation import store, tokens
 from bot.remediation.kit import RemediationKit
@@ -41,7 +42,7 @@ def approve(kit: RemediationKit, value: str, user: str, channel: str | None) -> 
     except tokens.TokenError as exc:
         return _refused(f"Not approved: {exc}.")
     with unit_of_work(kit.factory) as session:
-        proposal = session.get(Proposal, proposal_id, with_for_update=True)
+        proposal = session.get(Proposal, proposal_id, with_for_update=ROW_LOCK)
         if proposal is None:
             return _refused("Not approved: this step does not exist.")
         if proposal.status != "proposed":

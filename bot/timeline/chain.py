@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident, TimelineEntry
 from bot.redaction import redact_data
 
@@ -39,11 +40,11 @@ def append(session: Session, incident_id: int, kind: str, actor: str, payload: d
            at: datetime) -> TimelineEntry:
     """Append one entry in the caller's transaction (the caller owns commit and retry).
 
-    The incident row is locked first (FOR UPDATE; SQLite's BEGIN IMMEDIATE already serialises
+    The incident row is locked first (FOR NO KEY UPDATE, see bot.db.locks; SQLite's BEGIN IMMEDIATE already serialises
     writers), so two transactions appending to one incident queue instead of both reading the
     same last seq and one failing on the (incident_id, seq) unique key.
     """
-    session.execute(select(Incident.id).where(Incident.id == incident_id).with_for_update())
+    session.execute(select(Incident.id).where(Incident.id == incident_id).with_for_update(**ROW_LOCK))
     last = session.execute(
         select(TimelineEntry.seq, TimelineEntry.hash)
         .where(TimelineEntry.incident_id == incident_id)
