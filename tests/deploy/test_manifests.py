@@ -64,6 +64,9 @@ READ_VERBS = frozenset({"get", "list"})
 EXPECTED_WRITES = frozenset(
     {
         ("apps", "deployments", "patch"),  # rollback, restart, raise memory/cpu limit
+        ("apps", "statefulsets", "patch"),  # raise memory/cpu limit of a StatefulSet's container
+        ("apps", "daemonsets", "patch"),  # ... or a DaemonSet's
+        ("autoscaling", "horizontalpodautoscalers", "patch"),  # scale-deployment under an HPA
         ("apps", "deployments/scale", "patch"),  # scale-deployment
         ("apps", "deployments/scale", "update"),
         ("apps", "statefulsets/scale", "patch"),
