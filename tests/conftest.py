@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import pytest
 import requests
 
+from bot.clock import Clock, utc_now
 from bot.config import Settings
 from bot.runtime import Runtime, build_runtime
 from bot.sandbox.slack_emulator import SlackEmulator
@@ -71,6 +73,18 @@ class RunningBot:
             all_headers["Authorization"] = f"Bearer {token}"
         data = body.encode() if isinstance(body, str) else body
         return requests.post(f"{self.url}/webhooks/{source}", data=data, headers=all_headers, timeout=10)
+
+
+def serve_on(stack: ExitStack, settings: Settings, slack: SlackEmulator, clock: Clock = utc_now) -> RunningBot:
+    """Build a runtime from `settings`, serve it on a free loopback port and start its workers;
+    `stack` closes all three, in reverse order, when it unwinds."""
+    runtime = build_runtime(settings, clock=clock)
+    stack.callback(runtime.close)
+    server = HttpServer(create_web_app(runtime), "127.0.0.1", 0, threads=4)
+    url = server.start()
+    stack.callback(server.stop)
+    runtime.workers.start()
+    return RunningBot(runtime, url, slack)
 
 
 @pytest.fixture

@@ -91,7 +91,7 @@ def _replay(scenario: Scenario, path: Path, timeout: float, poll_seconds: float)
     from sqlalchemy import select
 
     from bot.db.engine import unit_of_work
-    from bot.db.models import Incident, Investigation, Proposal, RawDelivery
+    from bot.db.models import Incident, Investigation, Proposal, RawDelivery, TimelineEntry
     from bot.diagnosis.report import rca_text
     from bot.sandbox.kube import KubeApiServer, SandboxCluster
     from bot.sandbox.promstack import PrometheusProcess
@@ -138,15 +138,22 @@ def _replay(scenario: Scenario, path: Path, timeout: float, poll_seconds: float)
                 outcome.report, outcome.error = state[1], f"investigation {state[0]}"
                 break
             message, seconds = _rca_message(slack, started)
-            if message is not None:
+            if message is not None and outcome.seconds_to_rca is None:
                 outcome.report, outcome.seconds_to_rca = state[1] if state else None, seconds
                 outcome.rca_text = message_text(message)
+            if outcome.seconds_to_rca is not None:
+                # the RCA can reach Slack while its steps are still being planned: read them
+                # once proposing is over (its timeline mark), or at once without runbooks
                 with unit_of_work(runtime.factory) as session:
-                    outcome.proposed = sorted({p.runbook_id for p in session.execute(select(Proposal)).scalars()})
-                break
+                    considered = runtime.remediation is None or session.execute(
+                        select(TimelineEntry.id).where(TimelineEntry.kind == "remediation.considered")).first()
+                    if considered:
+                        outcome.proposed = sorted({p.runbook_id for p in session.execute(select(Proposal)).scalars()})
+                        break
             time.sleep(0.05)
         else:
-            outcome.error = f"no RCA within {timeout:.0f} s"
+            outcome.error = (f"no RCA within {timeout:.0f} s" if outcome.seconds_to_rca is None
+                             else f"proposing runbook steps did not finish within {timeout:.0f} s")
     if outcome.report and not outcome.rca_text:
         outcome.rca_text = rca_text(outcome.report)
     outcome.timings = dict((outcome.report or {}).get("timings") or {})

@@ -181,24 +181,37 @@ def _target_of(values: dict[str, Any]) -> str:
 
 def propose_for_report(kit: RemediationKit, incident_id: int, report: dict[str, Any], alerts: list[dict[str, Any]],
                        cluster: str | None) -> list[Outcome]:
-    """The bot's own proposals after an RCA: runbooks for a conclusive top cause only."""
+    """The bot's own proposals after an RCA: runbooks for a conclusive top cause only.
+
+    Ends, whatever happened, with one `remediation.considered` timeline entry naming the cause,
+    the runbooks proposed and those matched but not proposed (with why): the audit trail of
+    why a step was or was not offered, and the mark that proposing for this RCA is over."""
     hypotheses = report.get("hypotheses") or []
-    if not hypotheses or report.get("inconclusive"):
-        return []
-    top = hypotheses[0]
-    candidates, skipped = catalog.match(kit.catalog, top["category"], top.get("facts") or {}, alerts)
-    if skipped:
+    considered: dict[str, Any] = {"cause": None, "proposed": [], "not_proposed": []}
+    outcomes: list[Outcome] = []
+    try:
+        if not hypotheses or report.get("inconclusive"):
+            considered["why"] = "the diagnosis is inconclusive"
+            return outcomes
+        top = hypotheses[0]
+        considered["cause"] = top["category"]
+        candidates, considered["not_proposed"] = catalog.match(kit.catalog, top["category"], top.get("facts") or {},
+                                                               alerts)
+        labels = next((a["labels"] for a in alerts if a.get("status") == "firing"), {}) if alerts else {}
+        for candidate in candidates:
+            try:
+                outcome = propose(kit, incident_id, candidate.runbook, candidate.params, requested_by=ACTOR,
+                                  cluster=cluster, labels=labels)
+            except Exception:  # noqa: BLE001 - one runbook's failure must not cost the others
+                log.exception("proposing %s failed", candidate.runbook.id)
+                considered["not_proposed"].append(f"{candidate.runbook.id}: proposing it failed")
+                continue
+            outcomes.append(outcome)
+            considered["proposed"].append(candidate.runbook.id)
+        return outcomes
+    finally:
         with unit_of_work(kit.factory) as session:
-            chain.append(session, incident_id, "remediation.not_proposed", ACTOR, {"runbooks": skipped}, kit.clock())
-    labels = next((a["labels"] for a in alerts if a.get("status") == "firing"), {}) if alerts else {}
-    outcomes = []
-    for candidate in candidates:
-        try:
-            outcomes.append(propose(kit, incident_id, candidate.runbook, candidate.params, requested_by=ACTOR,
-                                    cluster=cluster, labels=labels))
-        except Exception:  # noqa: BLE001 - one runbook's failure must not cost the others
-            log.exception("proposing %s failed", candidate.runbook.id)
-    return outcomes
+            chain.append(session, incident_id, "remediation.considered", ACTOR, considered, kit.clock())
 
 
 def proposed_runbooks(kit: RemediationKit, incident_id: int) -> list[str]:

@@ -14,12 +14,10 @@ from bot.db.engine import unit_of_work
 from bot.db.models import Incident, Investigation, TimelineEntry
 from bot.incidents import investigations
 from bot.incidents.rca_stage import RcaStage
-from bot.runtime import build_runtime
 from bot.sandbox.scenario_alerts import webhook_body
 from bot.sandbox.scenario_time import scenario_clock
-from bot.web import HttpServer, create_web_app
 from tests.concurrency import eventually, run_together
-from tests.conftest import RunningBot, make_settings
+from tests.conftest import RunningBot, make_settings, serve_on
 from tests.context.sandbox import served, shared
 from tests.payloads import am_alert, am_body
 
@@ -40,13 +38,7 @@ def scenario_bot(database_url, slack, engine) -> Iterator:  # noqa: F811 - engin
     def start(scenario, **overrides) -> RunningBot:
         kube = stack.enter_context(served(scenario))
         settings = make_settings(database_url, slack, kube_mode="url", kube_api_url=kube, **overrides)
-        runtime = build_runtime(settings, clock=scenario_clock(scenario.now))
-        stack.callback(runtime.close)
-        server = HttpServer(create_web_app(runtime), "127.0.0.1", 0, threads=4)
-        url = server.start()
-        stack.callback(server.stop)
-        runtime.workers.start()
-        return RunningBot(runtime, url, slack)
+        return serve_on(stack, settings, slack, clock=scenario_clock(scenario.now))
 
     yield start
     stack.close()

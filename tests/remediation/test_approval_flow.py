@@ -53,6 +53,11 @@ def test_a_bad_rollout_is_rolled_back_after_approval_and_verified(world, orders)
               ["containers"]]
     assert images == ["ghcr.io/northwind/orders-api:4.11.3"]
     trail = kinds(w)
+    assert trail.index("remediation.proposed") < trail.index("remediation.considered")
+    with unit_of_work(w.bot.runtime.factory) as session:
+        considered = session.execute(select(TimelineEntry.payload)
+                                     .where(TimelineEntry.kind == "remediation.considered")).scalar_one()
+    assert considered["cause"] == "bad_deploy" and considered["proposed"] == ["rollback-deployment"]
     for kind in ("remediation.proposed", "remediation.clicked", "remediation.approved",
                  "remediation.execution_checked", "remediation.applied", "remediation.succeeded"):
         assert kind in trail

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from bot.runtime import REPO, build_runtime
+from bot.runtime import REPO
 from bot.sandbox import slack_signing
 from bot.sandbox.kube import KubeApiServer, SandboxCluster
 from bot.sandbox.kube.state_metrics import StateMetricsServer
@@ -21,8 +21,7 @@ from bot.sandbox.scenario import Scenario
 from bot.sandbox.scenario_alerts import webhook_body
 from bot.sandbox.scenario_metrics import load_metrics_into
 from bot.sandbox.scenario_time import scenario_clock
-from bot.web import HttpServer, create_web_app
-from tests.conftest import SIGNING_SECRET, RunningBot, make_settings
+from tests.conftest import SIGNING_SECRET, RunningBot, make_settings, serve_on
 
 ALICE, BOB, MALLORY = "U0ALICE", "U0BOB", "U0MALLORY"
 POLICY = """
@@ -121,13 +120,8 @@ def world(database_url, slack, engine, prometheus_factory, tmp_path) -> Iterator
         settings = make_settings(database_url, slack, kube_mode="url", kube_api_url=kube.base_url,
                                  prometheus_url=prometheus_url, policies_dir=policies_dir, runbooks_dir=runbooks_dir,
                                  **overrides)
-        runtime = build_runtime(settings, clock=scenario_clock(scenario.now))
-        stack.callback(runtime.close)
-        server = HttpServer(create_web_app(runtime), "127.0.0.1", 0, threads=4)
-        url = server.start()
-        stack.callback(server.stop)
-        runtime.workers.start()
-        return World(RunningBot(runtime, url, slack), cluster, scenario, slack)
+        bot = serve_on(stack, settings, slack, clock=scenario_clock(scenario.now))
+        return World(bot, cluster, scenario, slack)
 
     yield start
     stack.close()
