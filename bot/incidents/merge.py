@@ -4,7 +4,7 @@ Re-checked at click time, in one transaction with both incidents locked in id or
 opposite merges clicked at once cannot deadlock or cross): both must still be open and
 distinct. The source's alerts move to the target (an alert both hold stays with the target),
 the source closes as `merged` with a pointer to the target, and both timelines record who
-merged what. Later alerts for the source's group key follow the pointer (see lifecycle).
+merged what. Who may click Merge is the policy's (`bot.policy.roles.merge_refusal`). Later alerts for the source's group key follow the pointer (see lifecycle).
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ class MergeResult:
     moved_alerts: int
 
 
-def merge(session: Session, source_id: int, target_id: int, actor: str, now: datetime) -> MergeResult:
+def merge(session: Session, source_id: int, target_id: int, actor: str, now: datetime,
+          as_suggested: bool = False) -> MergeResult:
+    """Fold `source_id` into `target_id`. With `as_suggested` (a click on the card's Merge
+    button), only into the incident the source's card suggests now: a stale button whose
+    suggestion has changed merges nothing."""
     if source_id == target_id:
         raise MergeRefused("an incident cannot be merged into itself")
     locked = {
@@ -48,6 +52,8 @@ def merge(session: Session, source_id: int, target_id: int, actor: str, now: dat
     for incident in (source, target):
         if not incident.is_open:
             raise MergeRefused(f"{incident.reference} is already {incident.status}: nothing was merged")
+    if as_suggested and source.related_incident_id != target.id:
+        raise MergeRefused(f"{source.reference} does not suggest merging into {target.reference}: nothing was merged")
     target_alerts = {(alert.source, alert.fingerprint): alert for alert in service.alerts_of(session, target.id)}
     moved = 0
     for alert in service.alerts_of(session, source.id):

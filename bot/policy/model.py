@@ -14,6 +14,7 @@ Glob patterns (`prod-*`) match namespaces and runbook ids; `*` matches everythin
     approver_groups:
       oncall: {users: [U01ONCALL], slack_usergroup: S0ONCALL}
     freeze_managers: [oncall]         # groups allowed to /ops freeze and /ops unfreeze
+    merge_managers: [oncall]          # groups allowed to Merge incidents; absent: anyone channels/actors allow
     blast_radius: {max_pods: 20, max_replica_factor: 2.0, max_namespaces: 1}
     rate_limits:
       - {id: restarts, runbooks: [restart-deployment], per: target, max: 3, window_seconds: 3600}
@@ -125,6 +126,7 @@ class Policy(_Strict):
     actors: Actors = Actors()
     approver_groups: dict[str, ApproverGroup] = Field(default_factory=dict)
     freeze_managers: list[str] = Field(default_factory=list)
+    merge_managers: list[str] | None = None  # None: not restricted beyond channels and actors
     blast_radius: BlastRadius = BlastRadius()
     rate_limits: list[RateLimit] = Field(default_factory=list)
     concurrency_per_target: int = Field(1, ge=1)
@@ -155,8 +157,10 @@ def combine(policies: list[Policy]) -> Policy:
     for policy in policies:
         dumped = policy.model_dump(by_alias=True)
         for key, value in dumped.items():
-            if isinstance(value, list):
-                data[key] = data.get(key, []) + value
+            if value is None:
+                data.setdefault(key, None)  # unset in this file: another file's setting stands
+            elif isinstance(value, list):
+                data[key] = (data.get(key) or []) + value
             elif isinstance(value, dict) and key in ("approver_groups", "environments"):
                 data[key] = {**data.get(key, {}), **value}
             elif key == "kill_switch":

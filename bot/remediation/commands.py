@@ -17,6 +17,7 @@ from bot.context.subject import valid_name
 from bot.db.engine import unit_of_work
 from bot.db.models import Alert, Incident
 from bot.incidents import investigations
+from bot.policy import roles
 from bot.remediation import catalog, propose, store
 from bot.remediation.kit import RemediationKit
 from bot.timeline import chain
@@ -34,14 +35,10 @@ def _scope(words: list[str]) -> tuple[str, str]:
     return "global", " ".join(words)
 
 
-def _may_freeze(kit: RemediationKit, user: str) -> bool:
-    return bool(set(kit.policy.freeze_managers) & kit.groups.groups_of(user))
-
-
 def freeze(kit: RemediationKit, user: str, words: list[str]) -> str:
-    if not _may_freeze(kit, user):
-        groups = ", ".join(kit.policy.freeze_managers) or "(none configured)"
-        return f":no_entry: Only the freeze managers ({groups}) may freeze changes."
+    refusal = roles.freeze_refusal(kit.policy, kit.groups.groups_of(user))
+    if refusal:
+        return f":no_entry: Not frozen: {refusal}."
     scope, reason = _scope(words)
     now = kit.clock()
     with unit_of_work(kit.factory) as session:
@@ -56,8 +53,9 @@ def freeze(kit: RemediationKit, user: str, words: list[str]) -> str:
 
 
 def unfreeze(kit: RemediationKit, user: str, words: list[str]) -> str:
-    if not _may_freeze(kit, user):
-        return ":no_entry: Only the freeze managers may lift a freeze."
+    refusal = roles.freeze_refusal(kit.policy, kit.groups.groups_of(user))
+    if refusal:
+        return f":no_entry: Not unfrozen: {refusal}."
     scope, _ = _scope(words[:1])
     with unit_of_work(kit.factory) as session:
         if not store.clear_kill_switch(session, scope):

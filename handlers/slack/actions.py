@@ -9,6 +9,7 @@ from slack_bolt import Ack, App
 from bot.db.engine import unit_of_work
 from bot.incidents.acknowledge import ActionRefused, acknowledge, parse_incident_value
 from bot.incidents.merge import MergeRefused, merge, parse_merge_value
+from bot.policy import roles
 from bot.runtime import Runtime
 from bot.slack.gateway import SlackError
 from bot.slack.render.card import ACK_ACTION_ID, MERGE_ACTION_ID
@@ -49,8 +50,12 @@ def register(app: App, runtime: Runtime) -> None:
         channel = body.get("channel", {}).get("id")
         try:
             source, target = parse_merge_value(action.get("value", ""))
+            kit = runtime.remediation
+            refusal = kit and roles.merge_refusal(kit.policy, user, kit.groups.groups_of(user), channel)
+            if refusal:
+                raise MergeRefused(f"Not merged: {refusal}.")
             with unit_of_work(runtime.factory) as session:
-                result = merge(session, source, target, f"slack:{user}", runtime.clock())
+                result = merge(session, source, target, f"slack:{user}", runtime.clock(), as_suggested=True)
         except MergeRefused as exc:
             _refuse(runtime, channel, user, str(exc))
             return

@@ -162,3 +162,24 @@ def test_related_incidents_are_suggested_and_merged_on_click(bot, slack):
     merge_click(bot, "2:x")
     slack.wait_for(lambda emu: len(emu.ephemerals()) == 2)
     assert "malformed" in slack.ephemerals()[1]["text"]
+
+
+def test_merge_is_refused_to_those_the_policy_leaves_out_and_for_a_suggestion_not_made(configured_bot, slack,
+                                                                                        tmp_path):
+    (tmp_path / "merge.yaml").write_text("approver_groups:\n  leads: {users: [U0BOB]}\nmerge_managers: [leads]\n")
+    bot = configured_bot(policies_dir=tmp_path)
+    for name, group, pod in (("KubePodCrashLooping", "g-crash", "a"), ("KubeDeploymentReplicasMismatch",
+                                                                      "g-replicas", "b")):
+        bot.post_webhook("alertmanager", am_body([am_alert(name, namespace="shop", service="checkout", pod=pod)],
+                                                 group_key=group))
+        slack.wait_for(lambda emu, n=pod: len(roots(emu)) == {"a": 1, "b": 2}[n])
+    assert merge_click(bot, "2:1", user="U0ALICE").status_code == 200
+    (refusal,) = slack.wait_for(lambda emu: emu.ephemerals())
+    assert "Not merged: only the merge managers (leads) may merge incidents" in refusal["text"]
+    assert merge_click(bot, "1:2", user="U0BOB").status_code == 200
+    slack.wait_for(lambda emu: len(emu.ephemerals()) == 2)
+    assert "INC-1 does not suggest merging into INC-2" in slack.ephemerals()[1]["text"]
+    with unit_of_work(bot.runtime.factory) as session:
+        assert sorted(i.status for i in session.execute(select(Incident)).scalars()) == ["open", "open"]
+    assert merge_click(bot, "2:1", user="U0BOB").status_code == 200
+    slack.wait_for(lambda emu: "Merged into INC-1" in card_json(emu, 1))

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bot.db.engine import unit_of_work
 from bot.db.models import Proposal, TimelineEntry
-from bot.remediation import tokens
+from bot.remediation import store, tokens
 from bot.timeline.chain import verify_incident
 from tests.concurrency import eventually, run_together
 from tests.context.sandbox import shared
@@ -176,6 +176,10 @@ def test_the_kill_switch_stops_an_approved_step_before_it_runs(world, orders):
     w.bot.runtime.workers.stop()  # the approval lands, the executor has not picked it up yet
     w.click(message, "step_approve", ALICE)
     eventually(lambda: status_of(w, "rollback-deployment") == "approved")
+    w.command("freeze orders", MALLORY)
+    eventually(lambda: any("Not frozen: only the freeze managers (oncall)" in t for t in w.ephemeral_to(MALLORY)))
+    with unit_of_work(w.bot.runtime.factory) as session:
+        assert store.kill_switches(session) == frozenset(), "a refused freeze changes nothing"
     w.command("freeze orders maintenance", BOB)
     eventually(lambda: any("Kill switch on" in t for t in w.ephemeral_to(BOB)))
     w.bot.runtime.workers.start()

@@ -1,0 +1,34 @@
+"""Who may do what touches no cluster: merge incidents, flip the kill switch.
+
+Both answer from the combined policy and the clicking user's groups (static lists or Slack user
+groups, see `bot.remediation.kit.GroupResolver`; a failed lookup is no membership, so an outage
+of Slack's user groups refuses rather than allows). Each returns why not, or None when allowed.
+"""
+
+from __future__ import annotations
+
+from bot.policy.model import Policy
+
+
+def _groups_text(groups: list[str]) -> str:
+    return ", ".join(groups) or "(none configured)"
+
+
+def freeze_refusal(policy: Policy, groups: frozenset[str]) -> str | None:
+    """`/ops freeze` and `/ops unfreeze`: the freeze managers only (none configured: nobody)."""
+    if set(policy.freeze_managers) & groups:
+        return None
+    return f"only the freeze managers ({_groups_text(policy.freeze_managers)}) may freeze or unfreeze changes"
+
+
+def merge_refusal(policy: Policy, user: str, groups: frozenset[str], channel: str | None) -> str | None:
+    """The Merge button: the policy's channels and actors apply as to any button; when
+    `merge_managers` is set, only those groups may merge."""
+    if policy.channels and channel is not None and channel not in policy.channels:
+        return f"buttons do not act in channel {channel}"
+    actors = policy.actors
+    if (actors.users or actors.groups) and user not in actors.users and not set(actors.groups) & groups:
+        return f"<@{user}> may not act on incidents"
+    if policy.merge_managers is not None and not set(policy.merge_managers) & groups:
+        return f"only the merge managers ({_groups_text(policy.merge_managers)}) may merge incidents"
+    return None
