@@ -29,10 +29,10 @@ from bot.incidents.thread import CardSync
 from bot.intake_processes import IntakeProcesses
 from bot.metrics import Metrics
 from bot.pagerduty.link import PagerDutyLink
-from bot.policy.model import load_policies
+from bot.policy.model import PolicyError, load_policies
 from bot.remediation.catalog import load_catalog
 from bot.remediation.execute import Executor
-from bot.remediation.kit import GroupResolver, RemediationKit
+from bot.remediation.kit import GroupResolver, RemediationKit, pagerduty_on_call_reader
 from bot.remediation.messages import ProposalMessages
 from bot.remediation.tokens import key_from
 from bot.slack.gateway import SlackGateway, make_web_client
@@ -123,13 +123,20 @@ def config_dir(path: Path, name: str) -> Path:
 
 
 def remediation_kit(settings: Settings, factory, clusters: ClusterDirectory, clock: Clock, gateway: SlackGateway,
-                    secret: str) -> RemediationKit:
+                    secret: str, link: PagerDutyLink | None = None) -> RemediationKit:
     """Catalog and policy loaded and checked (CatalogError, PolicyError: the bot must not start
-    with a runbook or policy it cannot read)."""
+    with a runbook or policy it cannot read, nor with approver groups it cannot resolve)."""
     catalog = load_catalog(config_dir(settings.runbooks_dir, "runbooks"))
     policy = load_policies(config_dir(settings.policies_dir, "policies"))
+    on_call = None
+    if link is not None and link.rest_enabled:
+        on_call = pagerduty_on_call_reader(link.on_call_emails, gateway.user_id_by_email)
+    following = sorted(name for name, group in policy.approver_groups.items() if group.uses_pagerduty)
+    if following and on_call is None:
+        raise PolicyError(f"approver group(s) {', '.join(following)} follow PagerDuty's on-call, which needs "
+                          "OPSBOT_PAGERDUTY_ROUTING_KEY and OPSBOT_PAGERDUTY_API_KEY")
     return RemediationKit(factory, catalog, policy, clusters, key_from(secret), clock,
-                          GroupResolver(policy, gateway.usergroup_members))
+                          GroupResolver(policy, gateway.usergroup_members, on_call))
 
 
 def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
@@ -149,7 +156,7 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
             owned.append(_Closing(link))
         clusters = ClusterDirectory.from_settings(settings)
         signing_secret = settings.slack_signing_secret or secrets.token_hex(16)
-        kit = remediation_kit(settings, factory, clusters, clock, gateway, signing_secret)
+        kit = remediation_kit(settings, factory, clusters, clock, gateway, signing_secret, link)
         rca = RcaStage(factory, gateway, clusters, clock, owner=worker_identity(),
                        metrics=metrics, budget_seconds=settings.investigation_budget_seconds,
                        lease=timedelta(seconds=settings.claim_lease_seconds), pagerduty=link,

@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,7 +27,7 @@ from bot.alerts.matchers import MatcherSet
 from bot.alerts.model import AlertBatch, PayloadError
 from bot.alerts.screening import screen
 from bot.clock import Clock
-from bot.db.engine import unit_of_work
+from bot.db.engine import reading, unit_of_work
 from bot.db.models import RawDelivery
 from bot.incidents import flows, pagerduty_flow
 from bot.incidents.lifecycle import Windows
@@ -163,6 +164,9 @@ class Workers:
 
     def intake_round(self, owner: str) -> bool:
         """Claim and process stored deliveries; True if there was work."""
+        with reading(self._factory) as session:
+            if not deliveries.any_claimable(session, self._clock()):
+                return False  # an idle poll takes no write lock
         with unit_of_work(self._factory) as session:
             claimed = deliveries.claim(session, owner, self._clock(), self._lease, CLAIM_BATCH)
         opened = sum(self.process_delivery(delivery_id, owner) for delivery_id in claimed)
@@ -230,8 +234,8 @@ class Workers:
         self._metrics.deliveries_processed.labels(source=source, outcome="done").inc()
         for reason, count in suppressed.items():
             self._metrics.alerts_suppressed.labels(source=source, reason=reason).inc(count)
-        for alert in batch.alerts if batch else ():
-            self._metrics.alerts_received.labels(source=source, status=alert.status).inc()
+        for status, count in Counter(alert.status for alert in (batch.alerts if batch else ())).items():
+            self._metrics.alerts_received.labels(source=source, status=status).inc(count)
         for result in results:
             if result.opened:
                 self._metrics.incidents_opened.labels(source=source).inc()

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from bot.alerts import deliveries
-from bot.db.engine import unit_of_work
+from bot.db.engine import READ_ONLY, reading
 from bot.db.migrate import schema_problem
 from bot.runtime import Runtime
 
@@ -22,7 +22,7 @@ def health_blueprint(runtime: Runtime) -> Blueprint:
     @blueprint.get("/readyz")
     def readyz():
         try:
-            with runtime.engine.connect() as connection:
+            with runtime.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
                 connection.execute(text("SELECT 1"))
             problem = schema_problem(runtime.engine)
         except Exception as exc:  # noqa: BLE001 - any database failure means not ready
@@ -34,7 +34,7 @@ def health_blueprint(runtime: Runtime) -> Blueprint:
     @blueprint.get("/metrics")
     def metrics():
         try:
-            with unit_of_work(runtime.factory) as session:
+            with reading(runtime.factory) as session:
                 runtime.metrics.pending_deliveries.set(deliveries.pending_count(session))
         except Exception:  # noqa: BLE001 - metrics must answer even when the database does not
             pass

@@ -60,6 +60,10 @@ def _claimable(now: datetime):
     )
 
 
+def any_claimable(session: Session, now: datetime) -> bool:
+    return session.execute(select(RawDelivery.id).where(_claimable(now)).limit(1)).first() is not None
+
+
 def claim(session: Session, owner: str, now: datetime, lease: timedelta, limit: int) -> list[int]:
     """Claim up to `limit` deliveries, oldest first; returns the ids this caller now owns."""
     candidates = select(RawDelivery.id).where(_claimable(now)).order_by(RawDelivery.id).limit(limit)

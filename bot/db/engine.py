@@ -13,6 +13,7 @@ from bot.config import normalise_database_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITER_WAIT_SECONDS = 10
+READ_ONLY = "opsbot_read_only"  # execution option of `reading` sessions
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -20,7 +21,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
     SQLite: WAL so readers never block the writer, a busy timeout instead of instant
     "database is locked", foreign keys on, and BEGIN IMMEDIATE so a read-then-write
-    transaction takes the write lock up front (no lock upgrade deadlocks). Threads of one
+    transaction takes the write lock up front (no lock upgrade deadlocks), except in `reading`
+    sessions, which take a snapshot and no lock. Threads of one
     process queue on a Python lock before BEGIN: SQLite's own busy handler sleeps in growing
     steps while it waits, which turned write contention into second-long webhook latencies.
     """
@@ -41,6 +43,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection) -> None:
+            if connection.get_execution_options().get(READ_ONLY):
+                connection.exec_driver_sql("BEGIN")  # deferred: a WAL snapshot, no write lock
+                return
             # Bounded: should a transaction ever leak, others fall back to SQLite's own busy
             # handling after the wait instead of hanging for good.
             connection.info["opsbot_writer"] = writer.acquire(timeout=WRITER_WAIT_SECONDS)
@@ -72,3 +77,15 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back on any exception."""
     with factory() as session, session.begin():
         yield session
+
+
+@contextmanager
+def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A transaction for reads only (the workers' "what is due?" polls, metrics): always
+    rolled back, so nothing it does is kept; on SQLite it reads a WAL snapshot without taking
+    the write lock, so polling never queues a webhook behind it."""
+    with factory(execution_options={READ_ONLY: True}) as session:
+        try:
+            yield session
+        finally:
+            session.rollback()

@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 import migrations
+from bot.db.engine import READ_ONLY
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 # Alembic's migration environment (`alembic.context`) is process-global: two threads migrating
@@ -36,7 +37,7 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.alerts.pagerduty import GROUP_KEY_PREFIX
 from bot.alerts.pagerduty import SOURCE as PAGERDUTY_SOURCE
 from bot.clock import Clock
-from bot.db.engine import unit_of_work
+from bot.db.engine import reading, unit_of_work
 from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident, TimelineEntry
 from bot.logs import incident_context
@@ -84,7 +84,7 @@ class PagerDutySync:
         self._factory, self._link, self._clock, self._lease = factory, link, clock, lease
 
     def pending(self, limit: int = 20) -> list[int]:
-        with unit_of_work(self._factory) as session:
+        with reading(self._factory) as session:
             return list(session.execute(
                 select(Incident.id).where(_due(self._clock())).order_by(Incident.id).limit(limit)
             ).scalars())

@@ -30,7 +30,7 @@ from bot.context.clusters import ClusterDirectory
 from bot.context.gather import gather
 from bot.context.model import AlertView
 from bot.context.subject import resolve_subject
-from bot.db.engine import unit_of_work
+from bot.db.engine import reading, unit_of_work
 from bot.db.models import Incident, Investigation
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.report import build_report, rca_text, timeline_payload
@@ -67,10 +67,10 @@ class RcaStage:
 
     def round(self) -> bool:
         """Run what is due, then post what is ready; True if anything happened."""
-        with unit_of_work(self._factory) as session:
+        with reading(self._factory) as session:
             due = investigations.due(session, self._clock(), limit=5)
         ran = [self.run(i) for i in due]
-        with unit_of_work(self._factory) as session:
+        with reading(self._factory) as session:
             ready = investigations.postable(session, self._clock(), limit=5)
             files = investigations.files_due(session, self._clock(), limit=5)
         sent = [self._guarded(self.post, i) for i in ready] + [self._guarded(self.post_files, i) for i in files]

@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
-from bot.db.engine import unit_of_work
+from bot.db.engine import reading, unit_of_work
 from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident, SlackMessage
 from bot.incidents import service
@@ -101,7 +101,7 @@ class CardSync:
         self._min_interval = min_interval
 
     def pending(self, limit: int = 20) -> list[int]:
-        with unit_of_work(self._factory) as session:
+        with reading(self._factory) as session:
             return service.incidents_needing_card(session, self._clock(), limit, self._min_interval)
 
     def sync(self, incident_id: int) -> str:

@@ -10,7 +10,8 @@
   to the PD incident id, `add_note` posts the RCA as a note, `acknowledge_incident`
   acknowledges any PD incident by id (those another integration opened), and `acting_user`
   names the PagerDuty user the writes act as (the `From` email), whose id is how opsbot
-  recognises its own REST writes when their webhooks come back. All need the API key; the
+  recognises its own REST writes when their webhooks come back; `on_call_emails` reads who is
+  on call now (approver groups can follow PagerDuty's on-call). All need the API key; the
   writes and `acting_user` also need the `From` email of a PagerDuty user.
 
 Errors: `PagerDutyUnavailable` is transient (network, timeout, 429, 5xx, a garbled answer):
@@ -243,6 +244,25 @@ class PagerDutyLink:
         rest = self._require_writes("acknowledge an incident", pd_incident_id)
         self._call("rest", "acknowledge_incident", lambda: rest.rput(
             f"/incidents/{pd_incident_id}", json={"type": "incident_reference", "status": "acknowledged"}))
+
+    def on_call_emails(self, schedule_ids: Sequence[str] = (), escalation_policy_ids: Sequence[str] = ()) -> set[str]:
+        """The emails (lower-cased) of the users PagerDuty has on call now in these schedules or
+        escalation policies (`GET /oncalls` with the users included). At least one id is
+        required: an unfiltered read would return everyone on call anywhere in the account."""
+        ids = [*schedule_ids, *escalation_policy_ids]
+        if not ids:
+            raise ValueError("name at least one schedule or escalation policy")
+        if not all(_PD_ID.fullmatch(i) for i in ids):
+            raise ValueError("not a PagerDuty schedule or escalation policy id")
+        rest = self._require_rest("read who is on call")
+        params: dict[str, Any] = {"include[]": ["users"]}
+        if schedule_ids:
+            params["schedule_ids[]"] = list(schedule_ids)
+        if escalation_policy_ids:
+            params["escalation_policy_ids[]"] = list(escalation_policy_ids)
+        entries = self._call("rest", "on_call", lambda: rest.list_all("oncalls", params=params))
+        users = [entry.get("user") for entry in entries if isinstance(entry, dict)]
+        return {str(user["email"]).strip().lower() for user in users if isinstance(user, dict) and user.get("email")}
 
     def acting_user(self) -> PagerDutyUser:
         """The PagerDuty user REST writes act as: the user whose email is the `From` email.

@@ -12,7 +12,7 @@ Glob patterns (`prod-*`) match namespaces and runbook ids; `*` matches everythin
     channels: []                      # channel ids/names where buttons act; empty: any
     actors: {users: [], groups: []}   # who may act at all; empty: anyone
     approver_groups:
-      oncall: {users: [U01ONCALL], slack_usergroup: S0ONCALL}
+      oncall: {users: [U01ONCALL], slack_usergroup: S0ONCALL, pagerduty_schedules: [P1ONCAL]}
     freeze_managers: [oncall]         # groups allowed to /ops freeze and /ops unfreeze
     merge_managers: [oncall]          # groups allowed to Merge incidents; absent: anyone channels/actors allow
     blast_radius: {max_pods: 20, max_replica_factor: 2.0, max_namespaces: 1}
@@ -30,10 +30,10 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from bot.policy.cron import CronError, parse_cron, zone
 
@@ -82,9 +82,21 @@ class Actors(_Strict):
     groups: list[str] = Field(default_factory=list)
 
 
+PagerDutyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,64}$")]
+
+
 class ApproverGroup(_Strict):
+    """Members: the listed Slack ids, a Slack user group's members, and whoever PagerDuty has
+    on call now in the listed schedules or escalation policies (matched to Slack by email)."""
+
     users: list[str] = Field(default_factory=list)
     slack_usergroup: str | None = None
+    pagerduty_schedules: list[PagerDutyId] = Field(default_factory=list)
+    pagerduty_escalation_policies: list[PagerDutyId] = Field(default_factory=list)
+
+    @property
+    def uses_pagerduty(self) -> bool:
+        return bool(self.pagerduty_schedules or self.pagerduty_escalation_policies)
 
 
 class BlastRadius(_Strict):

@@ -23,7 +23,7 @@ from typing import Any
 
 from prometheus_api_client import PrometheusConnect
 
-from bot.db.engine import unit_of_work
+from bot.db.engine import reading, unit_of_work
 from bot.db.models import Proposal
 from bot.remediation import catalog, operations, store
 from bot.remediation.kit import RemediationKit
@@ -64,16 +64,19 @@ class Executor:
     def round(self) -> bool:
         kit, now = self._kit, self._kit.clock()
         owner = self._owner()
-        with unit_of_work(kit.factory) as session:
+        with reading(kit.factory) as session:
             expired = store.expired(session, now)
+            executable = store.has_executable(session)
+            due = store.due_verifications(session, now)
         for proposal_id in expired:  # one transaction each: rows lock proposal first, then incident
             with unit_of_work(kit.factory) as session:
                 if store.transition(session, proposal_id, ("proposed",), "expired", now):
                     incident_id = session.get(Proposal, proposal_id).incident_id
                     chain.append(session, incident_id, "remediation.expired", ACTOR, {"proposal": proposal_id}, now)
-        with unit_of_work(kit.factory) as session:
-            claimed = store.claim_executable(session, now, owner, self._lease)
-            due = store.due_verifications(session, now)
+        claimed = []
+        if executable:
+            with unit_of_work(kit.factory) as session:
+                claimed = store.claim_executable(session, now, owner, self._lease)
         for proposal_id in claimed:
             self.run(proposal_id, owner)
         for proposal_id in due:

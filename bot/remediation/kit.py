@@ -17,7 +17,7 @@ from bot.clock import Clock
 from bot.context.clusters import ClusterDirectory
 from bot.db.models import Proposal
 from bot.policy import engine
-from bot.policy.model import Policy
+from bot.policy.model import ApproverGroup, Policy
 from bot.remediation import store
 from bot.remediation.catalog import Catalog
 from bot.remediation.runbook_model import Runbook, Step
@@ -26,37 +26,67 @@ log = logging.getLogger(__name__)
 GROUP_CACHE_SECONDS = 60.0
 
 
+OnCallReader = Callable[[tuple[str, ...], tuple[str, ...]], frozenset[str]]
+
+
 @dataclass
 class GroupResolver:
-    """Which approver groups a Slack user is in: the policy's static lists, plus Slack user
-    groups read with usergroups.users.list (cached for a minute; a failed read counts as
-    not a member, never as a member)."""
+    """Which approver groups a Slack user is in: the policy's static lists, Slack user groups
+    (usergroups.users.list) and PagerDuty's current on-call (`read_on_call`: schedules and
+    escalation policies to Slack ids). Lookups are cached for a minute; a failed one counts as
+    not a member, never as a member."""
 
     policy: Policy
     read_usergroup: Callable[[str], list[str]] | None = None
+    read_on_call: OnCallReader | None = None
     _cache: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _members(self, usergroup: str) -> frozenset[str]:
+    def _cached(self, key: str, load: Callable[[], frozenset[str]]) -> frozenset[str]:
         with self._lock:
-            cached = self._cache.get(usergroup)
+            cached = self._cache.get(key)
             if cached and time.monotonic() - cached[0] < GROUP_CACHE_SECONDS:
                 return cached[1]
         try:
-            members = frozenset(self.read_usergroup(usergroup)) if self.read_usergroup else frozenset()
+            members = load()
         except Exception as exc:  # noqa: BLE001 - fail closed: unknown membership is no membership
-            log.warning("cannot read Slack user group %s: %s", usergroup, exc)
+            log.warning("cannot read the members of %s: %s", key, exc)
             return frozenset()
         with self._lock:
-            self._cache[usergroup] = (time.monotonic(), members)
+            self._cache[key] = (time.monotonic(), members)
         return members
+
+    def _in_slack_usergroup(self, user: str, usergroup: str) -> bool:
+        read = self.read_usergroup
+        return bool(read) and user in self._cached(f"Slack user group {usergroup}",
+                                                   lambda: frozenset(read(usergroup)))
+
+    def _on_call(self, user: str, name: str, group: ApproverGroup) -> bool:
+        read = self.read_on_call
+        schedules, policies = tuple(group.pagerduty_schedules), tuple(group.pagerduty_escalation_policies)
+        return bool(read) and user in self._cached(f"PagerDuty on-call of group {name}",
+                                                   lambda: read(schedules, policies))
 
     def groups_of(self, user: str) -> frozenset[str]:
         found = set()
         for name, group in self.policy.approver_groups.items():
-            if user in group.users or (group.slack_usergroup and user in self._members(group.slack_usergroup)):
+            if user in group.users or (group.slack_usergroup and self._in_slack_usergroup(user, group.slack_usergroup)) \
+                    or (group.uses_pagerduty and self._on_call(user, name, group)):
                 found.add(name)
         return frozenset(found)
+
+
+def pagerduty_on_call_reader(on_call_emails: Callable[[tuple[str, ...], tuple[str, ...]], set[str]],
+                             slack_id_by_email: Callable[[str], str | None]) -> OnCallReader:
+    """Slack ids of the people PagerDuty has on call now (`PagerDutyLink.on_call_emails`),
+    matched to Slack users by email (`SlackGateway.user_id_by_email`); people with no Slack
+    account under that email are left out."""
+
+    def read(schedules: tuple[str, ...], policies: tuple[str, ...]) -> frozenset[str]:
+        found = (slack_id_by_email(email) for email in sorted(on_call_emails(schedules, policies)))
+        return frozenset(user for user in found if user)
+
+    return read
 
 
 @dataclass

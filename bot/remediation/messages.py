@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.db.engine import unit_of_work
+from bot.db.engine import reading, unit_of_work
 from bot.db.models import Incident, Proposal, SlackMessage
 from bot.incidents import service
 from bot.remediation import store, tokens
@@ -51,7 +51,7 @@ class ProposalMessages:
         self._interval, self._lease = min_interval, lease
 
     def round(self) -> bool:
-        with unit_of_work(self._kit.factory) as session:
+        with reading(self._kit.factory) as session:
             due = store.messages_due(session, self._kit.clock())
         return any([self.sync(proposal_id) for proposal_id in due])
 

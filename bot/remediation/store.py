@@ -95,6 +95,11 @@ def claim_executable(session: Session, now: datetime, owner: str, lease: timedel
     return won
 
 
+def has_executable(session: Session) -> bool:
+    """Whether any step waits to be claimed for running (checked before taking a write lock)."""
+    return session.execute(select(Proposal.id).where(Proposal.status == "approved").limit(1)).first() is not None
+
+
 def due_verifications(session: Session, now: datetime, limit: int = 10) -> list[int]:
     return list(session.execute(
         select(Proposal.id).where(Proposal.status == "verifying", Proposal.next_check_at <= now,

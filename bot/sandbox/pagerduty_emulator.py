@@ -15,7 +15,9 @@ It speaks the real HTTP APIs the `pagerduty` client uses, over HTTPS (the client
 - REST API v2 at `rest_url` (`Authorization: Token token=<api_token>`, 401 otherwise):
   `GET /incidents` (`incident_key`, `statuses[]`, `service_ids[]`, pagination),
   `GET|PUT /incidents/{id}` (PUT acknowledges or resolves, as the `From` user),
-  `GET|POST /incidents/{id}/notes`, `GET /users` (`query`, pagination); writes need `From`.
+  `GET|POST /incidents/{id}/notes`, `GET /users` (`query`, pagination), `GET /oncalls`
+  (`schedule_ids[]`, `escalation_policy_ids[]`, `include[]=users`; set with `put_on_call`);
+  writes need `From`.
 - V3 webhooks: when `webhook_url` is set, every state change (an incident triggered,
   acknowledged, unacknowledged, resolved, annotated, reassigned, escalated, re-prioritised,
   whether through the Events API, the REST API or a simulated human) is POSTed there, signed
@@ -266,6 +268,12 @@ class PagerDutyEmulator:
                 return HttpResponse.json(inj.status, body, headers)
         return None
 
+    def put_on_call(self, schedule_id: str, *names: str, escalation_policy_id: str = "PEPOL01") -> None:
+        """Who is on call now in a schedule (replacing whoever was): users by name or email,
+        created when unknown."""
+        with self._lock:
+            self._account.on_call[(escalation_policy_id, schedule_id)] = [self._account.user_named(n) for n in names]
+
     # -- what a human does in PagerDuty (each sends its webhook) ----------------------------------
     def trigger_incident(self, title: str, *, incident_key: str | None = None, urgency: str = "high",
                          priority: str | None = None, created_at: datetime | None = None) -> str:
@@ -371,6 +379,8 @@ class PagerDutyEmulator:
             return account.list_incidents(request.query), []
         if parts == ["users"] and method == "GET":
             return account.list_users(request.query), []
+        if parts == ["oncalls"] and method == "GET":
+            return account.list_oncalls(request.query), []
         if len(parts) == 2 and parts[0] == "incidents":
             if method == "GET":
                 return account.get_incident(parts[1]), []

@@ -140,6 +140,7 @@ class PagerDutyAccount:
         self.users: dict[str, User] = {}  # by id
         self.incidents: dict[str, Incident] = {}  # by id, in creation order
         self.notes: dict[str, list[Note]] = {}  # by incident id
+        self.on_call: dict[tuple[str, str], list[User]] = {}  # (escalation policy id, schedule id) -> users
         self._numbers = 0
 
     # -- seeds -----------------------------------------------------------------------------------
@@ -327,6 +328,26 @@ class PagerDutyAccount:
         wanted = params.get("query", [""])[-1].strip().lower()
         found = [u for u in self.users.values() if wanted in u.name.lower() or wanted in u.email.lower()]
         return _paginated("users", [self.user_view(u) for u in found], params)
+
+    def list_oncalls(self, query: str) -> Answer:
+        """`GET /oncalls` now: entries of the schedules in `schedule_ids[]` or the escalation
+        policies in `escalation_policy_ids[]` (no filter: every entry), each with its user as a
+        reference, or whole (with `email`) when `include[]=users`; classic pagination."""
+        params = parse_qs(query, keep_blank_values=True)
+        schedules, policies = set(params.get("schedule_ids[]", [])), set(params.get("escalation_policy_ids[]", []))
+        whole_users = "users" in params.get("include[]", [])
+        now = self.clock()
+        entries = [
+            {"escalation_policy": wh.reference("escalation_policy", policy, f"Policy {policy}", **self.roots),
+             "escalation_level": 1,
+             "schedule": wh.reference("schedule", schedule, f"Schedule {schedule}", **self.roots),
+             "user": self.user_view(user) if whole_users else user.ref(self.roots),
+             "start": wh.pd_time(now - timedelta(hours=8)), "end": wh.pd_time(now + timedelta(hours=16))}
+            for (policy, schedule), users in self.on_call.items()
+            if (not schedules or schedule in schedules) and (not policies or policy in policies)
+            for user in users
+        ]
+        return _paginated("oncalls", entries, params)
 
     def user_view(self, user: User) -> dict[str, Any]:
         """A user as REST API v2 `GET /users` shows it (the reference fields plus name and email)."""

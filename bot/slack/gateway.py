@@ -128,7 +128,19 @@ class SlackGateway:
 
     def usergroup_members(self, usergroup: str) -> list[str]:
         """The Slack user ids in a user group (usergroups.users.list)."""
-        return list(self._call("usergroups.users.list", usergroup=usergroup).get("users") or [])
+        # read methods take form or query arguments, not a JSON body: the client's helper sends them right
+        return list(self._call("usergroups.users.list",
+                               lambda: self.client.usergroups_users_list(usergroup=usergroup)).get("users") or [])
+
+    def user_id_by_email(self, email: str) -> str | None:
+        """The Slack user id with this email (users.lookupByEmail), None when nobody has it."""
+        try:
+            return str(self._call("users.lookupByEmail", lambda: self.client.users_lookupByEmail(email=email))
+                       ["user"]["id"])
+        except SlackError as exc:
+            if exc.error == "users_not_found":
+                return None
+            raise
 
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         self._call("views.open", trigger_id=trigger_id, view=view)

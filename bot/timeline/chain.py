@@ -42,16 +42,13 @@ def append(session: Session, incident_id: int, kind: str, actor: str, payload: d
 
     The incident row is locked first (FOR NO KEY UPDATE, see bot.db.locks; SQLite's BEGIN IMMEDIATE already serialises
     writers), so two transactions appending to one incident queue instead of both reading the
-    same last seq and one failing on the (incident_id, seq) unique key.
+    same last seq and one failing on the (incident_id, seq) unique key. The new entry follows
+    the head recorded on that row, not the newest row left in the table: entries deleted from
+    the end stay missing in the chain (an append cannot paper over them).
     """
-    session.execute(select(Incident.id).where(Incident.id == incident_id).with_for_update(**ROW_LOCK))
-    last = session.execute(
-        select(TimelineEntry.seq, TimelineEntry.hash)
-        .where(TimelineEntry.incident_id == incident_id)
-        .order_by(TimelineEntry.seq.desc())
-        .limit(1)
-    ).first()
-    seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
+    head = session.execute(select(Incident.timeline_seq, Incident.timeline_head).where(Incident.id == incident_id)
+                           .with_for_update(**ROW_LOCK)).one()
+    seq, prev_hash = head.timeline_seq + 1, head.timeline_head or GENESIS
     clean = json.loads(json.dumps(redact_data(payload), default=str))
     entry = TimelineEntry(
         incident_id=incident_id, seq=seq, at=at, kind=kind, actor=actor, payload=clean,

@@ -258,3 +258,27 @@ def test_the_dedup_prefix_is_per_install(pd: PagerDutyEmulator) -> None:
     for bad in ("", "Team", "team_a", "-team", "team-", "x" * 33, "a.b"):
         with pytest.raises(ValueError, match="lower-case letters"):
             make_link(pd, dedup_prefix=bad)
+
+
+def test_on_call_emails_are_read_per_schedule_or_escalation_policy(pd: PagerDutyEmulator,
+                                                                   link: PagerDutyLink) -> None:
+    pd.put_on_call("PSCHED1", "Carol")
+    pd.put_on_call("PSCHED2", "Bob", "Dave@Example.com", escalation_policy_id="PEPOL02")
+    assert link.on_call_emails(["PSCHED1"]) == {"carol@example.com"}
+    assert link.on_call_emails(escalation_policy_ids=["PEPOL02"]) == {"bob@example.com", "dave@example.com"}
+    assert link.on_call_emails(["PSCHED1", "PSCHED2"]) == {"carol@example.com", "bob@example.com",
+                                                           "dave@example.com"}
+    pd.put_on_call("PSCHED1", "Alice")  # the rotation moved on
+    assert link.on_call_emails(["PSCHED1"]) == {"alice@example.com"}
+    (call, *_) = pd.calls_to("rest", "/oncalls")
+    assert call.query["include[]"] == ["users"] and call.query["schedule_ids[]"] == ["PSCHED1"]
+
+
+def test_on_call_needs_an_id_and_rest(pd: PagerDutyEmulator, link: PagerDutyLink) -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        link.on_call_emails()  # unfiltered would be everyone on call anywhere
+    with pytest.raises(ValueError, match="not a PagerDuty"):
+        link.on_call_emails(["PS/../users"])
+    with make_link(pd, api_key=None) as no_rest, pytest.raises(PagerDutyRejected, match="REST API key"):
+        no_rest.on_call_emails(["PSCHED1"])
+    assert pd.calls_to("rest", "/oncalls") == []

@@ -75,6 +75,10 @@ def test_audit_verify_finds_an_edited_and_a_deleted_entry(tmp_path):
     assert result.returncode == 1
     assert "INC-1 entry 2: content does not match its hash" in result.stdout
     assert "entries were deleted" in result.stdout
+    with unit_of_work(make_session_factory(engine)) as session:  # the bot writes on: the gap stays visible
+        chain.append(session, 1, "incident.resolved_by_source", "opsbot", {}, now)
+    after = opsbot("audit", "verify", env=env).stdout
+    assert "INC-1: entry 3 is missing" in after and "entry 2: content does not match" in after
 
 
 def test_serve_refuses_to_start_with_a_runbook_it_cannot_read(tmp_path):
