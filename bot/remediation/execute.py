@@ -8,6 +8,8 @@
 4. `verifying`: the step's PromQL is polled until it holds (`succeeded`) or its window ends
    (`failed`, then the rollback when `on_failure: rollback`: the captured undo is applied and the
    thread says so with the numbers before and after).
+5. a runbook's next step is proposed when this one succeeded (or failed with `on_failure:
+   continue`), and goes through the same approval and checks as the first.
 Verification is a state, not a loop: each poll is a short unit of work, so a worker is never
 parked for the verification window and a restart resumes it.
 """
@@ -28,7 +30,7 @@ from bot.db.models import Proposal
 from bot.remediation import catalog, operations, store
 from bot.remediation.kit import RemediationKit
 from bot.remediation.kube_write import KubeWriter, WriteError
-from bot.remediation.propose import rendered_input
+from bot.remediation.propose import propose, rendered_input
 from bot.remediation.runbook_model import Step, Verify, fill
 from bot.timeline import chain
 
@@ -158,11 +160,30 @@ class Executor:
         now = self._kit.clock()
         with unit_of_work(self._kit.factory) as session:
             proposal = session.get(Proposal, proposal_id)
-            store.transition(session, proposal_id, ("running", "verifying"), status, now, finished_at=now,
-                             lease_owner=None, lease_until=None, next_check_at=None,
-                             result={**(proposal.result or {}), **result})
+            won = store.transition(session, proposal_id, ("running", "verifying"), status, now, finished_at=now,
+                                   lease_owner=None, lease_until=None, next_check_at=None,
+                                   result={**(proposal.result or {}), **result})
             chain.append(session, incident_id, f"remediation.{status}", ACTOR, {"proposal": proposal_id, **result}, now)
+        if won:
+            self._propose_next(proposal, status)
         return status
+
+    def _propose_next(self, finished: Proposal, status: str) -> None:
+        """A runbook's next step is proposed (planned, dry-run, decided, approved again) once
+        this one succeeded, or failed with `on_failure: continue`; never after a stop or a
+        rollback. Only the worker whose transition won gets here, so it is proposed once."""
+        runbook, step = self._kit.step_of(finished)
+        if runbook is None or step is None:
+            return
+        index = next(i for i, s in enumerate(runbook.steps) if s.id == step.id)
+        if index + 1 >= len(runbook.steps) or not (status == "succeeded" or
+                                                   (status == "failed" and step.on_failure == "continue")):
+            return
+        try:
+            propose(self._kit, finished.incident_id, runbook, dict(finished.params), requested_by=finished.requested_by,
+                    cluster=finished.cluster, labels=dict(finished.labels or {}), step_index=index + 1)
+        except Exception:  # noqa: BLE001 - the finished step stands; the thread shows no next step
+            log.exception("proposing step %d of %s failed", index + 2, runbook.id)
 
     # -- verify ----------------------------------------------------------------------------------
 
