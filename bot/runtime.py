@@ -102,8 +102,9 @@ def intake_rules(settings: Settings) -> IntakeRules:
 
 
 def pagerduty_link(settings: Settings) -> PagerDutyLink | None:
-    """The outbound PagerDuty link, when a routing key is configured."""
-    if not settings.pagerduty_routing_key:
+    """The outbound PagerDuty link, when a routing key (mirroring incidents) or a REST API key
+    (reading who is on call, notes) is configured."""
+    if not settings.pagerduty_routing_key and not settings.pagerduty_api_key:
         return None
     verify: ssl.SSLContext | bool = True
     if settings.pagerduty_ca_file:
@@ -134,7 +135,7 @@ def remediation_kit(settings: Settings, factory, clusters: ClusterDirectory, clo
     following = sorted(name for name, group in policy.approver_groups.items() if group.uses_pagerduty)
     if following and on_call is None:
         raise PolicyError(f"approver group(s) {', '.join(following)} follow PagerDuty's on-call, which needs "
-                          "OPSBOT_PAGERDUTY_ROUTING_KEY and OPSBOT_PAGERDUTY_API_KEY")
+                          "OPSBOT_PAGERDUTY_API_KEY")
     return RemediationKit(factory, catalog, policy, clusters, key_from(secret), clock,
                           GroupResolver(policy, gateway.usergroup_members, on_call))
 
@@ -154,18 +155,19 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
         link = pagerduty_link(settings)
         if link is not None:
             owned.append(_Closing(link))
+        mirror = link if link is not None and link.events_enabled else None  # incidents go to PagerDuty
         clusters = ClusterDirectory.from_settings(settings)
         signing_secret = settings.slack_signing_secret or secrets.token_hex(16)
         kit = remediation_kit(settings, factory, clusters, clock, gateway, signing_secret, link)
         rca = RcaStage(factory, gateway, clusters, clock, owner=worker_identity(),
                        metrics=metrics, budget_seconds=settings.investigation_budget_seconds,
-                       lease=timedelta(seconds=settings.claim_lease_seconds), pagerduty=link,
+                       lease=timedelta(seconds=settings.claim_lease_seconds), pagerduty=mirror,
                        min_interval=timedelta(seconds=settings.card_min_interval_seconds), remediation=kit)
         elsewhere = IntakeProcesses(settings.intake_processes, settings, metrics) if settings.intake_processes else None
         workers = Workers(factory, cards, clock, metrics, threads=settings.worker_threads,
                           poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds,
                           intake=intake_rules(settings),
-                          pagerduty=PagerDutySync(factory, link, clock) if link is not None else None,
+                          pagerduty=PagerDutySync(factory, mirror, clock) if mirror is not None else None,
                           intake_elsewhere=elsewhere, rca=rca, rca_threads=settings.investigation_threads,
                           remediation=RemediationStage(Executor(kit, owner=worker_identity()),
                                                        ProposalMessages(

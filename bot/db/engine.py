@@ -14,6 +14,7 @@ from bot.config import normalise_database_url
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITER_WAIT_SECONDS = 10
 READ_ONLY = "opsbot_read_only"  # execution option of `reading` sessions
+QUERY_ONLY = "opsbot_query_only"  # set on a pooled SQLite connection left in PRAGMA query_only
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -44,8 +45,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection) -> None:
             if connection.get_execution_options().get(READ_ONLY):
+                connection.info[QUERY_ONLY] = True
+                connection.exec_driver_sql("PRAGMA query_only=1")  # a write fails instead of locking
                 connection.exec_driver_sql("BEGIN")  # deferred: a WAL snapshot, no write lock
                 return
+            if connection.info.pop(QUERY_ONLY, False):
+                connection.exec_driver_sql("PRAGMA query_only=0")
             # Bounded: should a transaction ever leak, others fall back to SQLite's own busy
             # handling after the wait instead of hanging for good.
             connection.info["opsbot_writer"] = writer.acquire(timeout=WRITER_WAIT_SECONDS)
@@ -81,11 +86,14 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 @contextmanager
 def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A transaction for reads only (the workers' "what is due?" polls, metrics): always
-    rolled back, so nothing it does is kept; on SQLite it reads a WAL snapshot without taking
-    the write lock, so polling never queues a webhook behind it."""
-    with factory(execution_options={READ_ONLY: True}) as session:
+    """A transaction for reads only (the workers' "what is due?" polls, metrics, a click's
+    checks): the database refuses any write in it (SQLite `query_only`, PostgreSQL READ ONLY)
+    and it is always rolled back. On SQLite it reads a WAL snapshot without taking the write
+    lock, so polling never queues a webhook behind it. Objects read in it are expired when it
+    ends: copy out what is needed inside the block."""
+    with factory() as session:
         try:
+            session.connection(execution_options={READ_ONLY: True, "postgresql_readonly": True})
             yield session
         finally:
             session.rollback()

@@ -90,7 +90,7 @@ def run_scenario(scenario: Scenario, path: Path, timeout: float = DEFAULT_TIMEOU
 def _replay(scenario: Scenario, path: Path, timeout: float, poll_seconds: float) -> Outcome:
     from sqlalchemy import select
 
-    from bot.db.engine import unit_of_work
+    from bot.db.engine import reading
     from bot.db.models import Incident, Investigation, Proposal, RawDelivery, TimelineEntry
     from bot.diagnosis.report import rca_text
     from bot.sandbox.kube import KubeApiServer, SandboxCluster
@@ -125,7 +125,7 @@ def _replay(scenario: Scenario, path: Path, timeout: float, poll_seconds: float)
             return outcome
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with unit_of_work(runtime.factory) as session:
+            with reading(runtime.factory) as session:
                 processed = all(d.status in ("done", "failed") for d in session.execute(select(RawDelivery)).scalars())
                 incident = session.execute(select(Incident).limit(1)).scalar_one_or_none()
                 investigation = session.execute(select(Investigation).limit(1)).scalar_one_or_none()
@@ -144,7 +144,7 @@ def _replay(scenario: Scenario, path: Path, timeout: float, poll_seconds: float)
             if outcome.seconds_to_rca is not None:
                 # the RCA can reach Slack while its steps are still being planned: read them
                 # once proposing is over (its timeline mark), or at once without runbooks
-                with unit_of_work(runtime.factory) as session:
+                with reading(runtime.factory) as session:
                     considered = runtime.remediation is None or session.execute(
                         select(TimelineEntry.id).where(TimelineEntry.kind == "remediation.considered")).first()
                     if considered:

@@ -105,7 +105,7 @@ class PagerDutyLink:
 
     def __init__(
         self,
-        routing_key: str,
+        routing_key: str | None,
         api_key: str | None,
         from_email: str | None,
         events_url: str | None = None,
@@ -118,13 +118,14 @@ class PagerDutyLink:
         dedup_prefix: str = DEFAULT_DEDUP_PREFIX,
     ) -> None:
         self._dedup_prefix = validate_dedup_prefix(dedup_prefix)
-        if not routing_key:
-            raise ValueError("a PagerDuty routing key is required")
+        if not routing_key and not api_key:
+            raise ValueError("a PagerDuty routing key or REST API key is required")
         if http_retries < 0 or retry_sleep_seconds < 0 or timeout_seconds <= 0:
             raise ValueError("http_retries and retry_sleep_seconds must be >= 0, timeout_seconds > 0")
         self._from_email = from_email or None
         try:
-            self._events = pagerduty.EventsApiV2Client(routing_key, base_url=events_url, verify=verify)
+            self._events = (pagerduty.EventsApiV2Client(routing_key, base_url=events_url, verify=verify)
+                            if routing_key else None)
             self._rest = (pagerduty.RestApiV2Client(api_key, default_from=self._from_email, base_url=rest_url,
                                                     verify=verify) if api_key else None)
         except pagerduty.UrlError as exc:
@@ -192,7 +193,8 @@ class PagerDutyLink:
             {"href": redact(str(link["href"])), "text": redact(str(link.get("text") or link["href"]))}
             for link in links if link.get("href")
         ]
-        return self._call("events", "trigger", lambda: self._events.trigger(
+        events = self._require_events("trigger")
+        return self._call("events", "trigger", lambda: events.trigger(
             _cut(text, MAX_SUMMARY_CHARS), _cut(origin, MAX_SOURCE_CHARS), dedup_key=key,
             severity=EVENTS_SEVERITY.get((severity or "").lower(), "warning"),
             custom_details=details, links=safe_links or None,
@@ -201,11 +203,13 @@ class PagerDutyLink:
     def acknowledge(self, dedup_key: str) -> None:
         """Acknowledge the PD incident opened under `dedup_key` (a no-op in PagerDuty when
         it is already acknowledged or resolved)."""
-        self._call("events", "acknowledge", lambda: self._events.acknowledge(_checked_key(dedup_key)))
+        events = self._require_events("acknowledge")
+        self._call("events", "acknowledge", lambda: events.acknowledge(_checked_key(dedup_key)))
 
     def resolve(self, dedup_key: str) -> None:
         """Resolve the PD incident opened under `dedup_key` (a no-op when already resolved)."""
-        self._call("events", "resolve", lambda: self._events.resolve(_checked_key(dedup_key)))
+        events = self._require_events("resolve")
+        self._call("events", "resolve", lambda: events.resolve(_checked_key(dedup_key)))
 
     # -- REST API v2 -----------------------------------------------------------------------------
     def find_incident_id(self, dedup_key: str) -> str | None:
@@ -246,23 +250,25 @@ class PagerDutyLink:
             f"/incidents/{pd_incident_id}", json={"type": "incident_reference", "status": "acknowledged"}))
 
     def on_call_emails(self, schedule_ids: Sequence[str] = (), escalation_policy_ids: Sequence[str] = ()) -> set[str]:
-        """The emails (lower-cased) of the users PagerDuty has on call now in these schedules or
-        escalation policies (`GET /oncalls` with the users included). At least one id is
-        required: an unfiltered read would return everyone on call anywhere in the account."""
+        """The emails (lower-cased) of the users PagerDuty has on call now in any of these
+        schedules or any level of these escalation policies (`GET /oncalls` with the users
+        included; one read per kind, since PagerDuty intersects filters given together). At
+        least one id is required: an unfiltered read would return everyone on call anywhere."""
         ids = [*schedule_ids, *escalation_policy_ids]
         if not ids:
             raise ValueError("name at least one schedule or escalation policy")
         if not all(_PD_ID.fullmatch(i) for i in ids):
             raise ValueError("not a PagerDuty schedule or escalation policy id")
         rest = self._require_rest("read who is on call")
-        params: dict[str, Any] = {"include[]": ["users"]}
-        if schedule_ids:
-            params["schedule_ids[]"] = list(schedule_ids)
-        if escalation_policy_ids:
-            params["escalation_policy_ids[]"] = list(escalation_policy_ids)
-        entries = self._call("rest", "on_call", lambda: rest.list_all("oncalls", params=params))
-        users = [entry.get("user") for entry in entries if isinstance(entry, dict)]
-        return {str(user["email"]).strip().lower() for user in users if isinstance(user, dict) and user.get("email")}
+        emails: set[str] = set()
+        for key, wanted in (("schedule_ids[]", schedule_ids), ("escalation_policy_ids[]", escalation_policy_ids)):
+            if not wanted:
+                continue
+            params = {"include[]": ["users"], key: list(wanted)}
+            entries = self._call("rest", "on_call", lambda p=params: rest.list_all("oncalls", params=p))
+            users = [entry.get("user") for entry in entries if isinstance(entry, dict)]
+            emails |= {str(u["email"]).strip().lower() for u in users if isinstance(u, dict) and u.get("email")}
+        return emails
 
     def acting_user(self) -> PagerDutyUser:
         """The PagerDuty user REST writes act as: the user whose email is the `From` email.
@@ -285,6 +291,16 @@ class PagerDutyLink:
         if self._from_email is None:
             raise PagerDutyRejected(f"cannot {what}: no From email configured (PagerDuty requires a user)")
         return rest
+
+    def _require_events(self, what: str) -> pagerduty.EventsApiV2Client:
+        if self._events is None:
+            raise PagerDutyRejected(f"cannot {what}: no PagerDuty routing key configured")
+        return self._events
+
+    @property
+    def events_enabled(self) -> bool:
+        """Whether incidents can be mirrored (Events API v2): a routing key is configured."""
+        return self._events is not None
 
     def _require_rest(self, what: str) -> pagerduty.RestApiV2Client:
         if self._rest is None:

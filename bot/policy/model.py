@@ -160,27 +160,27 @@ def _problems(path: Path, exc: ValidationError) -> list[str]:
 
 
 def combine(policies: list[Policy]) -> Policy:
-    """One policy from several: lists add up, maps merge (later wins), kill switches OR."""
+    """One policy from several: lists add up, maps merge (later wins), kill switches OR, and
+    any other setting is taken from the last file that sets it. Only what a file sets counts:
+    a file that leaves a setting out never resets another file's (its defaults are not
+    settings), so adding a file can never silently loosen `actors`, `blast_radius` and the like."""
     if not policies:
         return Policy()
     if len(policies) == 1:
         return policies[0]
     data: dict = {}
     for policy in policies:
-        dumped = policy.model_dump(by_alias=True)
-        for key, value in dumped.items():
-            if value is None:
-                data.setdefault(key, None)  # unset in this file: another file's setting stands
-            elif isinstance(value, list):
+        for key, value in policy.model_dump(by_alias=True, exclude_unset=True).items():
+            if isinstance(value, list):
                 data[key] = (data.get(key) or []) + value
             elif isinstance(value, dict) and key in ("approver_groups", "environments"):
                 data[key] = {**data.get(key, {}), **value}
             elif key == "kill_switch":
                 old = data.get(key, {"global": False, "namespaces": [], "runbooks": []})
-                data[key] = {"global": old["global"] or value["global"],
-                             "namespaces": old["namespaces"] + value["namespaces"],
-                             "runbooks": old["runbooks"] + value["runbooks"]}
-            else:
+                data[key] = {"global": old["global"] or value.get("global", False),
+                             "namespaces": old["namespaces"] + value.get("namespaces", []),
+                             "runbooks": old["runbooks"] + value.get("runbooks", [])}
+            elif value is not None or key not in data:
                 data[key] = value
     data["id"] = "+".join(p.id for p in policies)
     return Policy.model_validate(data)

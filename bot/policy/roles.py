@@ -1,8 +1,9 @@
 """Who may do what touches no cluster: merge incidents, flip the kill switch.
 
-Both answer from the combined policy and the clicking user's groups (static lists or Slack user
-groups, see `bot.remediation.kit.GroupResolver`; a failed lookup is no membership, so an outage
-of Slack's user groups refuses rather than allows). Each returns why not, or None when allowed.
+Both answer from the combined policy and the clicking user's groups (static lists, Slack user
+groups or PagerDuty's on-call, see `bot.remediation.kit.GroupResolver`; a failed lookup is no
+membership, so an outage of Slack or PagerDuty refuses rather than allows). Each returns why
+not, or None when allowed. Lists of managers from several policy files add up.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.db.engine import unit_of_work
+from bot.db.engine import reading, unit_of_work
 from bot.db.locks import ROW_LOCK
 from bot.db.models import Proposal
 from bot.remediation import store, tokens
@@ -41,6 +41,7 @@ def approve(kit: RemediationKit, value: str, user: str, channel: str | None) -> 
         proposal_id = tokens.verify(kit.key, APPROVE, value, now)
     except tokens.TokenError as exc:
         return _refused(f"Not approved: {exc}.")
+    groups = kit.groups.groups_of(user)  # before any lock: it may ask Slack and PagerDuty
     with unit_of_work(kit.factory) as session:
         proposal = session.get(Proposal, proposal_id, with_for_update=ROW_LOCK)
         if proposal is None:
@@ -52,7 +53,7 @@ def approve(kit: RemediationKit, value: str, user: str, channel: str | None) -> 
             chain.append(session, proposal.incident_id, "remediation.expired", f"slack:{user}",
                          {"proposal": proposal.id}, now)
             return _refused("Not approved: this request expired.", proposal)
-        decision = kit.decide(session, proposal, "click", now, actor=user, channel=channel)
+        decision = kit.decide(session, proposal, "click", now, actor=user, actor_groups=groups, channel=channel)
         chain.append(session, proposal.incident_id, "remediation.clicked", f"slack:{user}",
                      {"proposal": proposal.id, "action": APPROVE, "decision": decision.as_dict()}, now)
         if decision.decision == "deny":
@@ -76,16 +77,18 @@ def check_reject(kit: RemediationKit, value: str, user: str) -> ClickResult:
         proposal_id = tokens.verify(kit.key, REJECT, value, now)
     except tokens.TokenError as exc:
         return _refused(f"Not rejected: {exc}.")
-    with unit_of_work(kit.factory) as session:
+    with reading(kit.factory) as session:
         proposal = session.get(Proposal, proposal_id)
         if proposal is None or proposal.status != "proposed":
-            return _refused(f"Not rejected: this step is already {proposal.status if proposal else 'gone'}.", proposal)
+            return _refused(f"Not rejected: this step is already {proposal.status if proposal else 'gone'}.",
+                            proposal)
         _runbook, step = kit.step_of(proposal)
-        allowed = set(step.approval.groups) if step else set()
-        if user != proposal.requested_by and not (allowed & kit.groups.groups_of(user)):
-            return _refused(f"Not rejected: only {', '.join(sorted(allowed)) or 'the approvers'} or the requester "
-                            "may reject this step.", proposal)
-        return ClickResult(True, "", proposal.id, proposal.incident_id)
+        requester, incident_id = proposal.requested_by, proposal.incident_id
+    allowed = set(step.approval.groups) if step else set()
+    if user != requester and not (allowed & kit.groups.groups_of(user)):  # no transaction open: may ask Slack
+        return ClickResult(False, f"Not rejected: only {', '.join(sorted(allowed)) or 'the approvers'} or the "
+                           "requester may reject this step.", proposal_id, incident_id)
+    return ClickResult(True, "", proposal_id, incident_id)
 
 
 def reject(kit: RemediationKit, value: str, user: str, reason: str) -> ClickResult:

@@ -26,7 +26,7 @@ from typing import Any
 from prometheus_api_client import PrometheusConnect
 
 from bot.db.engine import reading, unit_of_work
-from bot.db.models import Proposal
+from bot.db.models import Incident, Proposal
 from bot.remediation import catalog, operations, store
 from bot.remediation.kit import RemediationKit
 from bot.remediation.kube_write import KubeWriter, WriteError
@@ -163,7 +163,9 @@ class Executor:
             won = store.transition(session, proposal_id, ("running", "verifying"), status, now, finished_at=now,
                                    lease_owner=None, lease_until=None, next_check_at=None,
                                    result={**(proposal.result or {}), **result})
-            chain.append(session, incident_id, f"remediation.{status}", ACTOR, {"proposal": proposal_id, **result}, now)
+            if won:  # a worker that lost the race records nothing: the winner's entry stands
+                chain.append(session, incident_id, f"remediation.{status}", ACTOR, {"proposal": proposal_id, **result},
+                              now)
         if won:
             self._propose_next(proposal, status)
         return status
@@ -171,7 +173,8 @@ class Executor:
     def _propose_next(self, finished: Proposal, status: str) -> None:
         """A runbook's next step is proposed (planned, dry-run, decided, approved again) once
         this one succeeded, or failed with `on_failure: continue`; never after a stop or a
-        rollback. Only the worker whose transition won gets here, so it is proposed once."""
+        rollback, nor once the incident is closed. Only the worker whose transition won gets
+        here, so it is proposed once; when it cannot be proposed the timeline says why."""
         runbook, step = self._kit.step_of(finished)
         if runbook is None or step is None:
             return
@@ -179,11 +182,23 @@ class Executor:
         if index + 1 >= len(runbook.steps) or not (status == "succeeded" or
                                                    (status == "failed" and step.on_failure == "continue")):
             return
-        try:
-            propose(self._kit, finished.incident_id, runbook, dict(finished.params), requested_by=finished.requested_by,
-                    cluster=finished.cluster, labels=dict(finished.labels or {}), step_index=index + 1)
-        except Exception:  # noqa: BLE001 - the finished step stands; the thread shows no next step
-            log.exception("proposing step %d of %s failed", index + 2, runbook.id)
+        following = runbook.steps[index + 1].id
+        with unit_of_work(self._kit.factory) as session:
+            still_open = session.get(Incident, finished.incident_id).is_open
+        why = None if still_open else "the incident is no longer open"
+        if why is None:
+            try:
+                propose(self._kit, finished.incident_id, runbook, dict(finished.params),
+                        requested_by=finished.requested_by, cluster=finished.cluster,
+                        labels=dict(finished.labels or {}), step_index=index + 1)
+                return
+            except Exception as exc:  # noqa: BLE001 - the finished step stands; the timeline says why
+                log.exception("proposing step %s of %s failed", following, runbook.id)
+                why = f"proposing it failed ({type(exc).__name__})"
+        with unit_of_work(self._kit.factory) as session:
+            chain.append(session, finished.incident_id, "remediation.next_step_not_proposed", ACTOR,
+                         {"after": finished.id, "runbook": runbook.id, "step": following, "why": why},
+                         self._kit.clock())
 
     # -- verify ----------------------------------------------------------------------------------
 

@@ -105,8 +105,12 @@ class RemediationKit:
         return runbook, step
 
     def request(self, session: Session, proposal: Proposal, phase: str, now: datetime, *, actor: str | None = None,
+                actor_groups: frozenset[str] | None = None,
                 channel: str | None = None) -> tuple[engine.Request, engine.State]:
-        """The policy request and world state for a stored proposal at `phase`."""
+        """The policy request and world state for a stored proposal at `phase`. Callers holding
+        locks pass `actor_groups`, resolved beforehand (resolving may ask Slack and PagerDuty)."""
+        if actor_groups is None:
+            actor_groups = self.groups.groups_of(actor) if actor else frozenset()
         runbook, step = self.step_of(proposal)
         facts = step_facts(runbook, step, proposal.runbook_id, proposal.step_id)
         plan = proposal.plan or {}
@@ -114,7 +118,7 @@ class RemediationKit:
         request = engine.Request(
             step=facts, phase=phase, now=now, namespace=proposal.namespace, target=proposal.target,
             labels=dict(proposal.labels or {}), actor=actor,
-            actor_groups=self.groups.groups_of(actor) if actor else frozenset(), channel=channel,
+            actor_groups=actor_groups, channel=channel,
             requester=proposal.requested_by, approvals=approvals, pods_affected=int(plan.get("pods_affected") or 0),
             replica_factor=plan.get("replica_factor"))
         state = engine.State(kill_switches=store.kill_switches(session),

@@ -207,7 +207,8 @@ def propose_for_report(kit: RemediationKit, incident_id: int, report: dict[str, 
                 considered["not_proposed"].append(f"{candidate.runbook.id}: proposing it failed")
                 continue
             outcomes.append(outcome)
-            considered["proposed"].append(candidate.runbook.id)
+            considered["proposed"].append({"runbook": candidate.runbook.id, "proposal": outcome.proposal_id,
+                                           "status": outcome.status})
         return outcomes
     finally:
         with unit_of_work(kit.factory) as session:

@@ -51,7 +51,8 @@ def register(app: App, runtime: Runtime) -> None:
         try:
             source, target = parse_merge_value(action.get("value", ""))
             kit = runtime.remediation
-            refusal = kit and roles.merge_refusal(kit.policy, user, kit.groups.groups_of(user), channel)
+            refusal = (roles.merge_refusal(kit.policy, user, kit.groups.groups_of(user), channel) if kit
+                       else "no policy is loaded")
             if refusal:
                 raise MergeRefused(f"Not merged: {refusal}.")
             with unit_of_work(runtime.factory) as session:

@@ -282,3 +282,20 @@ def test_on_call_needs_an_id_and_rest(pd: PagerDutyEmulator, link: PagerDutyLink
     with make_link(pd, api_key=None) as no_rest, pytest.raises(PagerDutyRejected, match="REST API key"):
         no_rest.on_call_emails(["PSCHED1"])
     assert pd.calls_to("rest", "/oncalls") == []
+
+
+def test_schedules_and_escalation_policies_add_up(pd: PagerDutyEmulator, link: PagerDutyLink) -> None:
+    pd.put_on_call("PSCHED1", "Carol")
+    pd.put_on_call("PSCHED2", "Bob", escalation_policy_id="PEPOL02")
+    assert link.on_call_emails(["PSCHED1"], ["PEPOL02"]) == {"carol@example.com", "bob@example.com"}
+
+
+def test_a_rest_only_link_reads_on_call_and_mirrors_nothing(pd: PagerDutyEmulator) -> None:
+    pd.put_on_call("PSCHED1", "Carol")
+    with make_link(pd, routing_key=None) as rest_only:
+        assert not rest_only.events_enabled and rest_only.on_call_emails(["PSCHED1"]) == {"carol@example.com"}
+        with pytest.raises(PagerDutyRejected, match="no PagerDuty routing key"):
+            rest_only.trigger("INC-1", "x", "critical", "src", {}, [])
+    assert pd.calls_to("events") == []
+    with pytest.raises(ValueError, match="routing key or REST API key"):
+        make_link(pd, routing_key=None, api_key=None)

@@ -31,3 +31,14 @@ def test_freezing_needs_a_freeze_manager_and_none_configured_means_nobody():
     assert roles.freeze_refusal(Policy(freeze_managers=["oncall"]), frozenset({"oncall"})) is None
     assert "freeze managers (oncall)" in roles.freeze_refusal(Policy(freeze_managers=["oncall"]), frozenset({"x"}))
     assert "(none configured)" in roles.freeze_refusal(Policy(), frozenset({"oncall"}))
+
+
+def test_a_file_that_leaves_a_setting_out_never_loosens_another_files():
+    strict = Policy.model_validate({"id": "strict", "actors": {"users": ["U1"]}, "blast_radius": {"max_pods": 5},
+                                    "concurrency_per_target": 1, "kill_switch": {"namespaces": ["prod"]}})
+    extra = Policy.model_validate({"id": "extra", "freeze_managers": ["sre"], "kill_switch": {"runbooks": ["x"]}})
+    for files in ([strict, extra], [extra, strict]):
+        combined = combine(files)
+        assert combined.actors.users == ["U1"] and combined.blast_radius.max_pods == 5
+        assert (combined.kill_switch.namespaces, combined.kill_switch.runbooks) == (["prod"], ["x"])
+        assert "may not act" in roles.merge_refusal(combined, "U2", NONE, None)

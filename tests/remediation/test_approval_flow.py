@@ -57,7 +57,8 @@ def test_a_bad_rollout_is_rolled_back_after_approval_and_verified(world, orders)
     with unit_of_work(w.bot.runtime.factory) as session:
         considered = session.execute(select(TimelineEntry.payload)
                                      .where(TimelineEntry.kind == "remediation.considered")).scalar_one()
-    assert considered["cause"] == "bad_deploy" and considered["proposed"] == ["rollback-deployment"]
+    assert considered["cause"] == "bad_deploy"
+    assert [(p["runbook"], p["status"]) for p in considered["proposed"]] == [("rollback-deployment", "proposed")]
     for kind in ("remediation.proposed", "remediation.clicked", "remediation.approved",
                  "remediation.execution_checked", "remediation.applied", "remediation.succeeded"):
         assert kind in trail

@@ -50,8 +50,9 @@ def test_whoever_pagerduty_has_on_call_may_approve(world, pd, tmp_path, slack):
     slack.add_user(CAROL, "carol")  # carol@example.com, as in PagerDuty
     slack.add_user(BOB, "bob")
     pd.put_on_call("PSCHED1", "Carol")
+    rest_only = {**pd_settings(pd, tmp_path), "pagerduty_routing_key": None}  # read on-call, mirror nothing
     w = world(shared("orders-api-revision-22-panics-on-start"), policy=ON_CALL_POLICY, prometheus=False,
-              **pd_settings(pd, tmp_path))
+              **rest_only)
     w.deliver()
     message = w.proposal("rollback-deployment")
     w.click(message, "step_approve", BOB)
@@ -61,6 +62,7 @@ def test_whoever_pagerduty_has_on_call_may_approve(world, pd, tmp_path, slack):
     eventually(lambda: approvers(w) == [f"slack:{CAROL}"], timeout=15)
     (read, *_) = pd.calls_to("rest", "/oncalls")
     assert read.query["schedule_ids[]"] == ["PSCHED1"] and read.status == 200
+    assert pd.calls_to("events") == [] and pd.incidents() == [], "no routing key: nothing mirrored"
 
 
 def test_an_unreadable_on_call_grants_nobody_and_is_read_again_next_time(world, pd, tmp_path, slack):
@@ -81,7 +83,7 @@ def test_an_unreadable_on_call_grants_nobody_and_is_read_again_next_time(world, 
 def test_the_bot_refuses_to_start_when_on_call_groups_cannot_be_read(database_url, slack, engine,  # noqa: F811
                                                                      tmp_path):
     (tmp_path / "p.yaml").write_text(ON_CALL_POLICY)
-    with pytest.raises(PolicyError, match="oncall follow PagerDuty's on-call, which needs OPSBOT_PAGERDUTY_ROUTI"):
+    with pytest.raises(PolicyError, match="oncall follow PagerDuty's on-call, which needs OPSBOT_PAGERDUTY_API_KEY"):
         build_runtime(make_settings(database_url, slack, policies_dir=tmp_path))
 
 
