@@ -125,12 +125,12 @@ def test_against_scenario(runbooks: Path, policies: Path, runbook_id: str, scena
 def audit_verify(factory, incident: int | None) -> tuple[int, list[str]]:
     from sqlalchemy import select
 
-    from bot.db.engine import unit_of_work
+    from bot.db.engine import reading
     from bot.db.models import Incident
     from bot.timeline.chain import verify_incident
 
     problems, checked = [], 0
-    with unit_of_work(factory) as session:
+    with reading(factory) as session:  # one snapshot: an append while checking is no "deleted entry"
         query = select(Incident).order_by(Incident.id)
         if incident is not None:
             query = query.where(Incident.id == incident)

@@ -87,13 +87,17 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
 @contextmanager
 def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A transaction for reads only (the workers' "what is due?" polls, metrics, a click's
-    checks): the database refuses any write in it (SQLite `query_only`, PostgreSQL READ ONLY)
-    and it is always rolled back. On SQLite it reads a WAL snapshot without taking the write
-    lock, so polling never queues a webhook behind it. Objects read in it are expired when it
-    ends: copy out what is needed inside the block."""
+    checks, the audit): every statement in it sees one snapshot (SQLite's WAL snapshot,
+    PostgreSQL REPEATABLE READ), the database refuses any write in it (SQLite `query_only`,
+    PostgreSQL READ ONLY), and it is always rolled back. On SQLite it takes no write lock, so
+    polling never queues a webhook behind it. Objects read in it are expired when it ends:
+    copy out what is needed inside the block."""
     with factory() as session:
         try:
-            session.connection(execution_options={READ_ONLY: True, "postgresql_readonly": True})
+            options: dict = {READ_ONLY: True}
+            if session.get_bind().dialect.name == "postgresql":
+                options.update(postgresql_readonly=True, isolation_level="REPEATABLE READ")
+            session.connection(execution_options=options)
             yield session
         finally:
             session.rollback()
