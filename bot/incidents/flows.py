@@ -134,13 +134,13 @@ def refresh(session: Session, incident: Incident, external_url: str | None, now:
     """Recompute what the card shows from aggregates over all of the incident's alerts
     (flushed first, so this batch's changes count)."""
     session.flush()
-    rows = service.alert_groups(session, incident.id)
-    lead = service.lead_alert(session, incident.id)
+    facts = service.card_facts(session, incident.id)
+    rows = facts.groups
     groups = [AlertGroup(row.name, row.status, row.severity, row.cluster, row.namespace, row.service, row.count)
               for row in rows]
-    summary = summarise_groups(groups, Lead(lead.annotations, lead.generator_url), external_url)
+    summary = summarise_groups(groups, Lead(facts.lead_annotations or {}, facts.lead_generator_url), external_url)
     firing = [row for row in rows if row.status == "firing"]
-    targets = service.firing_target_count(session, incident.id) if firing else 0
+    targets = facts.firing_targets
     incident.title = summary.title
     incident.category = combine_categories(row.category or "other" for row in (firing or rows))
     incident.severity = escalated_severity(summary.severity, summary.firing_count, targets)
@@ -175,24 +175,26 @@ def _queue_note(incident: Incident, counts: dict[str, int], resolved_now: int, s
 
 def _record(session: Session, incident: Incident, batch: AlertBatch, delivery_id: int, now: datetime,
             placement: lifecycle.Placement, status_before: str | None, counts: dict[str, int]) -> None:
-    """Timeline entries for what this batch changed (a pure repeat writes none)."""
+    """Timeline entries for what this batch changed (a pure repeat writes none). The incident
+    is locked by `lifecycle.place` for this transaction, so its timeline head is current."""
+
+    def note(kind: str, payload: dict) -> None:
+        chain.append(session, incident.id, kind, ACTOR, payload, now, locked=incident)
+
     if placement.opened:
         follows = {"follows": f"INC-{placement.previous_id}"} if placement.previous_id else {}
-        chain.append(session, incident.id, "incident.opened", ACTOR,
-                     {"group_key": batch.group_key, "source": batch.source, "title": incident.title,
-                      "category": incident.category, **follows}, now)
+        note("incident.opened", {"group_key": batch.group_key, "source": batch.source, "title": incident.title,
+                                 "category": incident.category, **follows})
         if incident.related_incident_id:
-            chain.append(session, incident.id, "incident.possibly_related", ACTOR,
-                         {"related": f"INC-{incident.related_incident_id}"}, now)
+            note("incident.possibly_related", {"related": f"INC-{incident.related_incident_id}"})
     if counts["new"] or counts["changed"]:
-        chain.append(session, incident.id, "alerts.received", ACTOR,
-                     {"delivery": delivery_id, "status": batch.status,
-                      **{key: counts[key] for key in ("new", "repeat", "changed", "stale")},
-                      "firing": incident.firing_count, "total": incident.alert_count}, now)
+        note("alerts.received", {"delivery": delivery_id, "status": batch.status,
+                                 **{key: counts[key] for key in ("new", "repeat", "changed", "stale")},
+                                 "firing": incident.firing_count, "total": incident.alert_count})
     if status_before == "open" and incident.status == "resolved":
-        chain.append(session, incident.id, "incident.resolved_by_source", ACTOR, {"delivery": delivery_id}, now)
+        note("incident.resolved_by_source", {"delivery": delivery_id})
     elif status_before == "resolved" and incident.status == "open":
-        chain.append(session, incident.id, "incident.reopened", ACTOR, {"delivery": delivery_id}, now)
+        note("incident.reopened", {"delivery": delivery_id})
 
 
 def desired_pagerduty_status(incident: Incident) -> str | None:

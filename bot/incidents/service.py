@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, distinct, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from bot.alerts.fingerprints import key_hash
 from bot.db.locks import ROW_LOCK
@@ -78,28 +79,38 @@ def alerts_with_fingerprints(session: Session, incident_id: int, fingerprints: s
     return found
 
 
-def alert_groups(session: Session, incident_id: int) -> list:
-    """The incident's alerts counted by everything the card summarises (name, status, severity,
-    scope, category): rows of GROUPED_COLUMNS plus `count`."""
-    return list(session.execute(
-        select(*GROUPED_COLUMNS, func.count().label("count"))
+@dataclass(frozen=True)
+class CardFacts:
+    """What the card is recomputed from: the alerts counted by GROUPED_COLUMNS (rows with a
+    `count`), the lead alert's annotations and link (its first firing alert, else its first),
+    and how many distinct targets fire."""
+
+    groups: list
+    lead_annotations: dict | None
+    lead_generator_url: str | None
+    firing_targets: int
+
+
+def card_facts(session: Session, incident_id: int) -> CardFacts:
+    """One statement (a batch pays one round trip for its card): the groups, with the lead
+    alert and the firing-target count as uncorrelated subqueries the database runs once."""
+    lead = aliased(Alert)
+    first_lead = (select(lead.id).where(lead.incident_id == incident_id)
+                  .order_by(case((lead.status == "firing", 0), else_=1), lead.id).limit(1).scalar_subquery())
+    lead_column = aliased(Alert)
+    firing_targets = select(func.count(distinct(Alert.target))).where(
+        Alert.incident_id == incident_id, Alert.status == "firing").scalar_subquery()
+    rows = list(session.execute(
+        select(*GROUPED_COLUMNS, func.count().label("count"), firing_targets.label("firing_targets"),
+               select(lead_column.annotations).where(lead_column.id == first_lead).scalar_subquery()
+               .label("lead_annotations"),
+               select(lead_column.generator_url).where(lead_column.id == first_lead).scalar_subquery()
+               .label("lead_generator_url"))
         .where(Alert.incident_id == incident_id).group_by(*GROUPED_COLUMNS)
     ))
-
-
-def lead_alert(session: Session, incident_id: int):
-    """The annotations and link of the incident's first firing alert (first of all once none
-    fires), or None for an incident without alerts."""
-    return session.execute(
-        select(Alert.annotations, Alert.generator_url).where(Alert.incident_id == incident_id)
-        .order_by(case((Alert.status == "firing", 0), else_=1), Alert.id).limit(1)
-    ).first()
-
-
-def firing_target_count(session: Session, incident_id: int) -> int:
-    return session.execute(
-        select(func.count(distinct(Alert.target))).where(Alert.incident_id == incident_id, Alert.status == "firing")
-    ).scalar_one()
+    first = rows[0] if rows else None
+    return CardFacts(rows, first.lead_annotations if first else None, first.lead_generator_url if first else None,
+                     int(first.firing_targets or 0) if first else 0)
 
 
 def find_alert(session: Session, incident_id: int, source: str, fingerprint: str) -> Alert | None:

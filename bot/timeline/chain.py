@@ -37,7 +37,7 @@ def entry_hash(prev_hash: str, incident_id: int, seq: int, at: datetime, kind: s
 
 
 def append(session: Session, incident_id: int, kind: str, actor: str, payload: dict[str, Any],
-           at: datetime) -> TimelineEntry:
+           at: datetime, locked: Incident | None = None) -> TimelineEntry:
     """Append one entry in the caller's transaction (the caller owns commit and retry).
 
     The incident row is locked first (FOR NO KEY UPDATE, see bot.db.locks; SQLite's BEGIN IMMEDIATE already serialises
@@ -45,20 +45,30 @@ def append(session: Session, incident_id: int, kind: str, actor: str, payload: d
     same last seq and one failing on the (incident_id, seq) unique key. The new entry follows
     the head recorded on that row, not the newest row left in the table: entries deleted from
     the end stay missing in the chain (an append cannot paper over them).
+
+    `locked`: the incident, when the caller loaded it in this session under that row lock (the
+    intake does): its head is read from and written to the object, saving two round trips;
+    appends by id keep loaded incidents current, so both kinds mix in one transaction.
     """
-    head = session.execute(select(Incident.timeline_seq, Incident.timeline_head).where(Incident.id == incident_id)
-                           .with_for_update(**ROW_LOCK)).one()
-    seq, prev_hash = head.timeline_seq + 1, head.timeline_head or GENESIS
+    if locked is not None:  # the caller's transaction holds this row locked: its head is current
+        seq, prev_hash = locked.timeline_seq + 1, locked.timeline_head or GENESIS
+    else:
+        head = session.execute(select(Incident.timeline_seq, Incident.timeline_head)
+                               .where(Incident.id == incident_id).with_for_update(**ROW_LOCK)).one()
+        seq, prev_hash = head.timeline_seq + 1, head.timeline_head or GENESIS
     clean = json.loads(json.dumps(redact_data(payload), default=str))
     entry = TimelineEntry(
         incident_id=incident_id, seq=seq, at=at, kind=kind, actor=actor, payload=clean,
         prev_hash=prev_hash, hash=entry_hash(prev_hash, incident_id, seq, at, kind, actor, clean),
     )
     session.add(entry)
-    session.flush()
     # the head on the incident row: deleting the newest entries leaves it pointing at nothing
+    if locked is not None:
+        locked.timeline_seq, locked.timeline_head = seq, entry.hash  # flushed with the caller's changes
+        return entry
+    session.flush()
     session.execute(update(Incident).where(Incident.id == incident_id).values(timeline_seq=seq, timeline_head=entry.hash)
-                    .execution_options(synchronize_session=False))
+                    .execution_options(synchronize_session="evaluate"))  # loaded incidents stay current
     return entry
 
 

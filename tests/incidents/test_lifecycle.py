@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.db.engine import make_session_factory, unit_of_work
-from bot.db.models import Alert, TimelineEntry
+from bot.db.models import Alert, Incident, TimelineEntry
 from bot.timeline import chain
 from tests.concurrency import run_together
 from tests.incidents.helpers import NOW, incidents, ingest
@@ -130,3 +130,7 @@ def test_a_merge_keeps_the_newer_state_of_an_alert_both_hold(factory):
     target = next(i for i in incidents(factory) if i.id == a.incident_id)
     assert (target.firing_count, target.status) == (1, "open")
     assert kinds(factory, a.incident_id)[-2:] == ["incident.reopened", "incident.merged_from"]
+    ingest(factory, [am_alert(pod="y")], group_key="ga", now=NOW + timedelta(minutes=7))  # intake appends again
+    with unit_of_work(factory) as session:  # intake (head on the locked row) and merge (by id) appends chain up
+        for incident in session.execute(select(Incident)).scalars():
+            assert chain.verify_incident(session, incident) == []
