@@ -79,6 +79,9 @@ def alerts_with_fingerprints(session: Session, incident_id: int, fingerprints: s
     return found
 
 
+_LEAD, _LEAD_COLUMNS = aliased(Alert), aliased(Alert)  # built once: aliasing per call costs more than the query
+
+
 @dataclass(frozen=True)
 class CardFacts:
     """What the card is recomputed from: the alerts counted by GROUPED_COLUMNS (rows with a
@@ -94,10 +97,9 @@ class CardFacts:
 def card_facts(session: Session, incident_id: int) -> CardFacts:
     """One statement (a batch pays one round trip for its card): the groups, with the lead
     alert and the firing-target count as uncorrelated subqueries the database runs once."""
-    lead = aliased(Alert)
+    lead, lead_column = _LEAD, _LEAD_COLUMNS
     first_lead = (select(lead.id).where(lead.incident_id == incident_id)
                   .order_by(case((lead.status == "firing", 0), else_=1), lead.id).limit(1).scalar_subquery())
-    lead_column = aliased(Alert)
     firing_targets = select(func.count(distinct(Alert.target))).where(
         Alert.incident_id == incident_id, Alert.status == "firing").scalar_subquery()
     rows = list(session.execute(
