@@ -1,0 +1,93 @@
+"""Intake flow benchmark: the ingest path alone, without HTTP, workers or Slack.
+
+    .venv/bin/python bench/intake_flow.py [--alerts 20000] [--services 50] [--batch 100] [--runs 3]
+
+Stores the storm of `bench/ingest.py` as raw deliveries, then applies each one as the intake
+worker does (lock the delivery, parse, `flows.ingest`, mark it done; one transaction each) in
+one thread, on SQLite (PostgreSQL when DATABASE_URL is set: a fresh database is created and
+dropped). It separates the cost of grouping from the server's other work (HTTP, card sync, the
+shared interpreter) that `bench/ingest.py` measures together, and counts the SQL statements a
+batch costs. Ends with `bench: intake_flow alerts_per_s=N statements_per_batch=N`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import event
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from ingest import database_for_run, storm  # noqa: E402
+
+from bot.alerts import deliveries  # noqa: E402
+from bot.db.engine import make_engine, make_session_factory, unit_of_work  # noqa: E402
+from bot.db.migrate import upgrade  # noqa: E402
+from bot.db.models import RawDelivery  # noqa: E402
+from bot.incidents import flows  # noqa: E402
+from bot.workers import parse_delivery  # noqa: E402
+
+
+def one_run(bodies: list[bytes]) -> tuple[float, float]:
+    """(alerts per second, statements per batch) over a fresh database."""
+    database_url, _backend, drop = database_for_run(Path(tempfile.mkdtemp(prefix="opsbot-bench-")))
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine)
+        factory = make_session_factory(engine)
+        with unit_of_work(factory) as session:
+            ids = [deliveries.store(session, "alertmanager", body, {}, datetime.now(UTC)).id for body in bodies]
+        statements = 0
+
+        def count(*_args) -> None:
+            nonlocal statements
+            statements += 1
+
+        event.listen(engine, "before_cursor_execute", count)
+        alerts, started = 0, time.perf_counter()
+        for delivery_id in ids:
+            with unit_of_work(factory) as session:
+                delivery = session.get(RawDelivery, delivery_id, with_for_update=True)
+                batch = parse_delivery(delivery.source, delivery.body)
+                flows.ingest(session, batch, delivery.id, datetime.now(UTC))
+                deliveries.mark_done(session, delivery, datetime.now(UTC))
+                alerts += len(batch.alerts)
+        elapsed = time.perf_counter() - started
+        return alerts / elapsed, statements / len(ids)
+    finally:
+        engine.dispose()
+        drop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=20_000)
+    parser.add_argument("--services", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    bodies = storm(args.alerts, args.services, args.batch)
+    results = []
+    for number in range(1, args.runs + 1):
+        rate, per_batch = one_run(bodies)
+        results.append((rate, per_batch))
+        print(f"run {number}: {rate:.0f} alerts/s, {per_batch:.1f} statements per batch", flush=True)
+    rate = statistics.median(r for r, _ in results)
+    per_batch = statistics.median(p for _, p in results)
+    print(f"median of {args.runs}: {rate:.0f} alerts/s applied (stored alerts grouped into incidents, one thread)")
+    print(f"reproduce: .venv/bin/python bench/intake_flow.py --alerts {args.alerts} --services {args.services} "
+          f"--batch {args.batch} --runs {args.runs}")
+    print(f"bench: intake_flow alerts_per_s={rate:.0f} statements_per_batch={per_batch:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
