@@ -40,6 +40,18 @@ def pd_settings(pd: PagerDutyEmulator, tmp_path) -> dict:
                 pagerduty_rest_url=pd.rest_url, pagerduty_ca_file=ca)
 
 
+def refused_then_approved(w, refused: str, approver: str) -> None:
+    """`refused` clicks Approve and is told they are not in oncall, nothing is approved or
+    written; then `approver` clicks and the approval is recorded under their Slack id."""
+    w.deliver()
+    message = w.proposal("rollback-deployment")
+    w.click(message, "step_approve", refused)
+    eventually(lambda: any("not in oncall" in t for t in w.ephemeral_to(refused)))
+    assert approvers(w) == [] and w.writes() == []
+    w.click(message, "step_approve", approver)
+    eventually(lambda: approvers(w) == [f"slack:{approver}"], timeout=15)
+
+
 def approvers(w) -> list[str]:
     with unit_of_work(w.bot.runtime.factory) as session:
         return [e.actor for e in session.execute(select(TimelineEntry)
@@ -53,13 +65,7 @@ def test_whoever_pagerduty_has_on_call_may_approve(world, pd, tmp_path, slack):
     rest_only = {**pd_settings(pd, tmp_path), "pagerduty_routing_key": None}  # read on-call, mirror nothing
     w = world(shared("orders-api-revision-22-panics-on-start"), policy=ON_CALL_POLICY, prometheus=False,
               **rest_only)
-    w.deliver()
-    message = w.proposal("rollback-deployment")
-    w.click(message, "step_approve", BOB)
-    eventually(lambda: any("not in oncall" in t for t in w.ephemeral_to(BOB)))
-    assert approvers(w) == [] and w.writes() == []
-    w.click(message, "step_approve", CAROL)
-    eventually(lambda: approvers(w) == [f"slack:{CAROL}"], timeout=15)
+    refused_then_approved(w, BOB, CAROL)
     (read, *_) = pd.calls_to("rest", "/oncalls")
     assert read.query["schedule_ids[]"] == ["PSCHED1"] and read.status == 200
     assert pd.calls_to("events") == [] and pd.incidents() == [], "no routing key: nothing mirrored"
@@ -71,13 +77,7 @@ def test_an_unreadable_on_call_grants_nobody_and_is_read_again_next_time(world, 
     pd.inject("/oncalls", status=500, times=2)  # the client's one retry fails too
     w = world(shared("orders-api-revision-22-panics-on-start"), policy=ON_CALL_POLICY, prometheus=False,
               **pd_settings(pd, tmp_path))
-    w.deliver()
-    message = w.proposal("rollback-deployment")
-    w.click(message, "step_approve", CAROL)
-    eventually(lambda: any("not in oncall" in t for t in w.ephemeral_to(CAROL)))
-    assert approvers(w) == [] and w.writes() == []
-    w.click(message, "step_approve", CAROL)  # PagerDuty answers again: the failure was not remembered
-    eventually(lambda: approvers(w) == [f"slack:{CAROL}"], timeout=15)
+    refused_then_approved(w, CAROL, CAROL)  # PagerDuty answers the second read: the failure was not remembered
 
 
 def test_the_bot_refuses_to_start_when_on_call_groups_cannot_be_read(database_url, slack, engine,  # noqa: F811
@@ -92,9 +92,4 @@ def test_members_of_a_slack_user_group_may_approve(world, slack):
     slack.add_usergroup("S0ONCALL", "oncall", users=[CAROL])
     policy = ON_CALL_POLICY.replace("{pagerduty_schedules: [PSCHED1]}", "{slack_usergroup: S0ONCALL}")
     w = world(shared("orders-api-revision-22-panics-on-start"), policy=policy, prometheus=False)
-    w.deliver()
-    message = w.proposal("rollback-deployment")
-    w.click(message, "step_approve", BOB)
-    eventually(lambda: any("not in oncall" in t for t in w.ephemeral_to(BOB)))
-    w.click(message, "step_approve", CAROL)
-    eventually(lambda: approvers(w) == [f"slack:{CAROL}"], timeout=15)
+    refused_then_approved(w, BOB, CAROL)
