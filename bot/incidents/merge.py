@@ -4,7 +4,8 @@ Re-checked at click time, in one transaction with both incidents locked in id or
 opposite merges clicked at once cannot deadlock or cross): both must still be open and
 distinct. The source's alerts move to the target (an alert both hold stays with the target),
 the source closes as `merged` with a pointer to the target, and both timelines record who
-merged what. Who may click Merge is the policy's (`bot.policy.roles.merge_refusal`). Later alerts for the source's group key follow the pointer (see lifecycle).
+merged what. Who may click Merge is the policy's (`bot.policy.roles.merge_refusal`). Later
+alerts for the source's group key follow the pointer (see lifecycle).
 """
 
 from __future__ import annotations

@@ -183,7 +183,7 @@ class Executor:
                                                    (status == "failed" and step.on_failure == "continue")):
             return
         following = runbook.steps[index + 1].id
-        with unit_of_work(self._kit.factory) as session:
+        with reading(self._kit.factory) as session:
             still_open = session.get(Incident, finished.incident_id).is_open
         why = None if still_open else "the incident is no longer open"
         if why is None:

@@ -70,7 +70,8 @@ class GroupResolver:
     def groups_of(self, user: str) -> frozenset[str]:
         found = set()
         for name, group in self.policy.approver_groups.items():
-            if user in group.users or (group.slack_usergroup and self._in_slack_usergroup(user, group.slack_usergroup)) \
+            if user in group.users \
+                    or (group.slack_usergroup and self._in_slack_usergroup(user, group.slack_usergroup)) \
                     or (group.uses_pagerduty and self._on_call(user, name, group)):
                 found.add(name)
         return frozenset(found)

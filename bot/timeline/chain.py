@@ -40,8 +40,8 @@ def append(session: Session, incident_id: int, kind: str, actor: str, payload: d
            at: datetime, locked: Incident | None = None) -> TimelineEntry:
     """Append one entry in the caller's transaction (the caller owns commit and retry).
 
-    The incident row is locked first (FOR NO KEY UPDATE, see bot.db.locks; SQLite's BEGIN IMMEDIATE already serialises
-    writers), so two transactions appending to one incident queue instead of both reading the
+    The incident row is locked first (FOR NO KEY UPDATE, see bot.db.locks; SQLite's BEGIN
+    IMMEDIATE already serialises writers), so two transactions appending to one incident queue instead of both reading the
     same last seq and one failing on the (incident_id, seq) unique key. The new entry follows
     the head recorded on that row, not the newest row left in the table: entries deleted from
     the end stay missing in the chain (an append cannot paper over them).

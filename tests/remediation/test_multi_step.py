@@ -76,3 +76,28 @@ def test_no_next_step_after_a_rollback(world):
     eventually(lambda: steps(w) == [("first", "rolled_back")], timeout=60)
     w.bot.runtime.workers.stop()  # let any (wrong) follow-up proposal land before looking
     assert steps(w) == [("first", "rolled_back")]
+
+
+def test_no_next_step_once_the_incident_closed_and_the_timeline_says_why(world):
+    from bot.db.models import Incident, TimelineEntry
+    from bot.incidents import lifecycle
+
+    w = world(shared("orders-api-revision-22-panics-on-start"), runbooks={"scale-in-two-steps": TWO_STEPS})
+    w.deliver()
+    w.proposal("rollback-deployment")
+    w.command("run INC-1 scale-in-two-steps namespace=orders name=orders-api first=4 then=5", BOB)
+    message = message_of(w, "Scale orders-api to 4")
+    with unit_of_work(w.bot.runtime.factory) as session:  # the incident closes while step 1 awaits approval
+        incident = session.get(Incident, 1)
+        lifecycle.close(session, incident, "closed", "quiet for the window", w.bot.runtime.clock())
+    w.click(message, "step_approve", ALICE)
+    eventually(lambda: steps(w) == [("first", "succeeded")], timeout=60)
+
+    def why() -> list[dict]:
+        with unit_of_work(w.bot.runtime.factory) as session:
+            return [e.payload for e in session.execute(select(TimelineEntry).where(
+                TimelineEntry.kind == "remediation.next_step_not_proposed")).scalars()]
+
+    eventually(lambda: why() != [])
+    assert why()[0]["step"] == "then" and why()[0]["why"] == "the incident is no longer open"
+    assert steps(w) == [("first", "succeeded")]
