@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/intake_flow.py [--alerts 20000] [--services 50] [--batch 100] [--runs 3]
 
-Stores the storm of `bench/ingest.py` as raw deliveries, then applies each one as the intake
-worker does (lock the delivery, parse, `flows.ingest`, mark it done; one transaction each) in
-one thread, on SQLite (PostgreSQL when DATABASE_URL is set: a fresh database is created and
+Stores the storm of `bench/ingest.py` as raw deliveries, then claims and applies them with the
+intake worker's own code (`Workers.process_delivery`: parse the claimed body, then lock the
+delivery, `flows.ingest` and mark it done in one transaction) in one thread, on SQLite (PostgreSQL when DATABASE_URL is set: a fresh database is created and
 dropped). It separates the cost of grouping from the server's other work (HTTP, card sync, the
 shared interpreter) that `bench/ingest.py` measures together, and counts the SQL statements a
 batch costs. Ends with `bench: intake_flow alerts_per_s=N statements_per_batch=N`.
@@ -13,11 +13,12 @@ batch costs. Ends with `bench: intake_flow alerts_per_s=N statements_per_batch=N
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import event
@@ -29,11 +30,13 @@ sys.path.insert(0, str(REPO / "bench"))
 from ingest import database_for_run, storm  # noqa: E402
 
 from bot.alerts import deliveries  # noqa: E402
+from bot.clock import utc_now  # noqa: E402
 from bot.db.engine import make_engine, make_session_factory, unit_of_work  # noqa: E402
 from bot.db.migrate import upgrade  # noqa: E402
-from bot.db.models import RawDelivery  # noqa: E402
-from bot.incidents import flows  # noqa: E402
-from bot.workers import parse_delivery  # noqa: E402
+from bot.metrics import Metrics  # noqa: E402
+from bot.workers import CLAIM_BATCH, Workers  # noqa: E402
+
+OWNER = "bench"
 
 
 def one_run(bodies: list[bytes]) -> tuple[float, float]:
@@ -45,6 +48,7 @@ def one_run(bodies: list[bytes]) -> tuple[float, float]:
         factory = make_session_factory(engine)
         with unit_of_work(factory) as session:
             ids = [deliveries.store(session, "alertmanager", body, {}, datetime.now(UTC)).id for body in bodies]
+        alerts = sum(len(json.loads(body)["alerts"]) for body in bodies)
         statements = 0
 
         def count(*_args) -> None:
@@ -52,15 +56,19 @@ def one_run(bodies: list[bytes]) -> tuple[float, float]:
             statements += 1
 
         event.listen(engine, "before_cursor_execute", count)
-        alerts, started = 0, time.perf_counter()
-        for delivery_id in ids:
+        workers = Workers(factory, None, utc_now, Metrics())
+        started = time.perf_counter()
+        while True:
             with unit_of_work(factory) as session:
-                delivery = session.get(RawDelivery, delivery_id, with_for_update=True)
-                batch = parse_delivery(delivery.source, delivery.body)
-                flows.ingest(session, batch, delivery.id, datetime.now(UTC))
-                deliveries.mark_done(session, delivery, datetime.now(UTC))
-                alerts += len(batch.alerts)
+                claimed = deliveries.claim(session, OWNER, utc_now(), timedelta(minutes=10), CLAIM_BATCH)
+            if not claimed:
+                break
+            for delivery in claimed:
+                workers.process_delivery(delivery, OWNER)
         elapsed = time.perf_counter() - started
+        with unit_of_work(factory) as session:
+            if deliveries.pending_count(session):
+                raise RuntimeError("some deliveries were not processed")
         return alerts / elapsed, statements / len(ids)
     finally:
         engine.dispose()

@@ -169,7 +169,7 @@ class Workers:
                 return False  # an idle poll takes no write lock
         with unit_of_work(self._factory) as session:
             claimed = deliveries.claim(session, owner, self._clock(), self._lease, CLAIM_BATCH)
-        opened = sum(self.process_delivery(delivery_id, owner) for delivery_id in claimed)
+        opened = sum(self.process_delivery(delivery, owner) for delivery in claimed)
         if opened:
             self._on_opened()  # a new incident's card should appear at once
         return bool(claimed)
@@ -200,24 +200,24 @@ class Workers:
             sent = sent or outcome == "sent"
         return sent
 
-    def process_delivery(self, delivery_id: int, owner: str) -> int:
+    def process_delivery(self, claimed: deliveries.Claimed, owner: str) -> int:
         """Run the intake flow for one claimed delivery, retrying write conflicts; returns how
-        many incidents it opened."""
+        many incidents it opened. The body is parsed before the write transaction (a stored
+        body never changes), so the database's writer lock is held for the grouping only."""
         started = time.perf_counter()
-        source = "unknown"
+        delivery_id, source = claimed.id, claimed.source
+        try:
+            batch, suppressed = screen(parse_delivery(source, claimed.body), self._intake.silences)
+        except Exception as exc:  # noqa: BLE001 - recorded on the delivery (a PayloadError for good)
+            self._fail(delivery_id, owner, source, exc)
+            return 0
         for attempt in range(1, CONFLICT_RETRIES + 1):
             try:
                 with unit_of_work(self._factory) as session:
-                    # Locked for the whole unit of work: a worker that re-claims this delivery
-                    # after our lease lapsed waits here, then finds it done.
-                    delivery = session.get(RawDelivery, delivery_id, with_for_update=True)
-                    if delivery is None or delivery.claimed_by != owner or delivery.status != "processing":
+                    if not deliveries.lock_claimed(session, delivery_id, owner):
                         return 0
-                    source = delivery.source
-                    batch, suppressed = screen(parse_delivery(delivery.source, delivery.body),
-                                               self._intake.silences)
-                    results = self._apply(session, batch, delivery.id)
-                    deliveries.mark_done(session, delivery, self._clock())
+                    results = self._apply(session, batch, delivery_id)
+                    deliveries.finish(session, delivery_id, self._clock())
                 break
             except DataError as exc:  # a value the database refuses will never fit: no retry
                 self._fail(delivery_id, owner, source, exc, permanent=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -64,23 +65,46 @@ def any_claimable(session: Session, now: datetime) -> bool:
     return session.execute(select(RawDelivery.id).where(_claimable(now)).limit(1)).first() is not None
 
 
-def claim(session: Session, owner: str, now: datetime, lease: timedelta, limit: int) -> list[int]:
-    """Claim up to `limit` deliveries, oldest first; returns the ids this caller now owns."""
+class Claimed(NamedTuple):
+    id: int
+    source: str
+    body: bytes
+
+
+def claim(session: Session, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Claimed]:
+    """Claim up to `limit` deliveries, oldest first, with one UPDATE ... RETURNING; returns the
+    deliveries this caller now owns, bodies included (so they are parsed before the write
+    transaction that applies them)."""
     candidates = select(RawDelivery.id).where(_claimable(now)).order_by(RawDelivery.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
-    claimed = []
-    for delivery_id in session.execute(candidates).scalars().all():
-        result = session.execute(
-            update(RawDelivery)
-            .where(RawDelivery.id == delivery_id, _claimable(now))
-            .values(status="processing", claimed_by=owner, claimed_until=now + lease,
-                    attempts=RawDelivery.attempts + 1)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:
-            claimed.append(delivery_id)
-    return claimed
+    rows = session.execute(
+        update(RawDelivery)
+        .where(RawDelivery.id.in_(candidates.scalar_subquery()), _claimable(now))
+        .values(status="processing", claimed_by=owner, claimed_until=now + lease, attempts=RawDelivery.attempts + 1)
+        .returning(RawDelivery.id, RawDelivery.source, RawDelivery.body)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted((Claimed(row.id, row.source, row.body) for row in rows), key=lambda claimed: claimed.id)
+
+
+def lock_claimed(session: Session, delivery_id: int, owner: str) -> bool:
+    """Lock the delivery for the rest of the transaction; True while `owner`'s claim holds
+    (a worker that re-claims it after our lease lapsed waits for this lock, then finds it
+    done). The body is not loaded again."""
+    row = session.execute(
+        select(RawDelivery.claimed_by, RawDelivery.status).where(RawDelivery.id == delivery_id).with_for_update()
+    ).first()
+    return row is not None and row.claimed_by == owner and row.status == "processing"
+
+
+def finish(session: Session, delivery_id: int, now: datetime) -> None:
+    """Mark a delivery locked by `lock_claimed` done, in the transaction that applied it."""
+    session.execute(
+        update(RawDelivery).where(RawDelivery.id == delivery_id)
+        .values(status="done", processed_at=now, claimed_until=None, error=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def mark_done(session: Session, delivery: RawDelivery, now: datetime) -> None:

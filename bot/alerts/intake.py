@@ -26,7 +26,7 @@ def accept(factory: sessionmaker[Session], source: str, body: bytes, headers: di
     when the body is malformed or of the wrong shape."""
     parse_delivery(source, body)  # refuse bad input before anything is written
     sha256 = deliveries.body_hash(body)
-    with unit_of_work(factory) as session:
+    with unit_of_work(factory, urgent=True) as session:
         earlier = deliveries.recent_duplicate(session, source, sha256, now - duplicate_window)
         if earlier is not None:
             return Accepted(earlier, duplicate=True)

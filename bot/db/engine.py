@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,10 +10,12 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import normalise_database_url
+from bot.db.writer_lock import WriterLock
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITER_WAIT_SECONDS = 10
 READ_ONLY = "opsbot_read_only"  # execution option of `reading` sessions
+URGENT = "opsbot_urgent_write"  # execution option of `unit_of_work(urgent=True)` sessions
 QUERY_ONLY = "opsbot_query_only"  # set on a pooled SQLite connection left in PRAGMA query_only
 
 
@@ -23,9 +25,10 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     SQLite: WAL so readers never block the writer, a busy timeout instead of instant
     "database is locked", foreign keys on, and BEGIN IMMEDIATE so a read-then-write
     transaction takes the write lock up front (no lock upgrade deadlocks), except in `reading`
-    sessions, which take a snapshot and no lock. Threads of one
-    process queue on a Python lock before BEGIN: SQLite's own busy handler sleeps in growing
-    steps while it waits, which turned write contention into second-long webhook latencies.
+    sessions, which take a snapshot and no lock. Writers queue on a `WriterLock` before BEGIN
+    (threads on a Python lock, processes on a file lock; webhooks first): SQLite's own busy
+    handler sleeps in growing steps while it waits, which turned write contention into
+    second-long webhook latencies.
     """
     url = normalise_database_url(url)
     if url.startswith("sqlite"):
@@ -40,7 +43,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.close()
 
-        writer = threading.Lock()  # per engine: one write transaction at a time in this process
+        database = engine.url.database
+        shared = database and database != ":memory:" and not database.startswith("file:")
+        writer = WriterLock(os.path.abspath(database) if shared else None, WRITER_WAIT_SECONDS)
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection) -> None:
@@ -51,9 +56,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
                 return
             if connection.info.pop(QUERY_ONLY, False):
                 connection.exec_driver_sql("PRAGMA query_only=0")
-            # Bounded: should a transaction ever leak, others fall back to SQLite's own busy
-            # handling after the wait instead of hanging for good.
-            connection.info["opsbot_writer"] = writer.acquire(timeout=WRITER_WAIT_SECONDS)
+            connection.info["opsbot_writer"] = writer.acquire(bool(connection.get_execution_options().get(URGENT)))
             try:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             except BaseException:
@@ -78,9 +81,13 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One transaction: committed when the block ends, rolled back on any exception."""
+def unit_of_work(factory: sessionmaker[Session], urgent: bool = False) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back on any exception.
+    `urgent`: somebody waits for this write (a webhook's sender); on SQLite it is queued ahead
+    of the workers' writes (see `bot.db.writer_lock`)."""
     with factory() as session, session.begin():
+        if urgent:
+            session.connection(execution_options={URGENT: True})
         yield session
 
 

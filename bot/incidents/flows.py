@@ -7,10 +7,10 @@ is lost) and safe against late or duplicated notifications:
 - an alert is applied only when its delivery is newer than the one that last changed it;
 - a firing state whose startsAt is not after the stored resolution is an older state (e.g.
   from another Alertmanager replica) and is ignored.
-A batch loads only the alerts it names; the card's fields come from SQL aggregates over
-columns derived when each alert arrives (`summary.alert_scope`), so a batch costs a constant
-number of queries plus one write per new or changed alert, and no Python work grows with the
-incident's size.
+A batch loads only the alerts it names and writes them in at most three statements (see
+`bot.incidents.alert_rows`); the card's fields come from SQL aggregates over columns derived
+when each alert arrives (`summary.alert_scope`), so a batch costs a constant number of
+statements, and no Python work grows with the incident's size.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from bot.alerts.classify import AlertView, categorise_alert, combine_categories, escalated_severity
 from bot.alerts.model import MAX_NAME, AlertBatch, NormalizedAlert
-from bot.db.models import Alert, Incident
-from bot.incidents import investigations, lifecycle, service
+from bot.db.models import Incident
+from bot.incidents import alert_rows, investigations, lifecycle, service
+from bot.incidents.alert_rows import NewAlert, StoredAlert
 from bot.incidents.lifecycle import Windows
 from bot.incidents.summary import AlertGroup, Lead, alert_scope, summarise_groups
 from bot.timeline import chain
@@ -55,13 +55,11 @@ def _category(alert: NormalizedAlert) -> str:
     return categorise_alert(AlertView(alert.name, alert.status, alert.labels, alert.annotations))
 
 
-def _apply_alert(stored: dict[tuple[str, str], Alert | NewAlert], new: list[NewAlert], incident: Incident,
+def _apply_alert(stored: dict[tuple[str, str], StoredAlert | NewAlert], new: list[NewAlert], incident: Incident,
                  alert: NormalizedAlert, delivery_id: int, now: datetime) -> str:
-    """Insert or update one alert; returns 'new', 'repeat', 'changed' or 'stale'.
-
-    New alerts are collected in `new` (inserted together by the caller, one statement for the
-    batch); each alert's category is computed when it arrives or changes, never again.
-    """
+    """Apply one alert to the rows in `stored` (written by `alert_rows.write` afterwards);
+    returns 'new', 'repeat', 'changed' or 'stale'. Each alert's category and scope are computed
+    when it arrives or changes, never again."""
     current = stored.get((alert.source, alert.fingerprint))
     if current is None:
         record = NewAlert(
@@ -81,53 +79,17 @@ def _apply_alert(stored: dict[tuple[str, str], Alert | NewAlert], new: list[NewA
     if (alert.status == "firing" and current.status == "resolved" and current.ends_at and alert.starts_at
             and alert.starts_at <= current.ends_at):
         return "stale"
-    changed = (current.status, current.labels, current.annotations) != (alert.status, alert.labels,
-                                                                          alert.annotations)
-    if changed:
-        current.status, current.labels, current.annotations = alert.status, alert.labels, alert.annotations
-        current.category = _category(alert)
-        for field, value in vars(alert_scope(alert.labels, alert.fingerprint)).items():
-            setattr(current, field, value)
-        current.starts_at, current.ends_at = alert.starts_at or current.starts_at, alert.ends_at
-        current.generator_url = alert.generator_url or current.generator_url
-    current.last_seen_at = now
-    current.notification_count += 1
-    current.last_delivery_id = delivery_id
-    return "changed" if changed else "repeat"
-
-
-@dataclass
-class NewAlert:
-    """An alert first seen in this batch: inserted with one executemany (the ORM's per-row
-    flush with RETURNING dominated ingest time), and read like a stored one by the summary."""
-
-    incident_id: int
-    source: str
-    fingerprint: str
-    name: str
-    status: str
-    category: str
-    severity: str
-    cluster: str | None
-    namespace: str | None
-    service: str | None
-    target: str
-    labels: dict
-    annotations: dict
-    starts_at: datetime | None
-    ends_at: datetime | None
-    generator_url: str | None
-    first_seen_at: datetime
-    last_seen_at: datetime
-    notification_count: int
-    last_delivery_id: int
-
-
-def _insert_alerts(session: Session, alerts: list[NewAlert]) -> None:
-    """One executemany for the batch (psycopg pipelines it: one round trip, not one per row;
-    a multi-row VALUES statement measured slower, psycopg re-parses each new statement)."""
-    if alerts:
-        session.execute(insert(Alert.__table__), [vars(alert) for alert in alerts])
+    current.touched = True
+    if (current.status, current.labels, current.annotations) == (alert.status, alert.labels, alert.annotations):
+        return "repeat"
+    current.changed = True
+    current.status, current.labels, current.annotations = alert.status, alert.labels, alert.annotations
+    current.category = _category(alert)
+    for field, value in vars(alert_scope(alert.labels, alert.fingerprint)).items():
+        setattr(current, field, value)
+    current.starts_at, current.ends_at = alert.starts_at or current.starts_at, alert.ends_at
+    current.generator_url = alert.generator_url or current.generator_url
+    return "changed"
 
 
 def refresh(session: Session, incident: Incident, external_url: str | None, now: datetime) -> None:
@@ -216,13 +178,13 @@ def ingest(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
     before = None if placement.opened else _card_fields(incident)
     status_before = None if placement.opened else incident.status
     severity_before = None if placement.opened else incident.severity
-    named = {alert.fingerprint for alert in batch.alerts}
-    stored = {(alert.source, alert.fingerprint): alert
-              for alert in service.alerts_with_fingerprints(session, incident.id, named)}
+    loaded = alert_rows.load(session, incident.id, {alert.fingerprint for alert in batch.alerts})
+    stored: dict[tuple[str, str], StoredAlert | NewAlert] = {(alert.source, alert.fingerprint): alert
+                                                             for alert in loaded}
     firing_before = {key for key, alert in stored.items() if alert.status == "firing"}
     new: list[NewAlert] = []
     outcomes = [_apply_alert(stored, new, incident, alert, delivery_id, now) for alert in batch.alerts]
-    _insert_alerts(session, new)
+    alert_rows.write(session, loaded, new, delivery_id, now)
     counts = {kind: outcomes.count(kind) for kind in ("new", "repeat", "changed", "stale")}
     firing_after = {key for key, alert in stored.items() if alert.status == "firing"}
     counts["new_firing"] = len(firing_after - firing_before)

@@ -40,7 +40,7 @@ def test_concurrent_claimers_share_the_work_without_overlap(factory):
                 batch = deliveries.claim(session, name, NOW, timedelta(seconds=60), 5)
             if not batch:
                 break
-            mine += batch
+            mine += [delivery.id for delivery in batch]
         claimed[name] = mine
 
     threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
@@ -56,13 +56,13 @@ def test_a_lapsed_lease_is_claimed_again_and_failures_stop_after_max_attempts(fa
     (delivery_id,) = store(factory, 1)
     lease = timedelta(seconds=60)
     with unit_of_work(factory) as session:
-        assert deliveries.claim(session, "crashed", NOW, lease, 5) == [delivery_id]
+        assert [delivery.id for delivery in deliveries.claim(session, "crashed", NOW, lease, 5)] == [delivery_id]
     with unit_of_work(factory) as session:
         assert deliveries.claim(session, "other", NOW + timedelta(seconds=30), lease, 5) == []
     now = NOW + timedelta(seconds=61)
     for _attempt in range(2, deliveries.MAX_ATTEMPTS + 1):
         with unit_of_work(factory) as session:
-            assert deliveries.claim(session, "other", now, lease, 5) == [delivery_id]
+            assert [delivery.id for delivery in deliveries.claim(session, "other", now, lease, 5)] == [delivery_id]
         with unit_of_work(factory) as session:
             status = deliveries.mark_failed(session, delivery_id, "other", "boom", now, timedelta(seconds=1))
         now += timedelta(seconds=2)
