@@ -12,19 +12,20 @@ another process. Here every write transaction first takes:
   the CLI). The kernel wakes a waiter as soon as the holder lets go, and releases the lock
   by itself when the holding process dies, so a crashed child never blocks the others.
 
-Urgent writers (a webhook storing its delivery: the sender waits for the answer) go first.
-Within a process they take the thread lock before any ordinary waiter. Across processes, an
-urgent writer that holds its process's turn holds a shared `flock` on
-`<database>.lock-urgent` while it waits for the file lock, and an ordinary writer (the
-intake, card and RCA workers) that holds its own process's turn does not queue for the file
-lock while that marker is held. Ordinary writers step aside for at most
-`URGENT_HEADSTART_SECONDS` in each place (counted from the first time one was overtaken), so
-a flood of webhooks delays the workers but cannot starve them. An urgent writer thus waits for the transaction in progress and at most
-one ordinary transaction per process that was already queued for the file.
+Urgent writers (a webhook storing its delivery: the sender waits for the answer) go first
+in their process: they take the thread lock before any ordinary waiter, which steps aside for
+at most `URGENT_HEADSTART_SECONDS` from the first time one overtook it, so a flood of
+webhooks delays the workers but cannot starve them. Across processes, an urgent writer that
+has its process's turn holds a shared `flock` on `<database>.lock-urgent` while it waits for
+the file lock, and an ordinary writer of another process (an intake child) does not queue
+for the file lock while that marker is held, for at most the same head start. The processes
+otherwise take turns as the kernel wakes them: measured, strict priority across processes
+starved the intake during a storm and cost more throughput than it saved in latency.
 
-Invariants: the file locks are only taken while holding the thread lock, and released before
+Invariants: the file lock is only taken while holding the thread lock, and released before
 it; a transaction never waits for another process while holding them (nothing in the bot
-does), so the blocking `flock` cannot deadlock. The thread lock's wait is bounded: should a
+does), so the blocking `flock` cannot deadlock (the marker is a shared lock, held only while
+waiting, that nobody ever blocks on). The thread lock's wait is bounded: should a
 transaction ever leak in this process, the others fall back to SQLite's own busy handling
 after `wait_seconds` instead of hanging for good.
 """
@@ -93,7 +94,7 @@ class WriterLock:
             return True
         try:
             if urgent:
-                marker = _flock(self._marker, fcntl.LOCK_SH)  # "an urgent writer is next here"
+                marker = _flock(self._marker, fcntl.LOCK_SH)  # "an urgent writer waits for the file"
                 try:
                     self._fd = _flock(self._path, fcntl.LOCK_EX)
                 finally:
@@ -147,7 +148,9 @@ class WriterLock:
             self._state.notify_all()
 
     def _step_aside(self) -> None:
-        """Let urgent writers of other processes go first, for a bounded time."""
+        """Let another process's urgent writer go first, for a bounded time. (This process's
+        own urgent writers queue on the thread lock, which we hold, so they never hold the
+        marker now.)"""
         headstart_ends = time.monotonic() + URGENT_HEADSTART_SECONDS
         while held_elsewhere(self._marker) and time.monotonic() < headstart_ends:
             time.sleep(STEP_ASIDE_POLL_SECONDS)

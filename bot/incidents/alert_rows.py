@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from bot.db.models import Alert
+from bot.db.types import UTCDateTime
 
 ALERTS = Alert.__table__
 IDS_PER_STATEMENT = 500  # well under SQLite's and PostgreSQL's bound-parameter limits
@@ -109,4 +110,51 @@ def write(session: Session, stored: list[StoredAlert], new: list[NewAlert], deli
     if changed:
         session.execute(_CHANGED, changed)
     if new:  # psycopg pipelines an executemany: one round trip, not one per row
-        session.execute(insert(ALERTS), [vars(alert) for alert in new])
+        _insert_new(session, new)
+
+
+class _LeanInsert:
+    """The alerts INSERT, compiled once per dialect, with each column's own bind processor
+    (the same functions SQLAlchemy would call, so the stored values are identical) applied in
+    one tight loop: SQLAlchemy's generic per-row parameter handling cost more than the insert."""
+
+    def __init__(self, dialect):
+        columns = [column for column in ALERTS.columns if column.name != "id"]
+        compiled = insert(ALERTS).compile(dialect=dialect, column_keys=[column.key for column in columns])
+        self.sql = compiled.string
+        processors = {column.key: column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns}
+        self.names = list(compiled.positiontup) if compiled.positional else [column.key for column in columns]
+        self.processors = [processors[name] for name in self.names]
+        # Timestamps repeat within a batch (first and last seen are the batch's `now`): each
+        # distinct one is encoded once per call.
+        self.memoised = {column.key for column in columns if isinstance(column.type, UTCDateTime)}
+        self.positional = compiled.positional
+
+    def rows(self, alerts: list[NewAlert]) -> list:
+        memo: dict = {}
+
+        def encode(name: str, process, value):
+            if process is None or value is None:
+                return value
+            if name not in self.memoised:
+                return process(value)
+            if value not in memo:
+                memo[value] = process(value)
+            return memo[value]
+
+        encoded = []
+        for alert in alerts:
+            values = vars(alert)
+            row = [encode(name, process, values[name]) for name, process in zip(self.names, self.processors, strict=True)]
+            encoded.append(tuple(row) if self.positional else dict(zip(self.names, row, strict=True)))
+        return encoded
+
+
+_LEAN_INSERTS: dict[str, _LeanInsert] = {}
+
+
+def _insert_new(session: Session, new: list[NewAlert]) -> None:
+    connection = session.connection()
+    dialect = connection.dialect
+    lean = _LEAN_INSERTS.get(dialect.name) or _LEAN_INSERTS.setdefault(dialect.name, _LeanInsert(dialect))
+    connection.exec_driver_sql(lean.sql, lean.rows(new))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, distinct, func, select, update
+from sqlalchemy import bindparam, case, distinct, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from bot.alerts.fingerprints import key_hash
@@ -79,9 +79,6 @@ def alerts_with_fingerprints(session: Session, incident_id: int, fingerprints: s
     return found
 
 
-_LEAD, _LEAD_COLUMNS = aliased(Alert), aliased(Alert)  # built once: aliasing per call costs more than the query
-
-
 @dataclass(frozen=True)
 class CardFacts:
     """What the card is recomputed from: the alerts counted by GROUPED_COLUMNS (rows with a
@@ -94,22 +91,32 @@ class CardFacts:
     firing_targets: int
 
 
-def card_facts(session: Session, incident_id: int) -> CardFacts:
+def _card_facts_statement():
     """One statement (a batch pays one round trip for its card): the groups, with the lead
-    alert and the firing-target count as uncorrelated subqueries the database runs once."""
-    lead, lead_column = _LEAD, _LEAD_COLUMNS
+    alert and the firing-target count as uncorrelated subqueries the database runs once.
+    Built once with the incident as a bound parameter: building it per call cost more than
+    running it."""
+    incident_id = bindparam("incident_id")
+    lead, lead_column = aliased(Alert), aliased(Alert)
     first_lead = (select(lead.id).where(lead.incident_id == incident_id)
                   .order_by(case((lead.status == "firing", 0), else_=1), lead.id).limit(1).scalar_subquery())
     firing_targets = select(func.count(distinct(Alert.target))).where(
         Alert.incident_id == incident_id, Alert.status == "firing").scalar_subquery()
-    rows = list(session.execute(
+    return (
         select(*GROUPED_COLUMNS, func.count().label("count"), firing_targets.label("firing_targets"),
                select(lead_column.annotations).where(lead_column.id == first_lead).scalar_subquery()
                .label("lead_annotations"),
                select(lead_column.generator_url).where(lead_column.id == first_lead).scalar_subquery()
                .label("lead_generator_url"))
         .where(Alert.incident_id == incident_id).group_by(*GROUPED_COLUMNS)
-    ))
+    )
+
+
+_CARD_FACTS = _card_facts_statement()
+
+
+def card_facts(session: Session, incident_id: int) -> CardFacts:
+    rows = list(session.execute(_CARD_FACTS, {"incident_id": incident_id}))
     first = rows[0] if rows else None
     return CardFacts(rows, first.lead_annotations if first else None, first.lead_generator_url if first else None,
                      int(first.firing_targets or 0) if first else 0)
