@@ -10,7 +10,10 @@ storm and measures:
   repeats and resolves mixed in, sent by 4 concurrent senders; alerts/s from the first request
   until the server has processed every delivery;
 - incidents opened (must equal --services), Slack writes per incident and the most writes
-  any incident got within a 5 s window, and the server's peak RSS.
+  any incident got within a 5 s window, and the server's peak RSS (its intake children's
+  included).
+The server runs with its default intake layout (see `Settings.intake_process_count`); set
+OPSBOT_INTAKE_PROCESSES to compare others (0: intake threads in the serving process).
 It ends with one line: `bench: ingest alerts_per_s=N p50_ms=N p99_ms=N incidents=N
 slack_writes_per_incident=N rss_mb=N`.
 """
@@ -128,11 +131,21 @@ class Server:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def processes(self) -> list[int]:
+        """The server and its intake children."""
+        children = []
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            children += [int(pid) for pid in (task / "children").read_text().split()]
+        return [self.process.pid, *children]
+
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """The sum of each process's peak RSS (an upper bound of the peak total)."""
+        total = 0.0
+        for pid in self.processes():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        return total
 
     def stop(self) -> None:
         self.process.terminate()
@@ -244,7 +257,9 @@ def main() -> int:
     slack.start()
     server = Server(workdir, database_url, slack.base_url)
     try:
-        print(f"opsbot ingest benchmark on {backend}, {os.cpu_count()} cores", flush=True)
+        children = len(server.processes()) - 1
+        print(f"opsbot ingest benchmark on {backend}, {os.cpu_count()} cores, intake "
+              + (f"in {children} child process(es)" if children else "in threads of the serving process"), flush=True)
         latencies = steady_latency(server.url, args.services)
         wait_until_processed(server)
         print(f"steady 1,000 alerts/s for 10 s: webhook p50 {percentile(latencies, .5) * 1000:.1f} ms, "
@@ -272,7 +287,7 @@ def main() -> int:
               f"{per_incident:.1f} per incident; at most {worst_window} for one incident in any 5 s and {worst_10s} in "
               f"any 10 s")
         print(f"incident cards posted: {len(cards)}; Slack calls refused: {len(failed)}")
-        print(f"server peak RSS: {rss:.0f} MB")
+        print(f"server peak RSS: {rss:.0f} MB" + (" (with its intake children)" if children else ""))
         print(f"reproduce: {command}" + ("  (with DATABASE_URL set)" if backend == "postgresql" else ""))
         print(f"bench: ingest alerts_per_s={rate:.0f} p50_ms={percentile(latencies, .5) * 1000:.1f} "
               f"p99_ms={percentile(latencies, .99) * 1000:.1f} incidents={incidents} "

@@ -144,9 +144,10 @@ class Settings(BaseSettings):
     )
     worker_threads: int = Field(2, ge=1, le=64)
     worker_poll_seconds: float = Field(0.5, gt=0, le=60)
-    intake_processes: int = Field(
-        0, ge=0, le=32, description="Run alert intake in this many child processes (0: threads in the serving "
-        "process). One per spare core lifts storm throughput; each child has worker_threads threads.",
+    intake_processes: int | None = Field(
+        None, ge=0, le=32, description="Run alert intake in this many child processes, one intake loop each (0: "
+        "worker_threads threads in the serving process). Default: 1 on SQLite (one writer at a time: a second "
+        "child only queues), one per core up to 4 on PostgreSQL, 0 on a single core or an in-memory database.",
     )
     claim_lease_seconds: float = Field(
         120, ge=60, le=3600, description="How long a claim is held; longer than the slowest Slack call with retries."
@@ -245,6 +246,16 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @property
+    def intake_process_count(self) -> int:
+        """How many intake child processes to run (see `intake_processes`)."""
+        if self.intake_processes is not None:
+            return self.intake_processes
+        cores = os.cpu_count() or 1
+        if cores < 2 or ":memory:" in self.effective_database_url:
+            return 0
+        return 1 if self.effective_database_url.startswith("sqlite") else min(cores, 4)
 
     @property
     def uses_real_slack(self) -> bool:

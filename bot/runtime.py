@@ -163,7 +163,8 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
                        metrics=metrics, budget_seconds=settings.investigation_budget_seconds,
                        lease=timedelta(seconds=settings.claim_lease_seconds), pagerduty=mirror,
                        min_interval=timedelta(seconds=settings.card_min_interval_seconds), remediation=kit)
-        elsewhere = IntakeProcesses(settings.intake_processes, settings, metrics) if settings.intake_processes else None
+        count = settings.intake_process_count
+        elsewhere = IntakeProcesses(count, settings, metrics) if count else None
         workers = Workers(factory, cards, clock, metrics, threads=settings.worker_threads,
                           poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds,
                           intake=intake_rules(settings),

@@ -43,6 +43,7 @@ def make_settings(database_url: str, slack: SlackEmulator, **overrides) -> Setti
         database_url=database_url, slack_api_url=slack.base_url, slack_bot_token=slack.bot_token,
         slack_signing_secret=SIGNING_SECRET, slack_channel="#incidents", webhook_token=WEBHOOK_TOKEN,
         http_port=0, worker_poll_seconds=0.05, log_format="text", card_min_interval_seconds=0,
+        intake_processes=0,  # in-process: tests drive the clock (child processes have their own tests)
     )
     values.update(overrides)
     return Settings(**values)

@@ -104,3 +104,19 @@ def test_unsupported_database_drivers_are_refused(monkeypatch, url):
     monkeypatch.setenv("OPSBOT_DATABASE_URL", url)
     with pytest.raises(ConfigError, match="unsupported database URL scheme"):
         load_settings()
+
+
+@pytest.mark.parametrize(("cores", "database_url", "explicit", "expected"), [
+    (2, "sqlite:////srv/opsbot/opsbot.sqlite3", None, 1),  # one writer: a second child would only queue
+    (16, "sqlite:////srv/opsbot/opsbot.sqlite3", None, 1),
+    (2, "postgresql://opsbot@db/opsbot", None, 2),  # one per core
+    (16, "postgresql://opsbot@db/opsbot", None, 4),  # up to 4
+    (1, "postgresql://opsbot@db/opsbot", None, 0),  # nothing to gain on one core
+    (8, "sqlite:///:memory:", None, 0),  # children could not share it
+    (2, "sqlite:////srv/opsbot/opsbot.sqlite3", 0, 0),  # an explicit choice wins
+    (2, "postgresql://opsbot@db/opsbot", 3, 3),
+])
+def test_intake_runs_in_child_processes_where_they_help(monkeypatch, cores, database_url, explicit, expected):
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    overrides = {"intake_processes": explicit} if explicit is not None else {}
+    assert load_settings(database_url=database_url, **overrides).intake_process_count == expected

@@ -20,6 +20,7 @@ from bot.alerts.model import (
     PayloadError,
     clean_map,
     clean_text,
+    may_hold_nul,
 )
 
 SOURCE = "alertmanager"
@@ -80,13 +81,19 @@ def _no_extras(_alert: _Alert) -> dict[str, str]:
     return {}
 
 
-def parse_compatible(body: bytes, source: str, versions: frozenset[str],
-                     extra_annotations: Callable[[_Alert], dict[str, str]] = _no_extras) -> AlertBatch:
-    """Parse any Alertmanager-compatible webhook (Alertmanager itself, Grafana, ...).
+def _as_is(values: dict[str, str]) -> dict[str, str]:
+    return values
 
-    `versions` are the payload versions the source sends; `extra_annotations` turns a
-    source's additional per-alert fields into annotations (never overriding the alert's own).
-    """
+
+def _validated(body: bytes, source: str) -> _Payload:
+    """The payload, validated by pydantic's own JSON parser (no intermediate Python objects:
+    the intake parses every body twice, at the webhook and in the worker). Bodies it refuses
+    as JSON are read again with `json` for a clearer message."""
+    try:
+        return _Payload.model_validate_json(body)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] not in {"json_invalid", "json_type", "model_type", "model_attributes_type"}:
+            raise PayloadError(_first_error(exc)) from None
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -96,35 +103,46 @@ def parse_compatible(body: bytes, source: str, versions: frozenset[str],
     if not isinstance(document, dict):
         raise PayloadError(f"body must be a JSON object (a {source} webhook payload)")
     try:
-        payload = _Payload.model_validate(document)
+        return _Payload.model_validate(document)
     except ValidationError as exc:
         raise PayloadError(_first_error(exc)) from None
+
+
+def parse_compatible(body: bytes, source: str, versions: frozenset[str],
+                     extra_annotations: Callable[[_Alert], dict[str, str]] = _no_extras) -> AlertBatch:
+    """Parse any Alertmanager-compatible webhook (Alertmanager itself, Grafana, ...).
+
+    `versions` are the payload versions the source sends; `extra_annotations` turns a
+    source's additional per-alert fields into annotations (never overriding the alert's own).
+    """
+    payload = _validated(body, source)
+    text, labels = (clean_text, clean_map) if may_hold_nul(body) else (str, _as_is)
     if payload.version not in versions:
         raise PayloadError(f"version: unsupported payload version '{payload.version}' "
                            f"(this endpoint reads version {' or '.join(sorted(versions))})")
     alerts = tuple(
         NormalizedAlert(
             source=source,
-            fingerprint=bounded_fingerprint(clean_text(alert.fingerprint or label_fingerprint(alert.labels)),
+            fingerprint=bounded_fingerprint(text(alert.fingerprint or label_fingerprint(alert.labels)),
                                             MAX_FINGERPRINT),
             status=alert.status,
-            labels=clean_map(alert.labels),
-            annotations=clean_map({**extra_annotations(alert), **alert.annotations}),
+            labels=labels(alert.labels),
+            annotations=labels({**extra_annotations(alert), **alert.annotations}),
             starts_at=alert.startsAt,
             ends_at=alert.endsAt,
-            generator_url=clean_text(alert.generatorURL) if alert.generatorURL else None,
+            generator_url=text(alert.generatorURL) if alert.generatorURL else None,
         )
         for alert in payload.alerts
     )
     return AlertBatch(
         source=source,
-        group_key=clean_text(payload.groupKey),
+        group_key=text(payload.groupKey),
         status=payload.status,
         alerts=alerts,
-        group_labels=clean_map(payload.groupLabels),
-        common_labels=clean_map(payload.commonLabels),
-        common_annotations=clean_map(payload.commonAnnotations),
-        external_url=clean_text(payload.externalURL) if payload.externalURL else None,
+        group_labels=labels(payload.groupLabels),
+        common_labels=labels(payload.commonLabels),
+        common_annotations=labels(payload.commonAnnotations),
+        external_url=text(payload.externalURL) if payload.externalURL else None,
         truncated_alerts=payload.truncatedAlerts,
     )
 

@@ -11,7 +11,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from bot.db.models import RawDelivery
@@ -88,23 +88,24 @@ def claim(session: Session, owner: str, now: datetime, lease: timedelta, limit: 
     return sorted((Claimed(row.id, row.source, row.body) for row in rows), key=lambda claimed: claimed.id)
 
 
+_DELIVERIES = RawDelivery.__table__  # Core statements built once: the intake runs them per delivery
+_LOCK_CLAIMED = (select(_DELIVERIES.c.claimed_by, _DELIVERIES.c.status)
+                 .where(_DELIVERIES.c.id == bindparam("delivery_id")).with_for_update())
+_FINISH = (update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("delivery_id"))
+           .values(status="done", processed_at=bindparam("now"), claimed_until=None, error=None))
+
+
 def lock_claimed(session: Session, delivery_id: int, owner: str) -> bool:
     """Lock the delivery for the rest of the transaction; True while `owner`'s claim holds
     (a worker that re-claims it after our lease lapsed waits for this lock, then finds it
     done). The body is not loaded again."""
-    row = session.execute(
-        select(RawDelivery.claimed_by, RawDelivery.status).where(RawDelivery.id == delivery_id).with_for_update()
-    ).first()
+    row = session.execute(_LOCK_CLAIMED, {"delivery_id": delivery_id}).first()
     return row is not None and row.claimed_by == owner and row.status == "processing"
 
 
 def finish(session: Session, delivery_id: int, now: datetime) -> None:
     """Mark a delivery locked by `lock_claimed` done, in the transaction that applied it."""
-    session.execute(
-        update(RawDelivery).where(RawDelivery.id == delivery_id)
-        .values(status="done", processed_at=now, claimed_until=None, error=None)
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(_FINISH, {"delivery_id": delivery_id, "now": now})
 
 
 def mark_done(session: Session, delivery: RawDelivery, now: datetime) -> None:

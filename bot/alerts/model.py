@@ -23,6 +23,12 @@ def clean_map(values: dict[str, str]) -> dict[str, str]:
     return {clean_text(key): clean_text(value) for key, value in values.items()}
 
 
+def may_hold_nul(body: bytes) -> bool:
+    """False when no string parsed from this JSON body can contain NUL (no NUL byte, no
+    \\u0000 escape), so cleaning its strings one by one can be skipped."""
+    return b"\x00" in body or b"\\u0000" in body
+
+
 class PayloadError(ValueError):
     """A webhook body that cannot be accepted; the message names the offending field."""
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, case, distinct, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from bot.alerts.fingerprints import key_hash
 from bot.db.locks import ROW_LOCK
@@ -95,20 +95,22 @@ def _card_facts_statement():
     """One statement (a batch pays one round trip for its card): the groups, with the lead
     alert and the firing-target count as uncorrelated subqueries the database runs once.
     Built once with the incident as a bound parameter: building it per call cost more than
-    running it."""
+    running it. The session is flushed by the caller (`flows.refresh`)."""
     incident_id = bindparam("incident_id")
-    lead, lead_column = aliased(Alert), aliased(Alert)
-    first_lead = (select(lead.id).where(lead.incident_id == incident_id)
-                  .order_by(case((lead.status == "firing", 0), else_=1), lead.id).limit(1).scalar_subquery())
-    firing_targets = select(func.count(distinct(Alert.target))).where(
-        Alert.incident_id == incident_id, Alert.status == "firing").scalar_subquery()
+    alerts = Alert.__table__  # Core, not the ORM: no ORM compile step or autoflush per batch
+    lead, lead_column = alerts.alias("lead"), alerts.alias("lead_column")
+    grouped = [alerts.c[column.key] for column in GROUPED_COLUMNS]
+    first_lead = (select(lead.c.id).where(lead.c.incident_id == incident_id)
+                  .order_by(case((lead.c.status == "firing", 0), else_=1), lead.c.id).limit(1).scalar_subquery())
+    firing_targets = select(func.count(distinct(alerts.c.target))).where(
+        alerts.c.incident_id == incident_id, alerts.c.status == "firing").scalar_subquery()
     return (
-        select(*GROUPED_COLUMNS, func.count().label("count"), firing_targets.label("firing_targets"),
-               select(lead_column.annotations).where(lead_column.id == first_lead).scalar_subquery()
+        select(*grouped, func.count().label("count"), firing_targets.label("firing_targets"),
+               select(lead_column.c.annotations).where(lead_column.c.id == first_lead).scalar_subquery()
                .label("lead_annotations"),
-               select(lead_column.generator_url).where(lead_column.id == first_lead).scalar_subquery()
+               select(lead_column.c.generator_url).where(lead_column.c.id == first_lead).scalar_subquery()
                .label("lead_generator_url"))
-        .where(Alert.incident_id == incident_id).group_by(*GROUPED_COLUMNS)
+        .where(alerts.c.incident_id == incident_id).group_by(*grouped)
     )
 
 

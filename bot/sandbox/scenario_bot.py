@@ -29,7 +29,8 @@ def start_scenario_bot(scenario: Scenario, data_dir: Path, stop: Callable[[Calla
     settings = Settings(data_dir=data_dir, slack_api_url=slack_url, slack_bot_token=slack_token,
                         slack_signing_secret=secrets.token_hex(16), webhook_token=webhook_token, http_port=0,
                         worker_poll_seconds=poll_seconds, log_level=log_level, log_format="text", kube_mode="url",
-                        kube_api_url=kube_url, prometheus_url=prometheus_url, card_min_interval_seconds=0)
+                        kube_api_url=kube_url, prometheus_url=prometheus_url, card_min_interval_seconds=0,
+                        intake_processes=0)  # the scenario's clock runs in this process only
     runtime = build_runtime(settings, clock=scenario_clock(scenario.now))
     stop(runtime.close)
     migrate.upgrade(runtime.engine)
