@@ -105,7 +105,7 @@ def cmd_db_current(_args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from bot.db.migrate import schema_problem
     from bot.logs import configure_logging
-    from bot.runtime import build_runtime
+    from bot.runtime import build_runtime, freeze_startup_objects
     from bot.web import HttpServer, create_web_app
 
     overrides = {key: value for key, value in (("http_host", args.host), ("http_port", args.port)) if value is not None}
@@ -133,6 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise CliError(f"cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror}") from None
         socket_mode = _start_socket_mode(runtime) if settings.slack_app_token else None
         runtime.workers.start()
+        freeze_startup_objects()
         stopping = threading.Event()
 
         def _stop(signum, _frame):

@@ -96,7 +96,7 @@ def _child_main(settings, wake, opened, stop, channel, parent_pid: int) -> None:
     from bot.clock import utc_now
     from bot.db.engine import make_engine, make_session_factory
     from bot.logs import configure_logging
-    from bot.runtime import intake_rules
+    from bot.runtime import freeze_startup_objects, intake_rules
     from bot.workers import Workers
 
     configure_logging(settings.log_level, settings.log_format)
@@ -106,6 +106,7 @@ def _child_main(settings, wake, opened, stop, channel, parent_pid: int) -> None:
                       poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds,
                       intake=intake_rules(settings), on_opened=opened.set)
     workers.start(stages=False)
+    freeze_startup_objects()
     try:
         while not stop.is_set() and os.getppid() == parent_pid:
             if wake.wait(RELAY_SECONDS):

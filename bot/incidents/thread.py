@@ -1,8 +1,8 @@
 """The THREAD stage: bring an incident's card in Slack up to date.
 
 Protocol, in three steps so that no database transaction is held open across a Slack call:
-1. lease the card with a conditional UPDATE (one worker across all replicas wins) and read
-   what to render;
+1. lease the card with a conditional UPDATE (one worker across all replicas wins), then read
+   what to render from a snapshot;
 2. post the card (first time) or update it in place (`chat.update`);
 3. record the message and the synced version, only while still holding the lease.
 A 429 or 5xx from Slack defers the card by Retry-After (the lease doubles as "not before"),
@@ -112,6 +112,9 @@ class CardSync:
             with unit_of_work(self._factory) as session:
                 if not service.lease_card(session, incident_id, owner, now, now + self._lease, self._min_interval):
                     return "skipped"
+            # Rendered from a snapshot once the lease is ours, not inside the write transaction:
+            # on SQLite that would hold the one writer lock (and a webhook) for the rendering.
+            with reading(self._factory) as session:
                 incident = session.get(Incident, incident_id)
                 message = service.card_message(session, incident_id)
                 version, attempts = incident.card_version, incident.card_attempts
