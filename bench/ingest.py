@@ -132,11 +132,14 @@ class Server:
         return total
 
     def processes(self) -> list[int]:
-        """The server and its intake children."""
+        """The server and its children (the intake children, multiprocessing's resource tracker)."""
         children = []
         for task in Path(f"/proc/{self.process.pid}/task").iterdir():
             children += [int(pid) for pid in (task / "children").read_text().split()]
         return [self.process.pid, *children]
+
+    def intake_children(self) -> int:
+        return sum("spawn_main" in Path(f"/proc/{pid}/cmdline").read_text() for pid in self.processes()[1:])
 
     def peak_rss_mb(self) -> float:
         """The sum of each process's peak RSS (an upper bound of the peak total)."""
@@ -257,7 +260,7 @@ def main() -> int:
     slack.start()
     server = Server(workdir, database_url, slack.base_url)
     try:
-        children = len(server.processes()) - 1
+        children = server.intake_children()
         print(f"opsbot ingest benchmark on {backend}, {os.cpu_count()} cores, intake "
               + (f"in {children} child process(es)" if children else "in threads of the serving process"), flush=True)
         latencies = steady_latency(server.url, args.services)
