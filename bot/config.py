@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.cores import available_cores
+
 ENV_PREFIX = "OPSBOT_"
 # Variables with the prefix that are read elsewhere, not settings of a running bot.
 NOT_SETTINGS = frozenset({"OPSBOT_CONFIG", "OPSBOT_SHARED_DIR"})
@@ -147,7 +149,8 @@ class Settings(BaseSettings):
     intake_processes: int | None = Field(
         None, ge=0, le=32, description="Run alert intake in this many child processes, one intake loop each (0: "
         "worker_threads threads in the serving process). Default: 1 on SQLite (one writer at a time: a second "
-        "child only queues), one per core up to 4 on PostgreSQL, 0 on a single core or an in-memory database.",
+        "child only queues), one per core up to 4 on PostgreSQL, 0 on a single core or an in-memory database. "
+        "Cores are counted within the container's CPU limit.",
     )
     claim_lease_seconds: float = Field(
         120, ge=60, le=3600, description="How long a claim is held; longer than the slowest Slack call with retries."
@@ -252,7 +255,7 @@ class Settings(BaseSettings):
         """How many intake child processes to run (see `intake_processes`)."""
         if self.intake_processes is not None:
             return self.intake_processes
-        cores = os.cpu_count() or 1
+        cores = available_cores()
         if cores < 2 or ":memory:" in self.effective_database_url:
             return 0
         return 1 if self.effective_database_url.startswith("sqlite") else min(cores, 4)

@@ -6,9 +6,10 @@ default where there is more than one core: see `Settings.intake_process_count`) 
 process keeps HTTP, the card, RCA and PagerDuty loops, and each child runs one intake loop.
 One, not several: a second thread in a child only contends for its interpreter, and on
 SQLite it stretches the writer lock's hold (the thread holding the lock waits for the
-interpreter while the other parses), which measured slower with a worse webhook p99. Nothing else changes: deliveries are claimed from the database as before (see
-`bot.alerts.deliveries`), so a child that dies loses nothing; its claims' leases lapse and
-another worker takes them.
+interpreter while the other parses), which measured slower with a worse webhook p99.
+Nothing else changes: deliveries are claimed from the database as before (see
+`bot.alerts.deliveries`), so a child that dies loses nothing; it is replaced (at most every
+RESTART_SECONDS per slot), its claims' leases lapse and the new child takes them.
 
 The parent and its children share three signals and one queue:
 - `wake`: a webhook stored a delivery (the children stop waiting for their next poll);
@@ -26,6 +27,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -33,6 +35,7 @@ from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 RELAY_SECONDS = 0.5
+RESTART_SECONDS = 5  # a child that dies is replaced, at most this often per slot
 # The intake loops' metrics, relayed from the children (see `bot.workers`).
 RELAYED = ("deliveries_processed", "alerts_received", "alerts_suppressed", "incidents_opened", "work_seconds")
 
@@ -130,6 +133,8 @@ class IntakeProcesses:
         self._wake, self._opened, self._stop = context.Event(), context.Event(), context.Event()
         self._channel = context.Queue()
         self._processes: list = []
+        self._started_at: list[float] = []
+        self._processes_lock = threading.Lock()  # start/stop and the revival in the relay thread
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
 
@@ -138,18 +143,37 @@ class IntakeProcesses:
         self._on_opened = on_opened
         self._stop.clear()
         self._stopping.clear()
-        for index in range(self._count):
-            process = self._context.Process(
-                target=_child_main, name=f"opsbot-intake-process-{index}", daemon=True,
-                args=(self._settings, self._wake, self._opened, self._stop, self._channel, os.getpid()),
-            )
-            process.start()
-            self._processes.append(process)
+        with self._processes_lock:
+            for index in range(self._count):
+                self._processes.append(self._start_child(index))
+                self._started_at.append(time.monotonic())
         for name, loop in (("opsbot-intake-metrics", self._relay_metrics), ("opsbot-intake-opened", self._relay_opened)):
             thread = threading.Thread(target=loop, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         log.info("intake runs in %d child process(es)", self._count)
+
+    def _start_child(self, index: int):
+        process = self._context.Process(
+            target=_child_main, name=f"opsbot-intake-process-{index}", daemon=True,
+            args=(self._settings, self._wake, self._opened, self._stop, self._channel, os.getpid()),
+        )
+        process.start()
+        return process
+
+    def _revive(self) -> None:
+        """Replace a child that died (a crash, the OOM killer): without it nothing would
+        process the deliveries the webhooks keep storing. Its claims' leases lapse and the
+        new child takes them."""
+        with self._processes_lock:
+            for index, process in enumerate(self._processes):
+                if process.is_alive() or self._stopping.is_set():
+                    continue
+                if time.monotonic() - self._started_at[index] < RESTART_SECONDS:
+                    continue
+                log.error("intake process %s exited (code %s): starting another", process.pid, process.exitcode)
+                self._processes[index] = self._start_child(index)
+                self._started_at[index] = time.monotonic()
 
     def wake(self) -> None:
         self._wake.set()
@@ -157,13 +181,15 @@ class IntakeProcesses:
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         self._stopping.set()
-        for process in self._processes:
-            process.join(timeout)
-            if process.is_alive():
-                log.warning("intake process %s did not stop in %.0f s: terminating it", process.pid, timeout)
-                process.terminate()
+        with self._processes_lock:
+            for process in self._processes:
                 process.join(timeout)
-        self._processes.clear()
+                if process.is_alive():
+                    log.warning("intake process %s did not stop in %.0f s: terminating it", process.pid, timeout)
+                    process.terminate()
+                    process.join(timeout)
+            self._processes.clear()
+            self._started_at.clear()
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
@@ -177,7 +203,7 @@ class IntakeProcesses:
             try:
                 apply_relayed(self._metrics, self._channel.get(timeout=RELAY_SECONDS))
             except queue.Empty:
-                continue
+                self._revive()
 
     def _drain(self) -> None:
         while True:

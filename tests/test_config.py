@@ -117,6 +117,26 @@ def test_unsupported_database_drivers_are_refused(monkeypatch, url):
     (2, "postgresql://opsbot@db/opsbot", 3, 3),
 ])
 def test_intake_runs_in_child_processes_where_they_help(monkeypatch, cores, database_url, explicit, expected):
-    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    monkeypatch.setattr("bot.config.available_cores", lambda: cores)
     overrides = {"intake_processes": explicit} if explicit is not None else {}
     assert load_settings(database_url=database_url, **overrides).intake_process_count == expected
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"cpu.max": "100000 100000\n"}, 1),  # cgroup v2, a limit of one core
+    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 cores: a second core is partly usable
+    ({"cpu.max": "max 100000\n"}, None),  # unlimited
+    ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),  # no cgroup files: the affinity decides
+])
+def test_cores_are_counted_within_the_container_cpu_limit(tmp_path, files, expected):
+    import os
+
+    from bot.cores import available_cores
+
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(content)
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cores(tmp_path) == (min(affinity, expected) if expected else affinity)

@@ -76,3 +76,19 @@ def test_intake_runs_in_a_child_process_with_the_same_outcome(configured_bot, sl
     eventually(lambda: all(line in requests.get(f"{bot.url}/metrics", timeout=5).text for line in counted))
     bot.runtime.workers.stop()
     assert elsewhere.alive() == 0
+
+
+def test_a_child_that_dies_is_replaced_and_intake_goes_on(configured_bot, slack, monkeypatch):
+    monkeypatch.setattr("bot.intake_processes.RESTART_SECONDS", 0)
+    bot = configured_bot(intake_processes=1)
+    elsewhere = bot.runtime.workers._elsewhere
+    (first,) = elsewhere._processes
+    first.kill()
+    first.join(10)
+    replaced = eventually(lambda: elsewhere.alive() == 1 and elsewhere._processes[0].pid != first.pid)
+    assert replaced
+    assert bot.post_webhook("alertmanager", am_body([am_alert(namespace="shop", pod="a")], group_key="shop")
+                            ).status_code == 202
+    slack.wait_for(lambda emu: roots(emu))  # the new child opened the incident
+    bot.runtime.workers.stop()
+    assert elsewhere.alive() == 0
