@@ -61,19 +61,22 @@ class ProposalMessages:
         owner = f"proposal-sync:{uuid.uuid4().hex[:12]}"
         now = kit.clock()
         with unit_of_work(kit.factory) as session:
-            proposal = session.get(Proposal, proposal_id)
-            card = service.card_message(session, proposal.incident_id)
-            if card is None:
+            incident_id = session.get(Proposal, proposal_id).incident_id
+            if service.card_message(session, incident_id) is None:
                 return False  # the thread does not exist yet
-            if not service.lease_thread_write(session, proposal.incident_id, owner, now, now + self._lease,
-                                              self._interval):
+            if not service.lease_thread_write(session, incident_id, owner, now, now + self._lease, self._interval):
                 return False  # the incident wrote to Slack within the interval: next round
-            incident = session.get(Incident, proposal.incident_id)
+        # Rendered from a snapshot once the write slot is ours, not inside the write transaction
+        # (on SQLite that would hold the one writer lock, and the webhooks, for the rendering).
+        with reading(kit.factory) as session:
+            proposal = session.get(Proposal, proposal_id)
+            card = service.card_message(session, incident_id)
+            incident = session.get(Incident, incident_id)
             message = session.execute(select(SlackMessage).where(SlackMessage.incident_id == proposal.incident_id,
                                                                  SlackMessage.purpose == purpose)).scalar_one_or_none()
             approvals = [a.user_id for a in store.approvals(session, proposal_id)]
             rendered = render_proposal(view_of(kit, proposal, incident.reference, approvals))
-            version, incident_id = proposal.message_version, proposal.incident_id
+            version = proposal.message_version
             target = (message.channel, message.ts) if message else (card.channel, None)
             thread_ts = card.ts
         try:
