@@ -105,7 +105,8 @@ def cmd_db_current(_args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from bot.db.migrate import schema_problem
     from bot.logs import configure_logging
-    from bot.runtime import build_runtime, freeze_startup_objects
+    from bot.runtime import build_runtime
+    from bot.startup import freeze_startup_objects
     from bot.web import HttpServer, create_web_app
 
     overrides = {key: value for key, value in (("http_host", args.host), ("http_port", args.port)) if value is not None}

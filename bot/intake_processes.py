@@ -99,8 +99,8 @@ def _child_main(settings, wake, opened, stop, channel, parent_pid: int) -> None:
     from bot.clock import utc_now
     from bot.db.engine import make_engine, make_session_factory
     from bot.logs import configure_logging
-    from bot.runtime import freeze_startup_objects, intake_rules
-    from bot.workers import Workers
+    from bot.startup import freeze_startup_objects
+    from bot.workers import Workers, intake_rules
 
     configure_logging(settings.log_level, settings.log_format)
     engine = make_engine(settings.effective_database_url, pool_size=2)

@@ -6,7 +6,6 @@ No module-level singletons: the server, the CLI, the demo and each test build th
 
 from __future__ import annotations
 
-import gc
 import logging
 import secrets
 import ssl
@@ -18,12 +17,10 @@ from slack_sdk import WebClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.alerts.matchers import parse_matchers
 from bot.clock import Clock, utc_now
 from bot.config import Settings
 from bot.context.clusters import ClusterDirectory
 from bot.db.engine import make_engine, make_session_factory
-from bot.incidents.lifecycle import Windows
 from bot.incidents.pagerduty_sync import PagerDutySync
 from bot.incidents.rca_stage import RcaStage
 from bot.incidents.thread import CardSync
@@ -37,7 +34,7 @@ from bot.remediation.kit import GroupResolver, RemediationKit, pagerduty_on_call
 from bot.remediation.messages import ProposalMessages
 from bot.remediation.tokens import key_from
 from bot.slack.gateway import SlackGateway, make_web_client
-from bot.workers import IntakeRules, RemediationStage, Workers, worker_identity
+from bot.workers import RemediationStage, Workers, intake_rules, worker_identity
 
 log = logging.getLogger(__name__)
 EMULATOR_TOKEN = "xoxb-emulator"
@@ -88,27 +85,6 @@ def _slack_endpoint(settings: Settings, owned: list) -> tuple[str, str | None]:
     owned.append(emulator)
     log.info("no Slack token configured: using the embedded Slack emulator at %s", emulator.base_url)
     return EMULATOR_TOKEN, emulator.base_url
-
-
-def freeze_startup_objects() -> None:
-    """Leave everything allocated while starting (modules, mappers, schemas, the runtime) out
-    of the garbage collector's full passes, which otherwise scanned it all again and again:
-    measured, each pass stopped every thread of `opsbot serve` for about 110 ms, the worst
-    webhook latencies of a steady 1,000 alerts/s. Call once, when startup is over."""
-    gc.collect()
-    gc.freeze()
-
-
-def intake_rules(settings: Settings) -> IntakeRules:
-    return IntakeRules(
-        windows=Windows(reopen=timedelta(seconds=settings.reopen_window_seconds),
-                        quiet=timedelta(seconds=settings.quiet_window_seconds),
-                        related=timedelta(seconds=settings.related_window_seconds),
-                        settle=timedelta(seconds=settings.investigation_settle_seconds)),
-        group_key_template=settings.group_key_template,
-        silences=tuple(parse_matchers(text) for text in settings.silences),
-        mirror_pagerduty=bool(settings.pagerduty_routing_key),
-    )
 
 
 def pagerduty_link(settings: Settings) -> PagerDutyLink | None:
