@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from bot.cores import available_cores
 
@@ -243,7 +245,10 @@ class Settings(BaseSettings):
             )
         if self.kube_mode == "url" and not self.kube_api_url:
             problems.append("OPSBOT_KUBE_MODE is 'url': set OPSBOT_KUBE_API_URL")
-        if self.intake_processes and ":memory:" in self.effective_database_url:
+        if self.effective_database_url.startswith("sqlite") and sqlite3.sqlite_version_info < (3, 35):
+            problems.append(f"this Python links SQLite {sqlite3.sqlite_version}; opsbot needs 3.35 or newer "
+                            "(UPDATE ... RETURNING): use a newer Python build or PostgreSQL")
+        if self.intake_processes and self.in_memory_database:
             problems.append("OPSBOT_INTAKE_PROCESSES needs a database the child processes can share, "
                             "not an in-memory SQLite database")
         if problems:
@@ -251,12 +256,18 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def in_memory_database(self) -> bool:
+        """An SQLite database that lives in one process only (`sqlite://`, `:memory:`)."""
+        url = self.effective_database_url
+        return url.startswith("sqlite") and (":memory:" in url or make_url(url).database in (None, ""))
+
+    @property
     def intake_process_count(self) -> int:
         """How many intake child processes to run (see `intake_processes`)."""
         if self.intake_processes is not None:
             return self.intake_processes
         cores = available_cores()
-        if cores < 2 or ":memory:" in self.effective_database_url:
+        if cores < 2 or self.in_memory_database:
             return 0
         return 1 if self.effective_database_url.startswith("sqlite") else min(cores, 4)
 

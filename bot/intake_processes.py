@@ -199,11 +199,19 @@ class IntakeProcesses:
         return sum(process.is_alive() for process in self._processes)
 
     def _relay_metrics(self) -> None:
+        """Apply the children's metrics and, on every pass, replace a child that died (a storm
+        keeps the queue busy, so this does not wait for a quiet moment)."""
         while not self._stopping.is_set():
             try:
                 apply_relayed(self._metrics, self._channel.get(timeout=RELAY_SECONDS))
             except queue.Empty:
+                pass
+            except Exception:  # noqa: BLE001 - this thread must outlive a bad batch
+                log.exception("could not apply an intake child's metrics")
+            try:
                 self._revive()
+            except Exception:  # noqa: BLE001 - retried on the next pass
+                log.exception("could not start an intake process")
 
     def _drain(self) -> None:
         while True:

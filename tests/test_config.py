@@ -113,6 +113,7 @@ def test_unsupported_database_drivers_are_refused(monkeypatch, url):
     (16, "postgresql://opsbot@db/opsbot", None, 4),  # up to 4
     (1, "postgresql://opsbot@db/opsbot", None, 0),  # nothing to gain on one core
     (8, "sqlite:///:memory:", None, 0),  # children could not share it
+    (8, "sqlite://", None, 0),
     (2, "sqlite:////srv/opsbot/opsbot.sqlite3", 0, 0),  # an explicit choice wins
     (2, "postgresql://opsbot@db/opsbot", 3, 3),
 ])

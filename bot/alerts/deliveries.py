@@ -77,10 +77,14 @@ def claim(session: Session, owner: str, now: datetime, lease: timedelta, limit: 
     transaction that applies them)."""
     candidates = select(RawDelivery.id).where(_claimable(now)).order_by(RawDelivery.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
+        # A MATERIALIZED CTE runs the LIMIT once: as a plain IN subquery, PostgreSQL may plan it
+        # as a join that locks and claims more rows than asked while other workers claim too.
+        chosen = candidates.with_for_update(skip_locked=True).cte("chosen").prefix_with("MATERIALIZED")
+    else:
+        chosen = candidates.cte("chosen")
     rows = session.execute(
         update(RawDelivery)
-        .where(RawDelivery.id.in_(candidates.scalar_subquery()), _claimable(now))
+        .where(RawDelivery.id.in_(select(chosen.c.id)), _claimable(now))
         .values(status="processing", claimed_by=owner, claimed_until=now + lease, attempts=RawDelivery.attempts + 1)
         .returning(RawDelivery.id, RawDelivery.source, RawDelivery.body)
         .execution_options(synchronize_session=False)

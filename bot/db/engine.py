@@ -56,24 +56,53 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
                 return
             if connection.info.pop(QUERY_ONLY, False):
                 connection.exec_driver_sql("PRAGMA query_only=0")
-            connection.info["opsbot_writer"] = writer.acquire(bool(connection.get_execution_options().get(URGENT)))
+            raw = _raw(connection.connection)
+            if writer.acquire(bool(connection.get_execution_options().get(URGENT))):
+                holder[0] = raw
             try:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             except BaseException:
-                _release(connection)
+                _release(raw)
                 raise
 
-        @event.listens_for(engine, "commit")
-        @event.listens_for(engine, "rollback")
-        def _sqlite_end(connection) -> None:
-            _release(connection)
+        holder: list = [None]  # the DBAPI connection whose transaction holds the writer lock
 
-        def _release(connection) -> None:
-            if connection.info.pop("opsbot_writer", False):
+        def _then_release(method):
+            def run(dbapi_connection) -> None:
+                try:
+                    method(dbapi_connection)
+                finally:
+                    _release(_raw(dbapi_connection))
+            return run
+
+        def _release(raw) -> None:
+            if raw is not None and holder[0] is raw:
+                holder[0] = None
                 writer.release()
+
+        # The lock is let go after the database's own COMMIT or ROLLBACK, not at SQLAlchemy's
+        # commit/rollback events (they fire before it): otherwise the next writer's BEGIN
+        # IMMEDIATE met SQLite's lock still held and slept in its busy handler. Wrapping this
+        # engine's own dialect object also covers the pool's rollback of a returned connection.
+        dialect = engine.dialect
+        dialect.do_commit = _then_release(dialect.do_commit)
+        dialect.do_rollback = _then_release(dialect.do_rollback)
+
+        @event.listens_for(engine, "invalidate")
+        def _sqlite_invalidated(dbapi_connection, _record, _exception) -> None:
+            _release(dbapi_connection)  # a connection dropped mid-transaction holds nothing
+
+        @event.listens_for(engine, "close")
+        def _sqlite_closed(dbapi_connection, _record) -> None:
+            _release(dbapi_connection)
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+
+
+def _raw(connection):
+    """The driver's connection behind the pool's proxy (or the driver's connection itself)."""
+    return getattr(connection, "dbapi_connection", connection)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

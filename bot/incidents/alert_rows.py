@@ -123,7 +123,8 @@ class _LeanInsert:
 
     def __init__(self, dialect):
         columns = [column for column in ALERTS.columns if column.name != "id"]
-        compiled = insert(ALERTS).compile(dialect=dialect, column_keys=[column.key for column in columns])
+        compiled = insert(ALERTS).compile(dialect=dialect, column_keys=[column.key for column in columns],
+                                          for_executemany=True)  # no RETURNING of ids nobody reads
         self.sql = compiled.string
         processors = {column.key: column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns}
         self.names = list(compiled.positiontup) if compiled.positional else [column.key for column in columns]

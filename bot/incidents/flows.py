@@ -59,7 +59,8 @@ def _apply_alert(stored: dict[tuple[str, str], StoredAlert | NewAlert], new: lis
                  alert: NormalizedAlert, delivery_id: int, now: datetime) -> str:
     """Apply one alert to the rows in `stored` (written by `alert_rows.write` afterwards);
     returns 'new', 'repeat', 'changed' or 'stale'. Each alert's category and scope are computed
-    when it arrives or changes, never again."""
+    when it arrives or changes, never again. A batch counts as one notification of each alert
+    it names, even one it names twice (Alertmanager never does)."""
     current = stored.get((alert.source, alert.fingerprint))
     if current is None:
         record = NewAlert(

@@ -17,6 +17,8 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -114,7 +116,8 @@ class CardSync:
                     return "skipped"
             # Rendered from a snapshot once the lease is ours, not inside the write transaction:
             # on SQLite that would hold the one writer lock (and a webhook) for the rendering.
-            with reading(self._factory) as session:
+            # Should rendering fail, the lease is given back (as the rolled-back lease was).
+            with self._lease_returned_on_error(incident_id, owner), reading(self._factory) as session:
                 incident = session.get(Incident, incident_id)
                 message = service.card_message(session, incident_id)
                 version, attempts = incident.card_version, incident.card_attempts
@@ -144,6 +147,15 @@ class CardSync:
                          digest if write == "card" else None, note_left, card_left)
             log.info("incident card %s", outcome, extra={"channel": posted.channel, "ts": posted.ts})
             return outcome
+
+    @contextmanager
+    def _lease_returned_on_error(self, incident_id: int, owner: str) -> Iterator[None]:
+        try:
+            yield
+        except Exception:
+            with unit_of_work(self._factory) as session:
+                _release(session, incident_id, owner, card_lease_owner=None, card_lease_until=None)
+            raise
 
     def _send(self, target: CardTarget, rendered: dict) -> tuple[str, CardTarget]:
         if target.ts is not None:

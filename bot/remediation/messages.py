@@ -68,17 +68,23 @@ class ProposalMessages:
                 return False  # the incident wrote to Slack within the interval: next round
         # Rendered from a snapshot once the write slot is ours, not inside the write transaction
         # (on SQLite that would hold the one writer lock, and the webhooks, for the rendering).
-        with reading(kit.factory) as session:
-            proposal = session.get(Proposal, proposal_id)
-            card = service.card_message(session, incident_id)
-            incident = session.get(Incident, incident_id)
-            message = session.execute(select(SlackMessage).where(SlackMessage.incident_id == proposal.incident_id,
-                                                                 SlackMessage.purpose == purpose)).scalar_one_or_none()
-            approvals = [a.user_id for a in store.approvals(session, proposal_id)]
-            rendered = render_proposal(view_of(kit, proposal, incident.reference, approvals))
-            version = proposal.message_version
-            target = (message.channel, message.ts) if message else (card.channel, None)
-            thread_ts = card.ts
+        # Should rendering fail, the slot is given back (as the rolled-back lease was).
+        try:
+            with reading(kit.factory) as session:
+                proposal = session.get(Proposal, proposal_id)
+                card = service.card_message(session, incident_id)
+                incident = session.get(Incident, incident_id)
+                message = session.execute(select(SlackMessage).where(
+                    SlackMessage.incident_id == incident_id, SlackMessage.purpose == purpose)).scalar_one_or_none()
+                approvals = [a.user_id for a in store.approvals(session, proposal_id)]
+                rendered = render_proposal(view_of(kit, proposal, incident.reference, approvals))
+                version = proposal.message_version
+                target = (message.channel, message.ts) if message else (card.channel, None)
+                thread_ts = card.ts
+        except Exception:
+            with unit_of_work(kit.factory) as session:
+                service.release_thread_write(session, incident_id, owner, None)
+            raise
         try:
             if target[1] is None:
                 posted = self._gateway.post_message(target[0], rendered["text"], rendered["blocks"], thread_ts=thread_ts)

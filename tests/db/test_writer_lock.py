@@ -155,3 +155,33 @@ def test_an_in_memory_database_only_queues_threads():
     lock.release()
     assert lock.acquire(urgent=True)
     lock.release()
+
+
+def test_a_holder_that_never_lets_go_delays_a_writer_only_for_the_bounded_wait(tmp_path):
+    """A stopped process or a leaked transaction holding the file: the wait runs out, nothing
+    is held, and the caller falls back to SQLite's own busy handling."""
+    lock = WriterLock(str(tmp_path / "opsbot.sqlite3"), wait_seconds=0.3)
+    stuck = os.open(lock.path, os.O_RDONLY | os.O_CREAT)
+    fcntl.flock(stuck, fcntl.LOCK_EX)
+    try:
+        assert not lock.acquire() and not lock.acquire(urgent=True)
+    finally:
+        os.close(stuck)
+    assert lock.acquire(), "the thread turn was given back each time"
+    lock.release()
+
+
+def test_a_connection_dropped_mid_transaction_releases_the_writer_lock(sqlite_file):
+    engine = make_engine(f"sqlite:///{sqlite_file}")
+    factory = make_session_factory(engine)
+    with pytest.raises(Exception), unit_of_work(factory) as session:  # noqa: B017 - whatever the pool raises
+        deliveries.store(session, "alertmanager", b"lost", {}, NOW)
+        assert not _file_lock_is_free(sqlite_file)
+        session.connection().invalidate()
+        deliveries.store(session, "alertmanager", b"after", {}, NOW)
+    assert _file_lock_is_free(sqlite_file)
+    writer = _store_in_thread(factory, b"next")
+    writer.join(30)
+    assert not writer.is_alive()
+    assert _bodies(factory) == [b"next"]
+    engine.dispose()
