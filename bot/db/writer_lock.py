@@ -9,9 +9,8 @@ another process. Here every write transaction first takes:
 - a thread lock, shared by the threads of one engine (one writer per process at a time);
 - then `flock` on a lock file beside the database (`<database>.lock`), shared by every
   process that opens the database through `make_engine` (the server, its intake children,
-  the CLI). A waiter polls it every 0.1 ms at first, then every 1 ms (far finer than SQLite's
-  steps); the kernel releases it by itself when the holding process dies, so a crashed child
-  never blocks the others.
+  the CLI). The kernel wakes a waiter the moment the holder lets go, and releases the lock
+  by itself when the holding process dies, so a crashed child never blocks the others.
 
 Urgent writers (a webhook storing its delivery: the sender waits for the answer) go first
 in their process: they take the thread lock before any ordinary waiter, which steps aside for
@@ -20,8 +19,8 @@ webhooks delays the workers but cannot starve them. Across processes, an urgent 
 has its process's turn holds a shared `flock` on `<database>.lock-urgent` while it waits for
 the file lock, and an ordinary writer of another process (an intake child) does not queue
 for the file lock while that marker is held, for at most the same head start. The processes
-otherwise take turns as their polls find the lock free: measured, strict priority across
-processes starved the intake during a storm and cost more throughput than it saved.
+otherwise take turns as the kernel wakes them: measured, strict priority across processes
+starved the intake during a storm and cost more throughput than it saved.
 
 Invariants: the file lock is only taken while holding the thread lock, and released before
 it (after the database's COMMIT or ROLLBACK: see `bot.db.engine`); a transaction never
@@ -39,7 +38,6 @@ import time
 
 URGENT_HEADSTART_SECONDS = 0.1  # the longest an ordinary writer steps aside for urgent ones
 STEP_ASIDE_POLL_SECONDS = 0.001
-FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.0001, 0.001  # waiting for another process's transaction
 
 
 def _open(path: str) -> int:
@@ -59,24 +57,63 @@ def _flock(path: str, operation: int) -> int:
 
 def _file_lock(path: str, deadline: float) -> int | None:
     """A descriptor holding an exclusive `flock` on `path`, or None once `deadline` passed.
-    Polled (from 0.1 ms up to every 1 ms) rather than blocking, so that a holder that hangs
-    (a stopped process, a leaked transaction) delays the others by `wait_seconds`, not for good."""
+
+    When the lock is taken, a helper thread waits for it in the kernel (woken the moment the
+    holder lets go: polling measured about 10 % slower, with a worse p99) while the caller
+    waits for the helper with a deadline, so a holder that hangs (a stopped process, a leaked
+    transaction) delays the others by `wait_seconds`, not for good. A helper whose caller
+    gave up lets go of the lock as soon as it gets it."""
     fd = _open(path)
-    pause = FIRST_POLL_SECONDS
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    return None
-                time.sleep(pause)
-                pause = min(pause * 2, LAST_POLL_SECONDS)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        pass
     except BaseException:
         os.close(fd)
         raise
+    waiter = _KernelWait(fd)
+    return fd if waiter.wait(deadline) else None
+
+
+class _KernelWait:
+    """One blocking `flock` on a helper thread, abandoned safely at a deadline."""
+
+    def __init__(self, fd: int):
+        self._fd = fd
+        self._guard = threading.Lock()
+        self._done = threading.Event()
+        self._held = self._abandoned = False
+        self._error: BaseException | None = None
+        threading.Thread(target=self._take, name="opsbot-writer-wait", daemon=True).start()
+
+    def _take(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            with self._guard:
+                if self._abandoned:
+                    os.close(self._fd)  # nobody waits any more: let the others go
+                else:
+                    self._held = True
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            with self._guard:
+                self._error = exc
+                if self._abandoned:
+                    os.close(self._fd)
+        finally:
+            self._done.set()
+
+    def wait(self, deadline: float) -> bool:
+        self._done.wait(max(0.0, deadline - time.monotonic()))
+        with self._guard:
+            if self._held:
+                return True
+            self._abandoned = True
+            error = self._error
+        if error is not None:
+            os.close(self._fd)
+            raise error
+        return False
 
 
 def held_elsewhere(path: str) -> bool:
