@@ -112,13 +112,6 @@ def finish(session: Session, delivery_id: int, now: datetime) -> None:
     session.execute(_FINISH, {"delivery_id": delivery_id, "now": now})
 
 
-def mark_done(session: Session, delivery: RawDelivery, now: datetime) -> None:
-    delivery.status = "done"
-    delivery.processed_at = now
-    delivery.claimed_until = None
-    delivery.error = None
-
-
 def mark_failed(session: Session, delivery_id: int, owner: str, error: str, now: datetime,
                 retry_in: timedelta, permanent: bool = False) -> str:
     """Record a failure; the delivery is retried after `retry_in` until MAX_ATTEMPTS, or

@@ -58,7 +58,7 @@ def _flock(path: str, operation: int) -> int:
 def _file_lock(path: str, deadline: float) -> int | None:
     """A descriptor holding an exclusive `flock` on `path`, or None once `deadline` passed.
 
-    When the lock is taken, a helper thread waits for it in the kernel (woken the moment the
+    While another holds it, a helper thread waits for it in the kernel (woken the moment the
     holder lets go: polling measured about 10 % slower, with a worse p99) while the caller
     waits for the helper with a deadline, so a holder that hangs (a stopped process, a leaked
     transaction) delays the others by `wait_seconds`, not for good. A helper whose caller

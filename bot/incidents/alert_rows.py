@@ -138,7 +138,7 @@ class _LeanInsert:
         memo: dict = {}
 
         def encode(name: str, process, value):
-            if process is None or value is None:
+            if process is None:
                 return value
             if name not in self.memoised:
                 return process(value)
@@ -154,11 +154,12 @@ class _LeanInsert:
         return encoded
 
 
-_LEAN_INSERTS: dict[str, _LeanInsert] = {}
+_LEAN_INSERTS: dict[tuple[str, str], _LeanInsert] = {}
 
 
 def _insert_new(session: Session, new: list[NewAlert]) -> None:
     connection = session.connection()
     dialect = connection.dialect
-    lean = _LEAN_INSERTS.get(dialect.name) or _LEAN_INSERTS.setdefault(dialect.name, _LeanInsert(dialect))
+    key = (dialect.name, dialect.driver)
+    lean = _LEAN_INSERTS.get(key) or _LEAN_INSERTS.setdefault(key, _LeanInsert(dialect))
     connection.exec_driver_sql(lean.sql, lean.rows(new))

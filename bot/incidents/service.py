@@ -63,20 +63,8 @@ def alerts_of(session: Session, incident_id: int) -> list[Alert]:
     )
 
 
-FINGERPRINTS_PER_QUERY = 500  # well under SQLite's and PostgreSQL's bound-parameter limits
 GROUPED_COLUMNS = (Alert.name, Alert.status, Alert.severity, Alert.cluster, Alert.namespace, Alert.service,
                    Alert.category)
-
-
-def alerts_with_fingerprints(session: Session, incident_id: int, fingerprints: set[str]) -> list[Alert]:
-    """The incident's alerts among `fingerprints` (a batch touches only these)."""
-    wanted, found = sorted(fingerprints), []
-    for start in range(0, len(wanted), FINGERPRINTS_PER_QUERY):
-        found += session.execute(
-            select(Alert).where(Alert.incident_id == incident_id,
-                                Alert.fingerprint.in_(wanted[start:start + FINGERPRINTS_PER_QUERY]))
-        ).scalars()
-    return found
 
 
 @dataclass(frozen=True)
@@ -122,14 +110,6 @@ def card_facts(session: Session, incident_id: int) -> CardFacts:
     first = rows[0] if rows else None
     return CardFacts(rows, first.lead_annotations if first else None, first.lead_generator_url if first else None,
                      int(first.firing_targets or 0) if first else 0)
-
-
-def find_alert(session: Session, incident_id: int, source: str, fingerprint: str) -> Alert | None:
-    return session.execute(
-        select(Alert).where(
-            Alert.incident_id == incident_id, Alert.source == source, Alert.fingerprint == fingerprint
-        )
-    ).scalar_one_or_none()
 
 
 def card_message(session: Session, incident_id: int) -> SlackMessage | None:

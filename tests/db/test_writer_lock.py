@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.alerts import deliveries
 from bot.db import migrate
@@ -174,7 +175,7 @@ def test_a_holder_that_never_lets_go_delays_a_writer_only_for_the_bounded_wait(t
 def test_a_connection_dropped_mid_transaction_releases_the_writer_lock(sqlite_file):
     engine = make_engine(f"sqlite:///{sqlite_file}")
     factory = make_session_factory(engine)
-    with pytest.raises(Exception), unit_of_work(factory) as session:  # noqa: B017 - whatever the pool raises
+    with pytest.raises(SQLAlchemyError), unit_of_work(factory) as session:
         deliveries.store(session, "alertmanager", b"lost", {}, NOW)
         assert not _file_lock_is_free(sqlite_file)
         session.connection().invalidate()

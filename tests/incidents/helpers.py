@@ -16,7 +16,7 @@ def ingest_body(factory, body: bytes, now=NOW):
     with unit_of_work(factory) as session:
         delivery = deliveries.store(session, "alertmanager", body, {}, now)
         result = flows.ingest(session, alertmanager.parse(body), delivery.id, now)
-        deliveries.mark_done(session, delivery, now)
+        deliveries.finish(session, delivery.id, now)
     return result
 
 
