@@ -179,6 +179,7 @@ class TimelineEntry(Base):
     payload: Mapped[dict[str, Any]]
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str | None] = mapped_column(String(64))  # HMAC of `hash` under the audit key, when one is set
 
     __table_args__ = (UniqueConstraint("incident_id", "seq"),)
 
@@ -312,6 +313,20 @@ class KillSwitch(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     set_by: Mapped[str] = mapped_column(String(64))
     set_at: Mapped[datetime]
+
+
+class SeenRequest(Base):
+    """A request id already acted on (a PagerDuty event id, a Slack trigger or event id), kept
+    until `keep_until` so a replay of the same signed request is refused, not run again. The
+    primary key makes the first writer win: two replicas receiving the same replay cannot both
+    act on it."""
+
+    __tablename__ = "seen_requests"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[datetime]
+    keep_until: Mapped[datetime] = mapped_column(index=True)
 
 
 class JobClaim(Base):

@@ -1,0 +1,34 @@
+"""The replay guard: request ids already acted on, each kept for as long as a replay matters.
+
+`first_time` inserts (source, request_id) in the caller's transaction and says whether this
+process is the first to see it. The primary key decides: two replicas receiving the same replay
+at once cannot both get True (the loser's INSERT does nothing), and a request retried after a
+crash before the commit is seen as new, because the row went with the rolled-back transaction.
+Rows are pruned once `keep_until` has passed (`prune`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.db.models import SeenRequest
+
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def first_time(session: Session, source: str, request_id: str, now: datetime, keep: timedelta) -> bool:
+    """True when (source, request_id) was not seen before; it is recorded either way."""
+    insert = _INSERTS[session.get_bind().dialect.name]
+    statement = (insert(SeenRequest).values(source=source, request_id=request_id[:200], seen_at=now,
+                                             keep_until=now + keep)
+                 .on_conflict_do_nothing(index_elements=["source", "request_id"]))
+    return session.execute(statement).rowcount == 1
+
+
+def prune(session: Session, now: datetime) -> int:
+    """Forget ids whose replay no longer matters; the number forgotten."""
+    return session.execute(delete(SeenRequest).where(SeenRequest.keep_until < now)).rowcount
