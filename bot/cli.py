@@ -129,7 +129,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise CliError(problem)
         app = create_web_app(runtime)
         try:
-            server = HttpServer(app, settings.http_host, settings.http_port, settings.http_threads)
+            server = HttpServer(app, settings.http_host, settings.http_port, settings.http_threads,
+                                connection_limit=settings.http_connection_limit,
+                                idle_timeout_seconds=settings.http_idle_timeout_seconds)
         except OSError as exc:
             raise CliError(f"cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror}") from None
         socket_mode = _start_socket_mode(runtime) if settings.slack_app_token else None

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     http_threads: int = Field(8, ge=1, le=256)
+    http_connection_limit: int = Field(
+        1000, ge=10, le=100_000, description="Open connections served at once; past it new ones wait in the backlog.")
+    http_idle_timeout_seconds: int = Field(
+        10, ge=1, le=3600, description="A connection with no request in progress and no byte for this long is "
+                                       "closed (idle keep-alives and clients that never send).")
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Largest webhook body accepted.")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -51,11 +51,23 @@ def create_web_app(runtime: Runtime, with_slack: bool = True) -> Flask:
 
 
 class HttpServer:
-    """waitress serving the app on host:port (port 0 picks a free one)."""
+    """waitress serving the app on host:port (port 0 picks a free one).
 
-    def __init__(self, app: Flask, host: str, port: int, threads: int):
+    Connections cannot starve the server (issue 12): a connection with no request in progress
+    that sends nothing for `idle_timeout_seconds` is closed (waitress' `channel_timeout`, checked
+    every second instead of every 30), and up to `connection_limit` connections are served at
+    once (past it, new ones wait in the kernel's backlog until idle ones are closed). Sockets are
+    watched with poll(), not select(), which cannot watch more than 1024 descriptors. Limit: a
+    client that keeps trickling bytes of an unfinished request keeps its connection; in front
+    of the internet, put the bot behind an ingress that bounds request time.
+    """
+
+    def __init__(self, app: Flask, host: str, port: int, threads: int, *, connection_limit: int = 1000,
+                 idle_timeout_seconds: int = 10):
         self._server = create_server(app, host=host, port=port, threads=threads, clear_untrusted_proxy_headers=True,
-                                     ident="opsbot")
+                                     ident="opsbot", connection_limit=connection_limit,
+                                     channel_timeout=idle_timeout_seconds, cleanup_interval=1,
+                                     asyncore_use_poll=True)
         self._thread: threading.Thread | None = None
 
     @property
