@@ -26,7 +26,7 @@ def create_web_app(runtime: Runtime, with_slack: bool = True) -> Flask:
         from handlers.slack.app import build_bolt_app
         from handlers.slack.routes import slack_blueprint
 
-        app.register_blueprint(slack_blueprint(build_bolt_app(runtime)))
+        app.register_blueprint(slack_blueprint(build_bolt_app(runtime), runtime))
 
     @app.errorhandler(404)
     def not_found(_error):

@@ -112,6 +112,14 @@ def card_facts(session: Session, incident_id: int) -> CardFacts:
                      int(first.firing_targets or 0) if first else 0)
 
 
+def incident_of_message(session: Session, channel: str | None, ts: str | None) -> int | None:
+    """The incident whose thread holds the bot's message (channel, ts), if it is one of ours."""
+    if not channel or not ts:
+        return None
+    return session.execute(select(SlackMessage.incident_id).where(SlackMessage.channel == channel,
+                                                                  SlackMessage.ts == ts)).scalar_one_or_none()
+
+
 def card_message(session: Session, incident_id: int) -> SlackMessage | None:
     return session.execute(
         select(SlackMessage).where(SlackMessage.incident_id == incident_id, SlackMessage.purpose == "card")

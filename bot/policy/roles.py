@@ -25,8 +25,8 @@ def freeze_refusal(policy: Policy, groups: frozenset[str]) -> str | None:
 def merge_refusal(policy: Policy, user: str, groups: frozenset[str], channel: str | None) -> str | None:
     """The Merge button: the policy's channels and actors apply as to any button; when
     `merge_managers` is set, only those groups may merge."""
-    if policy.channels and channel is not None and channel not in policy.channels:
-        return f"buttons do not act in channel {channel}"
+    if policy.channels and channel not in policy.channels:  # no channel is no allowed channel
+        return f"buttons do not act in channel {channel}" if channel else "the click came from no channel"
     actors = policy.actors
     if (actors.users or actors.groups) and user not in actors.users and not set(actors.groups) & groups:
         return f"<@{user}> may not act on incidents"

@@ -1,4 +1,5 @@
-"""Interactive buttons on incident cards. Ack first; the work runs after the ack."""
+"""Interactive buttons on incident cards. Ack first; the work runs after the ack. A refused
+click is answered ephemerally and recorded on the timeline (`bot.incidents.refused_clicks`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import logging
 from slack_bolt import Ack, App
 
 from bot.db.engine import unit_of_work
+from bot.incidents import refused_clicks
 from bot.incidents.acknowledge import ActionRefused, acknowledge, parse_incident_value
 from bot.incidents.merge import MergeRefused, merge, parse_merge_value
 from bot.policy import roles
 from bot.runtime import Runtime
+from bot.slack import inbound
 from bot.slack.gateway import SlackError
 from bot.slack.render.card import ACK_ACTION_ID, MERGE_ACTION_ID
 from bot.slack.render.text import untrusted
@@ -18,7 +21,11 @@ from bot.slack.render.text import untrusted
 log = logging.getLogger(__name__)
 
 
-def _refuse(runtime: Runtime, channel: str | None, user: str, reason: str) -> None:
+def _refuse(runtime: Runtime, body: dict, action: str, incident_id: int | None, reason: str) -> None:
+    user, channel = inbound.user_id(body), inbound.channel_id(body)
+    with unit_of_work(runtime.factory) as session:
+        refused_clicks.record(session, incident_id, user=user, action=action, reason=reason, channel=channel,
+                              message_ts=inbound.message_ts(body), now=runtime.clock())
     if not channel:
         return
     try:
@@ -27,29 +34,35 @@ def _refuse(runtime: Runtime, channel: str | None, user: str, reason: str) -> No
         log.warning("could not tell %s why the click was refused: %s", user, error)
 
 
+def _value(action: dict) -> str:
+    value = action.get("value")
+    return value if isinstance(value, str) else ""
+
+
 def register(app: App, runtime: Runtime) -> None:
     @app.action(ACK_ACTION_ID)
     def acknowledge_clicked(ack: Ack, body: dict, action: dict) -> None:
         ack()
-        user = body.get("user", {})
-        who = user.get("name") or user.get("username") or user.get("id", "someone")
+        user = inbound.user_id(body)
+        who = inbound.field(body, "user", "name") or inbound.field(body, "user", "username") or user or "someone"
+        incident_id = None
         try:
-            incident_id = parse_incident_value(action.get("value", ""))
+            incident_id = parse_incident_value(_value(action))
             with unit_of_work(runtime.factory) as session:
-                acknowledge(session, incident_id, who, f"slack:{user.get('id', 'unknown')}", runtime.clock(),
+                acknowledge(session, incident_id, who, f"slack:{user or 'unknown'}", runtime.clock(),
                             pagerduty_writable=runtime.settings.pagerduty_rest_writable)
         except ActionRefused as exc:
-            _refuse(runtime, body.get("channel", {}).get("id"), user.get("id", ""), str(exc))
+            _refuse(runtime, body, "acknowledge", incident_id, str(exc))
             return
         runtime.workers.wake_stages()
 
     @app.action(MERGE_ACTION_ID)
     def merge_clicked(ack: Ack, body: dict, action: dict) -> None:
         ack()
-        user = body.get("user", {}).get("id", "unknown")
-        channel = body.get("channel", {}).get("id")
+        user, channel = inbound.user_id(body) or "unknown", inbound.channel_id(body)
+        source = None
         try:
-            source, target = parse_merge_value(action.get("value", ""))
+            source, target = parse_merge_value(_value(action))
             kit = runtime.remediation
             refusal = (roles.merge_refusal(kit.policy, user, kit.groups.groups_of(user), channel) if kit
                        else "no policy is loaded")
@@ -58,7 +71,7 @@ def register(app: App, runtime: Runtime) -> None:
             with unit_of_work(runtime.factory) as session:
                 result = merge(session, source, target, f"slack:{user}", runtime.clock(), as_suggested=True)
         except MergeRefused as exc:
-            _refuse(runtime, channel, user, str(exc))
+            _refuse(runtime, body, "merge", source, str(exc))
             return
         log.info("INC-%s merged into INC-%s by %s", result.source_id, result.target_id, user)
         runtime.workers.wake_stages()

@@ -13,6 +13,7 @@ from slack_bolt import Ack, App
 
 from bot.remediation import clicks
 from bot.runtime import Runtime
+from bot.slack import inbound
 from bot.slack.gateway import SlackError
 from bot.slack.render.proposal import APPROVE_ACTION_ID, REJECT_ACTION_ID
 from bot.slack.render.text import plain, untrusted
@@ -30,8 +31,15 @@ def _tell(runtime: Runtime, channel: str | None, user: str, text: str) -> None:
         log.warning("could not tell %s about their click: %s", user, error)
 
 
-def reject_view(value: str, title: str) -> dict:
-    return {"type": "modal", "callback_id": REJECT_VIEW, "private_metadata": json.dumps({"value": value}),
+def click_of(body: dict, action: dict) -> clicks.Click:
+    value = action.get("value")
+    return clicks.Click(value if isinstance(value, str) else "", inbound.user_id(body), inbound.channel_id(body),
+                        inbound.message_ts(body))
+
+
+def reject_view(click: clicks.Click, title: str) -> dict:
+    metadata = {"value": click.value, "channel": click.channel, "message_ts": click.message_ts}
+    return {"type": "modal", "callback_id": REJECT_VIEW, "private_metadata": json.dumps(metadata),
             "title": {"type": "plain_text", "text": "Reject the step"},
             "submit": {"type": "plain_text", "text": "Reject"}, "close": {"type": "plain_text", "text": "Cancel"},
             "blocks": [
@@ -49,43 +57,42 @@ def register(app: App, runtime: Runtime) -> None:
     @app.action(APPROVE_ACTION_ID)
     def approve_clicked(ack: Ack, body: dict, action: dict) -> None:
         ack()
-        user = body.get("user", {}).get("id", "")
-        channel = body.get("channel", {}).get("id")
-        result = clicks.approve(kit, action.get("value", ""), user, channel)
-        _tell(runtime, channel, user, (":white_check_mark: " if result.ok else ":no_entry: ") + result.message)
+        click = click_of(body, action)
+        result = clicks.approve(kit, click)
+        _tell(runtime, click.channel, click.user, (":white_check_mark: " if result.ok else ":no_entry: ") + result.message)
         runtime.workers.wake_stages()
 
     @app.action(REJECT_ACTION_ID)
     def reject_clicked(ack: Ack, body: dict, action: dict) -> None:
         ack()
-        user = body.get("user", {}).get("id", "")
-        channel = body.get("channel", {}).get("id")
-        value = action.get("value", "")
-        checked = clicks.check_reject(kit, value, user)
+        click = click_of(body, action)
+        checked = clicks.check_reject(kit, click)
         if not checked.ok:
-            _tell(runtime, channel, user, ":no_entry: " + checked.message)
+            _tell(runtime, click.channel, click.user, ":no_entry: " + checked.message)
             return
         trigger = body.get("trigger_id")
-        if trigger:
+        if isinstance(trigger, str) and trigger:
             try:
-                runtime.gateway.open_view(trigger, reject_view(value, "Reject this step? It will not run."))
+                runtime.gateway.open_view(trigger, reject_view(click, "Reject this step? It will not run."))
                 return
             except SlackError as exc:
                 log.warning("reason dialog not opened (%s): rejecting without a reason", exc)
-        result = clicks.reject(kit, value, user, "")
-        _tell(runtime, channel, user, (":no_entry_sign: " if result.ok else ":no_entry: ") + result.message)
+        result = clicks.reject(kit, click, "")
+        _tell(runtime, click.channel, click.user, (":no_entry_sign: " if result.ok else ":no_entry: ") + result.message)
         runtime.workers.wake_stages()
 
     @app.view(REJECT_VIEW)
     def reason_submitted(ack: Ack, body: dict, view: dict) -> None:
         ack()
-        user = body.get("user", {}).get("id", "")
         try:
-            value = json.loads(view.get("private_metadata") or "{}").get("value", "")
+            metadata = json.loads(view.get("private_metadata") or "{}")
         except ValueError:
-            value = ""
-        reason = (((view.get("state") or {}).get("values") or {}).get("reason") or {}).get("text", {}).get("value")
-        result = clicks.reject(kit, value, user, reason or "")
+            metadata = {}
+        metadata = metadata if isinstance(metadata, dict) else {}
+        click = clicks.Click(inbound.field(metadata, "value") or "", inbound.user_id(body),
+                             inbound.field(metadata, "channel"), inbound.field(metadata, "message_ts"))
+        reason = inbound.field(view, "state", "values", "reason", "text", "value")
+        result = clicks.reject(kit, click, reason or "")
         if not result.ok:
-            log.info("rejection refused for %s: %s", user, result.message)
+            log.info("rejection refused for %s: %s", click.user, result.message)
         runtime.workers.wake_stages()

@@ -95,6 +95,16 @@ def test_channels_and_actors_are_restricted_when_listed():
     assert engine.decide(replace(click, channel="C0INCIDENTS", actor="U2"), strict, engine.State()).rule == "actors"
 
 
+def test_a_click_without_a_channel_is_refused_where_channels_are_listed():
+    strict = policy(channels=["C0INCIDENTS"])
+    click = replace(REQUEST, phase="click", actor="U1", actor_groups=frozenset({"oncall"}), channel=None)
+    denied = engine.decide(click, strict, engine.State())
+    assert (denied.decision, denied.rule) == ("deny", "channels") and "no channel" in denied.reason
+    assert engine.decide(click, policy(), engine.State()).rule != "channels", "no list: any channel, or none"
+    execute = replace(REQUEST, phase="execute", channel=None)
+    assert engine.decide(execute, strict, engine.State()).rule != "channels", "execution has no channel"
+
+
 def test_autonomy_follows_runbook_and_environment():
     auto = policy(environments={"staging": {"namespaces": ["staging-*"]}},
                   autonomy={"default": "approve", "rules": [{"runbooks": ["restart-*"], "environments": ["staging"],

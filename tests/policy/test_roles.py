@@ -11,6 +11,7 @@ NONE: frozenset[str] = frozenset()
 def test_merge_is_open_to_anyone_the_channels_and_actors_allow_until_merge_managers_are_set():
     assert roles.merge_refusal(Policy(), "U1", NONE, "C1") is None
     assert "channel C1" in roles.merge_refusal(Policy(channels=["C9"]), "U1", NONE, "C1")
+    assert "no channel" in roles.merge_refusal(Policy(channels=["C9"]), "U1", NONE, None)
     assert "may not act" in roles.merge_refusal(Policy(actors={"users": ["U2"]}), "U1", NONE, "C1")
     assert roles.merge_refusal(Policy(actors={"groups": ["sre"]}), "U1", frozenset({"sre"}), "C1") is None
     restricted = Policy(merge_managers=["leads"])
