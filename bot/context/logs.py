@@ -72,7 +72,7 @@ def gather_logs(reader: KubeReader, pods: list[PodView], since: datetime, now: d
         for (pod, container, previous), text in pool.map(read, jobs):
             if text is None:
                 continue
-            lines = [redact(line) for line in text.splitlines()]
+            lines = redact(text).splitlines()  # whole: a key block spans lines
             by_container.setdefault((pod.ref, container.name), []).append((lines, previous))
             views.append(LogView(pod=pod.ref, container=container.name, previous=previous,
                                  lines=lines[-KEEP_LINES:], templates=[], truncated=len(lines) > KEEP_LINES))

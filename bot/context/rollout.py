@@ -7,6 +7,14 @@ template with the previous one field by field, in the terms an engineer reviews 
 image, command and args, each env var, env sources, resources, probes, mounts, volumes, and
 the scheduling fields, plus template annotations (a changed `checksum/config` is a config
 change).
+
+Secrets: the diff says *that* an env var changed, was added or removed, never its value, unless
+the value is plainly not secret (`bot.redaction.shown_setting`: a feature flag, a log level, a
+replica count, an address without credentials); otherwise it reads `[REDACTED]`. A `valueFrom`
+shows its reference (`secretKeyRef orders-db/dsn`), which is not secret. In `command` and
+`args`, the value of a secret-named flag (`--db-password=…`, `--token …`) and any
+secret-looking argument are masked the same way. The diff is masked here, where it is made,
+so no later stage (the analyzers' evidence, the evidence file, the model) ever holds a value.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Any
 
 from bot.context.kube_facts import conditions_of, controller_of, parse_time, ref_of
 from bot.context.model import Revision, RolloutView, TemplateChange
+from bot.redaction import MASK, is_secret_name, looks_secret, shown_setting
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 _CONTAINER_FIELDS = ("image", "command", "args", "envFrom", "resources", "livenessProbe", "readinessProbe",
@@ -25,6 +34,10 @@ _CONTAINER_FIELDS = ("image", "command", "args", "envFrom", "resources", "livene
 _POD_FIELDS = ("volumes", "serviceAccountName", "nodeSelector", "affinity", "tolerations", "imagePullSecrets",
                "priorityClassName", "topologySpreadConstraints", "hostNetwork", "dnsPolicy")
 _IGNORED_ANNOTATIONS = ("kubectl.kubernetes.io/restartedAt",)
+_ARGUMENT_FIELDS = ("command", "args")
+# How a valueFrom source is shown: the reference's fields that name it (none is secret).
+_VALUE_FROM_REFERENCES = (("secretKeyRef", ("name", "key")), ("configMapKeyRef", ("name", "key")),
+                          ("fieldRef", ("fieldPath",)), ("resourceFieldRef", ("containerName", "resource")))
 MAX_VALUE_CHARS = 300
 
 
@@ -46,6 +59,42 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
     return {e.get("name", "?"): e.get("value", e.get("valueFrom")) for e in container.get("env") or []}
 
 
+def _env_shown(name: str, value: Any) -> Any:
+    """What the diff may show of env var `name`: a valueFrom's reference, the value when it is
+    plainly not secret, else the mask."""
+    if isinstance(value, dict):
+        for source, fields in _VALUE_FROM_REFERENCES:
+            if isinstance(value.get(source), dict):
+                ref = value[source]
+                return f"{source} " + "/".join(str(ref[f]) for f in fields if ref.get(f) not in (None, ""))
+        return MASK
+    text = "" if value is None else str(value)
+    return text if shown_setting(name, text) else MASK
+
+
+def _masked_arguments(value: Any) -> Any:
+    """`command` / `args` with the values of secret-named flags and secret-looking arguments masked."""
+    if not isinstance(value, list):
+        return value
+    masked: list[Any] = []
+    value_is_secret = False
+    for arg in value:
+        text = str(arg)
+        flag, equals, flag_value = text.partition("=")
+        if value_is_secret and not text.startswith("-"):
+            masked.append(MASK)
+        elif text.startswith("-") and equals:
+            masked.append(f"{flag}={MASK}" if is_secret_name(flag) or looks_secret(flag_value) else arg)
+        else:
+            masked.append(MASK if looks_secret(text) else arg)
+        value_is_secret = text.startswith("-") and not equals and is_secret_name(text)
+    return masked
+
+
+def _shown(key: str, value: Any) -> Any:
+    return _short(_masked_arguments(value) if key in _ARGUMENT_FIELDS else value)
+
+
 def template_changes(before: dict[str, Any], after: dict[str, Any]) -> list[TemplateChange]:
     """What changed from pod template `before` to `after` (each a template with metadata+spec)."""
     changes: list[TemplateChange] = []
@@ -61,13 +110,14 @@ def template_changes(before: dict[str, Any], after: dict[str, Any]) -> list[Temp
                 continue
             for key in _CONTAINER_FIELDS:
                 if a.get(key) != b.get(key):
-                    changes.append(TemplateChange(f"{prefix}[{name}].{key}", _short(a.get(key)), _short(b.get(key))))
+                    changes.append(TemplateChange(f"{prefix}[{name}].{key}", _shown(key, a.get(key)),
+                                                  _shown(key, b.get(key))))
             env_a, env_b = _env(a), _env(b)
             for var in sorted(set(env_a) | set(env_b)):
                 if env_a.get(var, KeyError) != env_b.get(var, KeyError):
                     changes.append(TemplateChange(f"{prefix}[{name}].env.{var}",
-                                                  _short(env_a.get(var)) if var in env_a else None,
-                                                  _short(env_b.get(var)) if var in env_b else None))
+                                                  _env_shown(var, env_a[var]) if var in env_a else None,
+                                                  _env_shown(var, env_b[var]) if var in env_b else None))
     for key in _POD_FIELDS:
         if spec_a.get(key) != spec_b.get(key):
             changes.append(TemplateChange(f"spec.{key}", _short(spec_a.get(key)), _short(spec_b.get(key))))

@@ -15,6 +15,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.db.models import Investigation, SlackMessage
+from bot.redaction import redact, redact_data
 
 MAX_ATTEMPTS = 3
 
@@ -48,22 +49,24 @@ def claim(session: Session, investigation_id: int, owner: str, now: datetime, le
 
 def finish(session: Session, investigation_id: int, owner: str, result: dict, now: datetime,
            status: str = "done") -> bool:
-    """Store the result (`done`, or `skipped`: nothing to investigate, nothing to post)."""
+    """Store the result (`done`, or `skipped`: nothing to investigate, nothing to post),
+    redacted here whatever the caller did: no secret is ever written to the row."""
     done = session.execute(
         update(Investigation).where(Investigation.id == investigation_id, Investigation.lease_owner == owner,
                                     Investigation.status == "running")
-        .values(status=status, result=result, finished_at=now, lease_owner=None, lease_until=None, error=None)
+        .values(status=status, result=redact_data(result), finished_at=now, lease_owner=None, lease_until=None, error=None)
         .execution_options(synchronize_session=False))
     return done.rowcount == 1
 
 
 def fail(session: Session, investigation_id: int, owner: str, error: str, now: datetime, retry_in: timedelta) -> str:
-    """Back to pending with a delay, or `failed` after MAX_ATTEMPTS; returns the new status."""
+    """Back to pending with a delay, or `failed` after MAX_ATTEMPTS; returns the new status.
+    The error (an exception's message can quote a secret) is stored redacted."""
     row = session.get(Investigation, investigation_id)
     status = "failed" if row is not None and row.attempts >= MAX_ATTEMPTS else "pending"
     session.execute(
         update(Investigation).where(Investigation.id == investigation_id, Investigation.lease_owner == owner)
-        .values(status=status, error=error[:2000], lease_owner=None, lease_until=None, not_before=now + retry_in,
+        .values(status=status, error=redact(error)[:2000], lease_owner=None, lease_until=None, not_before=now + retry_in,
                 finished_at=now if status == "failed" else None)
         .execution_options(synchronize_session=False))
     return status

@@ -4,10 +4,13 @@ Every write goes through `SlackGateway`, which keeps payloads inside Block Kit's
 retries connection errors and 5xx briefly, and turns 429 into `SlackRetryLater` carrying
 Slack's `Retry-After`, so the caller reschedules the work instead of blocking a worker or
 dropping the message. Failures surface as exceptions that the flows record on the timeline.
+It is also the Slack side's redaction chokepoint: every text, block, view and uploaded file
+is passed through `bot.redaction` here, so a secret a caller forgot never reaches Slack.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, ServerErrorRetryHandler
 
 from bot.metrics import Metrics
+from bot.redaction import redact, redact_data
 from bot.slack.limits import fit_blocks, fit_text
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,30 @@ class SlackRetryLater(SlackError):
     def __init__(self, method: str, error: str, retry_after: float | None):
         super().__init__(method, error)
         self.retry_after = retry_after
+
+
+# Block Kit fields that are the bot's own identifiers, sent back by Slack on a click: never rewritten.
+BLOCK_IDENTIFIERS = frozenset({"action_id", "block_id", "value", "callback_id", "private_metadata", "external_id"})
+
+
+def outgoing_text(text: str) -> str:
+    """Text as it may leave: secrets masked (whatever the caller did; redaction is idempotent),
+    then cut to Slack's limit. Every method that sends text goes through it."""
+    return fit_text(redact(text))
+
+
+def outgoing_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Blocks (or a view's fields) as they may leave: every string redacted except the bot's
+    identifiers, then fitted to Block Kit's limits."""
+    return fit_blocks(redact_data(blocks, BLOCK_IDENTIFIERS))
+
+
+def outgoing_file(name: str, content: bytes, title: str) -> dict[str, Any]:
+    """An upload as it may leave: text content (UTF-8) redacted, binary content (an image) as
+    it is; name and title redacted."""
+    with contextlib.suppress(UnicodeDecodeError):
+        content = redact(content.decode("utf-8")).encode("utf-8")
+    return {"filename": redact(name), "content": content, "title": redact(title)[:250]}
 
 
 @dataclass(frozen=True)
@@ -103,9 +131,9 @@ class SlackGateway:
 
     def post_message(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
                      thread_ts: str | None = None, reply_broadcast: bool = False) -> PostedMessage:
-        args: dict[str, Any] = {"channel": channel, "text": fit_text(text), "unfurl_links": False}
+        args: dict[str, Any] = {"channel": channel, "text": outgoing_text(text), "unfurl_links": False}
         if blocks is not None:
-            args["blocks"] = fit_blocks(blocks)
+            args["blocks"] = outgoing_blocks(blocks)
         if thread_ts:
             args["thread_ts"] = thread_ts
             if reply_broadcast:
@@ -114,15 +142,15 @@ class SlackGateway:
         return PostedMessage(channel=data["channel"], ts=data["ts"])
 
     def update_message(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
-        args: dict[str, Any] = {"channel": channel, "ts": ts, "text": fit_text(text)}
+        args: dict[str, Any] = {"channel": channel, "ts": ts, "text": outgoing_text(text)}
         if blocks is not None:
-            args["blocks"] = fit_blocks(blocks)
+            args["blocks"] = outgoing_blocks(blocks)
         self._call("chat.update", **args)
 
     def upload_files(self, channel: str, thread_ts: str | None, files: list[tuple[str, bytes, str]]) -> None:
         """Share (filename, content, title) files in a thread as one message: one upload URL per
         file, then a single files.completeUploadExternal."""
-        uploads = [{"filename": name, "content": content, "title": title[:250]} for name, content, title in files]
+        uploads = [outgoing_file(name, content, title) for name, content, title in files]
         self._call("files.upload_v2", lambda: self.client.files_upload_v2(
             channel=channel, thread_ts=thread_ts, file_uploads=uploads))
 
@@ -143,11 +171,11 @@ class SlackGateway:
             raise
 
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
-        self._call("views.open", trigger_id=trigger_id, view=view)
+        self._call("views.open", trigger_id=trigger_id, view=redact_data(view, BLOCK_IDENTIFIERS))
 
     def post_ephemeral(self, channel: str, user: str, text: str,
                        blocks: list[dict[str, Any]] | None = None) -> None:
-        args: dict[str, Any] = {"channel": channel, "user": user, "text": fit_text(text)}
+        args: dict[str, Any] = {"channel": channel, "user": user, "text": outgoing_text(text)}
         if blocks is not None:
-            args["blocks"] = fit_blocks(blocks)
+            args["blocks"] = outgoing_blocks(blocks)
         self._call("chat.postEphemeral", **args)

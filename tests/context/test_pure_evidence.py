@@ -125,8 +125,8 @@ def test_template_diff_names_image_env_and_resources():
     changes = {c.path: (c.before, c.after) for c in template_changes(before, after)}
     assert changes["containers[api].image"] == ("api:1.0", "api:1.1")
     assert changes["containers[api].env.A"] == ("1", "2")
-    assert changes["containers[api].env.B"] == ("x", None)
-    assert changes["containers[api].env.C"] == (None, "y")
+    assert changes["containers[api].env.B"] == ("[REDACTED]", None), "not plainly harmless: masked"
+    assert changes["containers[api].env.C"] == (None, "[REDACTED]")
     assert "containers[api].resources" in changes
 
 

@@ -17,6 +17,7 @@ from bot.context.model import Context, TemplateChange
 from bot.diagnosis import evidence as ev
 from bot.diagnosis.findings import WorkloadFindings, short
 from bot.diagnosis.model import Evidence, Hypothesis
+from bot.redaction import MASK
 
 RUNTIME_FIELDS = (".image", ".command", ".args", ".env", ".envFrom", "Probe", ".volumeMounts", "spec.volumes",
                   "annotations.checksum", ".securityContext", ".workingDir", ".ports", "serviceAccountName")
@@ -28,6 +29,8 @@ def _runtime_changes(changes: list[TemplateChange]) -> list[TemplateChange]:
 
 
 def describe_change(change: TemplateChange) -> str:
+    if change.before == change.after == MASK:  # a secret's value changed (bot.context.rollout masks it)
+        return f"{change.path} changed (value hidden)"
     if change.before is None:
         return f"{change.path} added ({short(change.after, 80)})"
     if change.after is None:
