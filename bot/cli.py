@@ -181,6 +181,7 @@ def _with_database(action):
     """Run action(factory) against the configured, migrated database; one-line errors."""
     from bot.db import migrate
     from bot.db.engine import make_engine, make_session_factory
+    from bot.timeline.chain import audit_key_from
 
     settings = _settings()
     engine = make_engine(settings.effective_database_url)
@@ -188,7 +189,7 @@ def _with_database(action):
         problem = migrate.schema_problem(engine)
         if problem:
             raise CliError(problem)
-        return action(make_session_factory(engine))
+        return action(make_session_factory(engine, audit_key_from(settings.audit_key)))
     except SQLAlchemyError as exc:
         raise CliError(f"database error: {_reason(exc)}") from None
     finally:
@@ -306,8 +307,10 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from bot.remediation_cli import audit_verify
+    from bot.timeline.chain import audit_key_from
 
-    return _print_result(_with_database(lambda factory: audit_verify(factory, args.incident)))
+    key = audit_key_from(_settings().audit_key)
+    return _print_result(_with_database(lambda factory: audit_verify(factory, args.incident, key, args.anchors)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -376,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     verify = audit_commands.add_parser("verify", help="check every timeline's hash chain (exit 1 on tampering)")
     verify.add_argument("--incident", type=int, help="only INC-N")
+    verify.add_argument("--anchors", type=Path, metavar="FILE",
+                        help="also check the heads anchored in FILE (OPSBOT_AUDIT_ANCHOR_FILE, or the bot's log)")
     verify.set_defaults(func=cmd_audit_verify)
 
     evaluate = commands.add_parser("eval", help="replay scenarios through the bot and score its RCA")

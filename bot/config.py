@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     slack_channel: str = Field("#incidents", description="Channel that receives incident threads.")
     slack_emulator_port: int = Field(0, ge=0, le=65535, description="Port of the embedded emulator.")
 
+    audit_key: str | None = Field(None, description="Secret kept outside the database: each timeline entry gets "
+                                                    "an HMAC under it, so a rewritten entry shows.")
+    audit_anchor_file: Path | None = Field(None, description="Append-only file that receives the timeline heads "
+                                                             "(also logged) for `opsbot audit verify --anchors`.")
+    audit_anchor_interval_seconds: int = Field(300, ge=10, le=86_400, description="How often changed timeline "
+                                                                                  "heads are anchored.")
+
     webhook_token: str | None = Field(None, description="Bearer token webhook senders must present.")
     webhook_basic_user: str | None = None
     webhook_basic_password: str | None = None
@@ -161,6 +168,11 @@ class Settings(BaseSettings):
     )
     claim_lease_seconds: float = Field(
         120, ge=60, le=3600, description="How long a claim is held; longer than the slowest Slack call with retries."
+    )
+    step_lease_seconds: float = Field(
+        300, ge=2, le=3600, description="How long a worker holds a runbook step it is applying; when it lapses "
+        "(the process died) another worker recovers the step without writing again. Each Kubernetes request of "
+        "a step is bounded by half of it.",
     )
 
     @field_validator("database_url")

@@ -100,12 +100,13 @@ def _child_main(settings, wake, opened, stop, channel, parent_pid: int) -> None:
     from bot.db.engine import make_engine, make_session_factory
     from bot.logs import configure_logging
     from bot.startup import freeze_startup_objects
+    from bot.timeline.chain import audit_key_from
     from bot.workers import Workers, intake_rules
 
     configure_logging(settings.log_level, settings.log_format)
     engine = make_engine(settings.effective_database_url, pool_size=2)
     relay = MetricsRelay(channel)
-    workers = Workers(make_session_factory(engine), None, utc_now, relay, threads=1,
+    workers = Workers(make_session_factory(engine, audit_key_from(settings.audit_key)), None, utc_now, relay, threads=1,
                       poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds,
                       intake=intake_rules(settings), on_opened=opened.set)
     workers.start(stages=False)

@@ -122,13 +122,27 @@ def test_against_scenario(runbooks: Path, policies: Path, runbook_id: str, scena
     return 0, lines
 
 
-def audit_verify(factory, incident: int | None) -> tuple[int, list[str]]:
+def audit_verify(factory, incident: int | None, key: bytes | None = None,
+                 anchors: Path | None = None) -> tuple[int, list[str]]:
+    """Every timeline's chain (and MACs, with the audit key); with `anchors`, the anchored heads
+    too (`bot.timeline.anchors`). Exit 1 on any problem, 2 when the input cannot be read."""
     from sqlalchemy import select
 
     from bot.db.engine import reading
-    from bot.db.models import Incident
+    from bot.db.models import Incident, TimelineEntry
+    from bot.timeline.anchors import read_records, verify_anchors
     from bot.timeline.chain import verify_incident
 
+    records, notes = [], []
+    if anchors is not None:
+        try:
+            with open(anchors, encoding="utf-8", errors="replace") as handle:
+                records, other = read_records(handle)
+        except OSError as exc:
+            return 2, [f"cannot read the anchors {anchors}: {exc.strerror}"]
+        if not records:
+            return 2, [f"no anchor records in {anchors}"]
+        notes.append(f"{len(records)} anchor record(s) read" + (f", {other} other line(s) skipped" if other else ""))
     problems, checked = [], 0
     with reading(factory) as session:  # one snapshot: an append while checking is no "deleted entry"
         query = select(Incident).order_by(Incident.id)
@@ -136,12 +150,17 @@ def audit_verify(factory, incident: int | None) -> tuple[int, list[str]]:
             query = query.where(Incident.id == incident)
         for row in session.execute(query).scalars():
             checked += 1
-            problems += verify_incident(session, row)
+            problems += verify_incident(session, row, key)
+        if records:
+            problems += verify_anchors(session, records, key)
+        if key is None and session.execute(select(TimelineEntry.id).where(TimelineEntry.mac.is_not(None))
+                                           .limit(1)).first():
+            notes.append("entries carry MACs but OPSBOT_AUDIT_KEY is not set: the MACs were not checked")
     if incident is not None and checked == 0:
         return 2, [f"no incident INC-{incident}"]
     if problems:
-        return 1, problems + [f"{len(problems)} problem(s) in {checked} incident timeline(s)"]
-    return 0, [f"{checked} incident timeline(s) intact"]
+        return 1, notes + problems + [f"{len(problems)} problem(s) in {checked} incident timeline(s)"]
+    return 0, notes + [f"{checked} incident timeline(s) intact"]
 
 
 def dirs(settings) -> tuple[Path, Path]:

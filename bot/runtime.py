@@ -34,6 +34,8 @@ from bot.remediation.kit import GroupResolver, RemediationKit, pagerduty_on_call
 from bot.remediation.messages import ProposalMessages
 from bot.remediation.tokens import key_from
 from bot.slack.gateway import SlackGateway, make_web_client
+from bot.timeline.anchors import Anchorer
+from bot.timeline.chain import audit_key_from
 from bot.workers import RemediationStage, Workers, intake_rules, worker_identity
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,8 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
     try:
         metrics = Metrics()
         engine = make_engine(settings.effective_database_url, pool_size=settings.worker_threads + settings.http_threads)
-        factory = make_session_factory(engine)
+        audit_key = audit_key_from(settings.audit_key)
+        factory = make_session_factory(engine, audit_key)
         token, base_url = _slack_endpoint(settings, owned)
         web_client = make_web_client(token, base_url)
         gateway = SlackGateway(web_client, metrics)
@@ -156,7 +159,10 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
                           intake=intake_rules(settings),
                           pagerduty=PagerDutySync(factory, mirror, clock) if mirror is not None else None,
                           intake_elsewhere=elsewhere, rca=rca, rca_threads=settings.investigation_threads,
-                          remediation=RemediationStage(Executor(kit, owner=worker_identity()),
+                          anchor=Anchorer(factory, clock, audit_key, settings.audit_anchor_file,
+                                          timedelta(seconds=settings.audit_anchor_interval_seconds)),
+                          remediation=RemediationStage(Executor(kit, owner=worker_identity(),
+                                                                lease=timedelta(seconds=settings.step_lease_seconds)),
                                                        ProposalMessages(
                                                            kit, gateway,
                                                            timedelta(seconds=settings.card_min_interval_seconds),

@@ -27,6 +27,7 @@ from bot.alerts.matchers import MatcherSet, parse_matchers
 from bot.alerts.model import AlertBatch, PayloadError
 from bot.alerts.screening import screen
 from bot.clock import Clock
+from bot.db import seen
 from bot.db.engine import reading, unit_of_work
 from bot.db.models import RawDelivery
 from bot.incidents import flows, pagerduty_flow
@@ -41,6 +42,7 @@ PARSERS = {alertmanager.SOURCE: alertmanager.parse, grafana.SOURCE: grafana.pars
            pagerduty.SOURCE: pagerduty.parse}
 CLAIM_BATCH = 10
 CONFLICT_RETRIES = 3
+SEEN_PRUNE_INTERVAL = timedelta(minutes=10)  # how often an idle intake loop forgets expired replay ids
 
 
 @dataclass(frozen=True)
@@ -101,19 +103,21 @@ class Workers:
                  threads: int = 2, poll_seconds: float = 0.5, lease_seconds: float = 120,
                  intake: IntakeRules | None = None, pagerduty: PagerDutySync | None = None,
                  intake_elsewhere=None, on_opened: Callable[[], None] | None = None, rca=None,
-                 rca_threads: int = 1, remediation: RemediationStage | None = None):
+                 rca_threads: int = 1, remediation: RemediationStage | None = None, anchor=None):
         self._factory, self._cards, self._clock, self._metrics = factory, cards, clock, metrics
         self._threads_wanted, self._poll, self._lease = threads, poll_seconds, timedelta(seconds=lease_seconds)
         self._intake = intake or IntakeRules()
         self._pagerduty = pagerduty
         self._rca, self._rca_threads = rca, rca_threads
         self._remediation = remediation
+        self._anchor = anchor  # `bot.timeline.anchors.Anchorer`: writes the timeline heads out periodically
         self._elsewhere = intake_elsewhere
         self._on_opened = on_opened or self.wake_stages
         self._intake_wakes: list[threading.Event] = []
         self._stage_wakes: list[threading.Event] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._seen_pruned_at = None  # see `_prune_seen`
 
     def wake(self) -> None:
         """New work was stored: wake the intake loops (the card and PagerDuty loops poll, and
@@ -145,6 +149,8 @@ class Workers:
             loops += [(f"opsbot-rca-{index}", self.rca_round) for index in range(self._rca_threads)]
         if stages and self._remediation is not None:
             loops.append(("opsbot-remediation", self.remediation_round))
+        if stages and self._anchor is not None:
+            loops.append(("opsbot-audit-anchor", self._anchor.round))
         for name, step in loops:
             wake = threading.Event()
             (self._intake_wakes if step == self.intake_round else self._stage_wakes).append(wake)
@@ -180,7 +186,8 @@ class Workers:
         """Claim and process stored deliveries; True if there was work."""
         with reading(self._factory) as session:
             if not deliveries.any_claimable(session, self._clock()):
-                return False  # an idle poll takes no write lock
+                self._prune_seen()
+                return False  # an idle poll takes no write lock (but one prune per interval)
         with unit_of_work(self._factory) as session:
             claimed = deliveries.claim(session, owner, self._clock(), self._lease, CLAIM_BATCH)
         opened = sum(self.process_delivery(delivery, owner) for delivery in claimed)
@@ -188,11 +195,22 @@ class Workers:
             self._on_opened()  # a new incident's card should appear at once
         return bool(claimed)
 
+    def _prune_seen(self) -> None:
+        """Forget the replay guard's expired ids (`bot.db.seen.prune`), at most once per
+        `SEEN_PRUNE_INTERVAL` per process; one indexed DELETE, harmless when several threads
+        or replicas run it at once."""
+        now = self._clock()
+        if self._seen_pruned_at is not None and now - self._seen_pruned_at < SEEN_PRUNE_INTERVAL:
+            return
+        self._seen_pruned_at = now
+        with unit_of_work(self._factory) as session:
+            seen.prune(session, now)
+
     def cards_round(self, _owner: str) -> bool:
         synced = [self._cards.sync(incident_id) for incident_id in self._cards.pending()]
-        if "posted" in synced:
+        if {"posted", "adopted"} & set(synced):
             self.wake_stages()  # a new thread exists: its RCA may be waiting for it
-        return any(outcome in {"posted", "updated", "noted"} for outcome in synced)
+        return any(outcome in {"posted", "adopted", "updated", "noted"} for outcome in synced)
 
     def rca_round(self, _owner: str) -> bool:
         """Investigate new incidents and post their RCA (see `bot.incidents.rca_stage`)."""

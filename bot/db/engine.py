@@ -105,8 +105,13 @@ def _raw(connection):
     return getattr(connection, "dbapi_connection", connection)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+AUDIT_KEY_INFO = "audit_key"  # Session.info key of the timeline's audit key
+
+
+def make_session_factory(engine: Engine, audit_key: bytes | None = None) -> sessionmaker[Session]:
+    """Sessions over `engine`; `audit_key` (see `bot.timeline.chain`) signs the timeline entries
+    its sessions append (each session gets it in `Session.info`)."""
+    return sessionmaker(engine, expire_on_commit=False, info={AUDIT_KEY_INFO: audit_key} if audit_key else None)
 
 
 @contextmanager

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qs
 
-
 log = logging.getLogger(__name__)
 
 MAX_AGE_SECONDS = 5 * 60  # Slack's own freshness window for signed requests

@@ -3,14 +3,26 @@
 Each entry's hash is SHA-256 over the previous entry's hash and the entry's canonical JSON
 (incident, seq, time, kind, actor, payload). Editing or deleting any entry breaks every hash
 after it, which `verify_chain` reports; the incident row keeps the newest entry's seq and hash,
-so deleting entries from the end shows too (`verify_incident`, `opsbot audit verify`). The (incident_id, seq) unique key means two writers
-racing to append the same seq cannot both win: one transaction fails and is retried whole.
-Payloads are redacted before hashing: secrets never reach the audit log.
+so deleting entries from the end shows too (`verify_incident`, `opsbot audit verify`). The
+(incident_id, seq) unique key means two writers racing to append the same seq cannot both win:
+one transaction fails and is retried whole. Payloads are redacted before hashing: secrets never
+reach the audit log.
+
+A plain hash chain only proves consistency: whoever can write the database can rewrite an
+entry and recompute every hash after it. Two anchors outside the database close that gap:
+- the **audit key** (`OPSBOT_AUDIT_KEY`, kept out of the database): each entry also carries
+  `mac`, an HMAC of its hash under the key, so a rewritten entry cannot be given a valid MAC by
+  someone without the key (`verify_chain(..., key)`). The key reaches `append` through the
+  session factory's `info` (`bot.db.engine.AUDIT_KEY_INFO`), so every writer (intake children included) signs;
+- **anchor records** (`bot.timeline.anchors`): the heads, written periodically to the log and an
+  append-only file, which catch what a MAC cannot (the newest entries deleted and the head
+  moved back, a whole incident deleted).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -19,11 +31,21 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot.db.engine import AUDIT_KEY_INFO
 from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident, TimelineEntry
 from bot.redaction import redact_data
 
 GENESIS = "0" * 64
+
+
+def audit_key_from(secret: str | None) -> bytes | None:
+    """The MAC key derived from OPSBOT_AUDIT_KEY (never the secret itself), or None."""
+    return hashlib.sha256(b"opsbot-audit-key:" + secret.encode()).digest() if secret else None
+
+
+def entry_mac(key: bytes, entry_hash_hex: str) -> str:
+    return hmac.new(key, entry_hash_hex.encode(), hashlib.sha256).hexdigest()
 
 
 def entry_hash(prev_hash: str, incident_id: int, seq: int, at: datetime, kind: str, actor: str,
@@ -57,10 +79,10 @@ def append(session: Session, incident_id: int, kind: str, actor: str, payload: d
                                .where(Incident.id == incident_id).with_for_update(**ROW_LOCK)).one()
         seq, prev_hash = head.timeline_seq + 1, head.timeline_head or GENESIS
     clean = json.loads(json.dumps(redact_data(payload), default=str))
-    entry = TimelineEntry(
-        incident_id=incident_id, seq=seq, at=at, kind=kind, actor=actor, payload=clean,
-        prev_hash=prev_hash, hash=entry_hash(prev_hash, incident_id, seq, at, kind, actor, clean),
-    )
+    digest = entry_hash(prev_hash, incident_id, seq, at, kind, actor, clean)
+    key = session.info.get(AUDIT_KEY_INFO)
+    entry = TimelineEntry(incident_id=incident_id, seq=seq, at=at, kind=kind, actor=actor, payload=clean,
+                          prev_hash=prev_hash, hash=digest, mac=entry_mac(key, digest) if key else None)
     session.add(entry)
     # the head on the incident row: deleting the newest entries leaves it pointing at nothing
     if locked is not None:
@@ -72,10 +94,12 @@ def append(session: Session, incident_id: int, kind: str, actor: str, payload: d
     return entry
 
 
-def verify_chain(entries: Iterable[TimelineEntry]) -> list[str]:
-    """Problems found in one incident's entries (ordered by seq); empty when intact."""
+def verify_chain(entries: Iterable[TimelineEntry], key: bytes | None = None) -> list[str]:
+    """Problems found in one incident's entries (ordered by seq); empty when intact. With the
+    audit key, each entry's MAC is checked too: once an entry carries one, every later entry
+    must (entries written before the key was set carry none)."""
     problems = []
-    prev_hash, expected_seq = GENESIS, 1
+    prev_hash, expected_seq, keyed = GENESIS, 1, False
     for entry in entries:
         if entry.seq != expected_seq:
             problems.append(f"INC-{entry.incident_id}: entry {expected_seq} is missing")
@@ -85,19 +109,36 @@ def verify_chain(entries: Iterable[TimelineEntry]) -> list[str]:
                                 entry.actor, entry.payload)
         if recomputed != entry.hash:
             problems.append(f"INC-{entry.incident_id} entry {entry.seq}: content does not match its hash")
+        if key is not None:
+            if entry.mac is None and keyed:
+                problems.append(f"INC-{entry.incident_id} entry {entry.seq}: no MAC although earlier entries have "
+                                "one: written or rewritten without the audit key")
+            elif entry.mac is not None and not hmac.compare_digest(entry.mac, entry_mac(key, entry.hash)):
+                problems.append(f"INC-{entry.incident_id} entry {entry.seq}: its MAC does not match: rewritten "
+                                "without the audit key (or the key changed)")
+            keyed = keyed or entry.mac is not None
         prev_hash, expected_seq = entry.hash, entry.seq + 1
     return problems
 
 
-def verify_incident(session: Session, incident: Incident) -> list[str]:
-    """Problems in one incident's timeline: a broken chain, or a head that does not match
-    the newest entry (entries deleted from the end)."""
+def verify_incident(session: Session, incident: Incident, key: bytes | None = None) -> list[str]:
+    """Problems in one incident's timeline: a broken chain, or a head on the incident row that
+    does not match the newest entry, said for what it is: entries deleted from the end (the
+    row names a later entry), the row's head moved back (entries go on past it), or the row's
+    head edited (same entry, another hash)."""
     entries = list(session.execute(select(TimelineEntry).where(TimelineEntry.incident_id == incident.id)
                                    .order_by(TimelineEntry.seq)).scalars())
-    problems = verify_chain(entries)
-    last = entries[-1] if entries else None
-    if (last.seq if last else 0) != (incident.timeline_seq or 0) or (last.hash if last else None) != \
-            (incident.timeline_head if incident.timeline_seq else None):
-        problems.append(f"INC-{incident.id}: the timeline ends at entry {last.seq if last else 0} but entry "
-                        f"{incident.timeline_seq} was written: entries were deleted")
+    problems = verify_chain(entries, key)
+    last_seq, last_hash = (entries[-1].seq, entries[-1].hash) if entries else (0, None)
+    head_seq = incident.timeline_seq or 0
+    head = incident.timeline_head if head_seq else None
+    if head_seq > last_seq:
+        problems.append(f"INC-{incident.id}: the timeline ends at entry {last_seq} but entry {head_seq} was "
+                        "written: entries were deleted")
+    elif head_seq < last_seq:
+        problems.append(f"INC-{incident.id}: the incident row names entry {head_seq} as the newest but the "
+                        f"timeline goes on to entry {last_seq}: the incident row's head was moved back")
+    elif head != last_hash:
+        problems.append(f"INC-{incident.id}: the head hash on the incident row does not match entry {last_seq}: "
+                        "the incident row was edited (the entries agree with each other)")
     return problems
