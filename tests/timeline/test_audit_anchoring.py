@@ -184,3 +184,19 @@ def test_the_running_bot_signs_its_entries_and_anchors_its_heads(database_url, s
             assert session.execute(select(TimelineEntry.mac).where(TimelineEntry.incident_id == 1)).scalars().all()
             assert None not in session.execute(select(TimelineEntry.mac)).scalars().all(), "every entry is signed"
         assert [head[0] for head in records[0]["heads"]] == [1] and "mac" in records[0]
+
+
+def test_anchor_records_are_read_back_from_the_bots_own_log_lines(factory, caplog):
+    import logging
+
+    from bot.logs import JsonFormatter
+
+    open_incident(factory, "g1")
+    caplog.set_level(logging.INFO, logger="bot.timeline.anchors")
+    Anchorer(factory, lambda: NOW, KEY, None, timedelta(minutes=5)).round()
+    (record,) = [r for r in caplog.records if r.name == "bot.timeline.anchors"]
+    text_line = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s").format(record)
+    json_line = JsonFormatter().format(record)
+    for lines in ([text_line], [json_line], ["unrelated line", json_line]):
+        records, other = read_records(lines)
+        assert [head[:2] for head in records[0]["heads"]] == [[1, 3]] and other == len(lines) - 1
