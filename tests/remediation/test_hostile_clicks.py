@@ -73,3 +73,25 @@ def test_refused_clicks_are_on_the_timeline(world, orders):
                        timeout=15)
     assert [entry["action"] for entry in later[2:]] == ["approve", "reject"]
     assert all("already" in entry["reason"] for entry in later[2:])
+
+
+def test_a_replayed_ops_run_creates_one_proposal(world, orders):
+    import requests
+
+    from bot.db.models import Proposal
+    from bot.sandbox import slack_signing
+    from tests.conftest import SIGNING_SECRET
+
+    w = world(orders, prometheus=False)
+    w.deliver()
+    w.proposal("rollback-deployment")
+    body, headers = slack_signing.slash_command(SIGNING_SECRET, user_id=BOB,
+                                                text="run INC-1 restart-deployment namespace=orders name=orders-api")
+    for _ in range(2):
+        assert requests.post(f"{w.bot.url}/slack/commands", data=body, headers=headers, timeout=10).status_code == 200
+    w.proposal("restart-deployment")
+    assert w.command("status", BOB).status_code == 200  # a later command: the replay, had it run, ran before
+    eventually(lambda: len(w.ephemeral_to(BOB)) >= 2, timeout=15)
+    with reading(w.bot.runtime.factory) as session:
+        runbooks = session.execute(select(Proposal.runbook_id).order_by(Proposal.id)).scalars().all()
+    assert runbooks.count("restart-deployment") == 1
