@@ -201,6 +201,23 @@ class SlackMessage(Base):
     __table_args__ = (UniqueConstraint("incident_id", "purpose"), UniqueConstraint("channel", "ts"))
 
 
+class SlackPostIntent(Base):
+    """A message about to be posted (`purpose` as in `SlackMessage`), recorded before the
+    `chat.postMessage` call and deleted when its ts is stored. Its `marker` travels in the
+    message's metadata, so a retry after a crash finds the message instead of posting it twice
+    (see `bot.incidents.slack_posts`)."""
+
+    __tablename__ = "slack_post_intents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    purpose: Mapped[str] = mapped_column(String(64))
+    marker: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("incident_id", "purpose"),)
+
+
 class Investigation(Base):
     """The RCA of one incident: created with the incident (ack first, nothing lost), claimed by
     one worker at a time, run outside any transaction, its result stored, then posted.

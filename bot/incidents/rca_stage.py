@@ -35,6 +35,7 @@ from bot.db.models import Incident, Investigation
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.report import build_report, rca_text, timeline_payload
 from bot.incidents import investigations, service
+from bot.incidents.slack_posts import PostSpec, forget, post_once
 from bot.logs import incident_context
 from bot.metrics import Metrics
 from bot.slack.gateway import SlackError, SlackGateway, SlackRetryLater
@@ -172,19 +173,24 @@ class RcaStage:
         card, report, reference, incident_id, attempts, pd_incident = leased
         with incident_context(incident_id):
             rendered = render_rca(report, reference)
+            purpose = f"rca:{investigation_id}"  # posted once across crashes (bot.incidents.slack_posts)
             try:
-                message = self._gateway.post_message(card.channel, rendered["text"], rendered["blocks"],
-                                                     thread_ts=card.ts)
+                result = post_once(self._factory, self._gateway, self._clock,
+                                   PostSpec(incident_id, purpose, card.channel, card.ts),
+                                   rendered["text"], rendered["blocks"])
+                message = result.message
             except SlackError as exc:
                 self._release_slot(incident_id, owner, wrote=False)
                 return self._defer(investigation_id, owner, incident_id, attempts, exc)
             with unit_of_work(self._factory) as session:
-                investigations.posted(session, investigation_id, owner, message.ts, self._clock())
+                if investigations.posted(session, investigation_id, owner, message.ts, self._clock()):
+                    forget(session, incident_id, purpose)  # else the lease's new holder finds the message
                 if not (report.get("graph") or report.get("material")):
                     investigations.files_posted(session, investigation_id, None, self._clock())
                 service.release_thread_write(session, incident_id, owner, self._clock())
                 chain.append(session, incident_id, "slack.rca_posted", ACTOR,
-                             {"channel": message.channel, "ts": message.ts}, self._clock())
+                             {"channel": message.channel, "ts": message.ts,
+                              **({"adopted": True} if result.adopted else {})}, self._clock())
             if pd_incident and self._pagerduty is not None:
                 self._note_pagerduty(pd_incident, report, incident_id)
             return "posted"

@@ -7,8 +7,10 @@ Protocol, in three steps so that no database transaction is held open across a S
 3. record the message and the synced version, only while still holding the lease.
 A 429 or 5xx from Slack defers the card by Retry-After (the lease doubles as "not before"),
 so the card is delayed, never lost. The first failure of a streak is written to the timeline.
-A crash between steps 2 and 3 can post the root message twice on retry: Slack offers no
-idempotency key for chat.postMessage, and a duplicate is preferable to a lost incident.
+A crash between steps 2 and 3 (or an answer lost after Slack applied the post) does not post
+the root message twice: the first post records an intent and marks the message
+(`bot.incidents.slack_posts`), and the retry adopts the message it finds in the channel, then
+brings it up to date with `chat.update` at the next interval.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bot.db.engine import reading, unit_of_work
 from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident, SlackMessage
 from bot.incidents import service
+from bot.incidents.slack_posts import PostSpec, forget, post_once
 from bot.logs import incident_context
 from bot.slack.gateway import SlackError, SlackGateway, SlackRetryLater
 from bot.slack.render.card import card_view, render_card
@@ -107,7 +110,7 @@ class CardSync:
             return service.incidents_needing_card(session, self._clock(), limit, self._min_interval)
 
     def sync(self, incident_id: int) -> str:
-        """Sync one card; returns 'posted', 'updated', 'skipped', 'deferred' or 'failed'."""
+        """Sync one card; returns 'posted', 'adopted', 'updated', 'skipped', 'deferred' or 'failed'."""
         owner = f"{self._owner_prefix}:{uuid.uuid4().hex[:12]}"  # unique to this attempt
         with incident_context(incident_id):
             now = self._clock()
@@ -134,7 +137,7 @@ class CardSync:
                                                reply_broadcast=note_is_loud(note))
                     outcome, posted = "noted", target
                 elif write == "card":
-                    outcome, posted = self._send(target, rendered)
+                    outcome, posted = self._send(incident_id, target, rendered)
                 else:
                     outcome, posted = "unchanged", target
             except SlackError as exc:
@@ -142,9 +145,10 @@ class CardSync:
                 return self._defer(incident_id, owner, attempts, exc, retry_after or _backoff_seconds(attempts))
             absorbed = note if (write == "note" or target.ts is None) else {}
             note_left = bool(note_text) and not absorbed
-            card_left = card_changed and write != "card"
+            adopted = outcome == "adopted"  # an earlier render: updated at the next interval
+            card_left = (card_changed and write != "card") or adopted
             self._record(incident_id, owner, version, attempts, target, posted, absorbed,
-                         digest if write == "card" else None, note_left, card_left)
+                         digest if write == "card" and not adopted else None, note_left, card_left, adopted)
             log.info("incident card %s", outcome, extra={"channel": posted.channel, "ts": posted.ts})
             return outcome
 
@@ -157,7 +161,9 @@ class CardSync:
                 _release(session, incident_id, owner, card_lease_owner=None, card_lease_until=None)
             raise
 
-    def _send(self, target: CardTarget, rendered: dict) -> tuple[str, CardTarget]:
+    def _send(self, incident_id: int, target: CardTarget, rendered: dict) -> tuple[str, CardTarget]:
+        """Update the card in place, or post it ('posted'), or adopt the one an earlier attempt
+        posted ('adopted')."""
         if target.ts is not None:
             try:
                 self._gateway.update_message(target.channel, target.ts, rendered["text"], rendered["blocks"])
@@ -166,12 +172,13 @@ class CardSync:
                 if exc.error not in {"message_not_found", "channel_not_found", "cant_update_message"}:
                     raise
                 log.warning("card message gone (%s): posting a new one", exc.error)
-        posted = self._gateway.post_message(self._channel, rendered["text"], rendered["blocks"])
-        return "posted", CardTarget(posted.channel, posted.ts)
+        result = post_once(self._factory, self._gateway, self._clock, PostSpec(incident_id, "card", self._channel),
+                           rendered["text"], rendered["blocks"])
+        return "adopted" if result.adopted else "posted", CardTarget(result.message.channel, result.message.ts)
 
     def _record(self, incident_id: int, owner: str, version: int, attempts: int, target_before: CardTarget,
                 posted: CardTarget, note_posted: dict, digest: str | None, note_left: bool,
-                card_left: bool) -> None:
+                card_left: bool, adopted: bool = False) -> None:
         """Store the message and the synced version. The message is recorded even when the lease
         was lost meanwhile (it exists in Slack); the version only while the lease is ours."""
         now = self._clock()
@@ -184,8 +191,10 @@ class CardSync:
                                              ts=posted.ts, created_at=now, updated_at=now))
                 else:
                     message.channel, message.ts, message.updated_at = posted.channel, posted.ts, now
+                forget(session, incident_id, "card")
                 chain.append(session, incident_id, "slack.card_posted", ACTOR,
-                             {"channel": posted.channel, "ts": posted.ts}, now)
+                             {"channel": posted.channel, "ts": posted.ts, **({"adopted": True} if adopted else {})},
+                             now)
             elif (message := service.card_message(session, incident_id)) is not None:
                 message.updated_at = now
             if attempts:

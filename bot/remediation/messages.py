@@ -3,7 +3,10 @@
 A proposal's `message_version` is bumped by every transition; this sync posts the message the
 first time (in the card's thread, once the card exists) and updates it in place afterwards,
 then records the synced version. Slack answering 429 or 5xx defers the update (Retry-After,
-else backoff); the state is in the database, so a late message is never a wrong one.
+else backoff); the state is in the database, so a late message is never a wrong one. The first
+post goes through `bot.incidents.slack_posts`: a crash after Slack applied it (before the ts
+was stored) does not leave a second message whose stale buttons stay live; the retry adopts
+the first one and updates it in place.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sqlalchemy import select
 from bot.db.engine import reading, unit_of_work
 from bot.db.models import Incident, Proposal, SlackMessage
 from bot.incidents import service
+from bot.incidents.slack_posts import PostSpec, forget, post_once
 from bot.remediation import store, tokens
 from bot.remediation.clicks import APPROVE, REJECT
 from bot.remediation.kit import RemediationKit
@@ -85,10 +89,13 @@ class ProposalMessages:
             with unit_of_work(kit.factory) as session:
                 service.release_thread_write(session, incident_id, owner, None)
             raise
+        adopted = False
         try:
             if target[1] is None:
-                posted = self._gateway.post_message(target[0], rendered["text"], rendered["blocks"], thread_ts=thread_ts)
-                target = (posted.channel, posted.ts)
+                result = post_once(kit.factory, self._gateway, kit.clock,
+                                   PostSpec(incident_id, purpose, target[0], thread_ts),
+                                   rendered["text"], rendered["blocks"])
+                target, adopted = (result.message.channel, result.message.ts), result.adopted
             else:
                 self._gateway.update_message(target[0], target[1], rendered["text"], rendered["blocks"])
         except SlackError as exc:
@@ -104,9 +111,11 @@ class ProposalMessages:
         with unit_of_work(kit.factory) as session:
             # lock order everywhere: the proposal row, then the incident row (a new slack_messages
             # row takes a key-share lock on the incident through its foreign key)
-            store.mark_message_synced(session, proposal_id, version)
+            if not adopted:  # an adopted message shows an earlier version: updated next round
+                store.mark_message_synced(session, proposal_id, version)
             if message is None:
                 session.add(SlackMessage(incident_id=incident_id, purpose=purpose, channel=target[0], ts=target[1],
                                          thread_ts=thread_ts, created_at=now, updated_at=now))
+                forget(session, incident_id, purpose)
             service.release_thread_write(session, incident_id, owner, now)
         return True

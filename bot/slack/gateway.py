@@ -130,7 +130,9 @@ class SlackGateway:
             self._metrics.slack_calls.labels(method=method, outcome=outcome).inc()
 
     def post_message(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
-                     thread_ts: str | None = None, reply_broadcast: bool = False) -> PostedMessage:
+                     thread_ts: str | None = None, reply_broadcast: bool = False,
+                     metadata: dict[str, Any] | None = None) -> PostedMessage:
+        """`metadata`: Slack's message metadata (`{"event_type": ..., "event_payload": {...}}`)."""
         args: dict[str, Any] = {"channel": channel, "text": outgoing_text(text), "unfurl_links": False}
         if blocks is not None:
             args["blocks"] = outgoing_blocks(blocks)
@@ -138,8 +140,42 @@ class SlackGateway:
             args["thread_ts"] = thread_ts
             if reply_broadcast:
                 args["reply_broadcast"] = True
+        if metadata is not None:
+            args["metadata"] = metadata
         data = self._call("chat.postMessage", **args)
         return PostedMessage(channel=data["channel"], ts=data["ts"])
+
+    def messages_page(self, channel: str, thread_ts: str | None, oldest: str, limit: int,
+                      cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a channel's history (`thread_ts` None) or of a thread's replies, newer
+        than `oldest`, with each message's metadata; and the cursor of the next page, if any."""
+        kwargs: dict[str, Any] = {"channel": channel, "oldest": oldest, "limit": limit, "include_all_metadata": True}
+        if cursor:
+            kwargs["cursor"] = cursor
+        if thread_ts is None:
+            data = self._call("conversations.history", lambda: self.client.conversations_history(**kwargs))
+        else:
+            data = self._call("conversations.replies",
+                              lambda: self.client.conversations_replies(ts=thread_ts, **kwargs))
+        return list(data.get("messages") or []), (data.get("response_metadata") or {}).get("next_cursor") or None
+
+    def channel_id(self, name: str, max_pages: int = 10) -> str | None:
+        """The id of a channel the bot can see, by `#name` or name (conversations.list, at most
+        `max_pages` pages of 1,000); an id is returned as it is; None when not found."""
+        wanted = name.lstrip("#")
+        if wanted[:1] in ("C", "G", "D") and wanted.isupper() and wanted.isalnum():
+            return wanted
+        cursor = None
+        for _ in range(max_pages):
+            data = self._call("conversations.list", lambda c=cursor: self.client.conversations_list(
+                types="public_channel,private_channel", exclude_archived=True, limit=1000, cursor=c))
+            for channel in data.get("channels") or []:
+                if channel.get("name") == wanted:
+                    return str(channel["id"])
+            cursor = (data.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return None
 
     def update_message(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         args: dict[str, Any] = {"channel": channel, "ts": ts, "text": outgoing_text(text)}

@@ -32,6 +32,8 @@ EXPECTED_BOT_SCOPES = frozenset(
         "users:read",
         "usergroups:read",
         "channels:read",
+        "channels:history",
+        "groups:history",
         "groups:read",
     }
 )

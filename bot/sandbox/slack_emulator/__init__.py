@@ -11,6 +11,7 @@ documented allow-lists, `blockkit.py` for the Block Kit limits.
 """
 
 from bot.sandbox.slack_emulator.emulator import UPLOAD_PSEUDO_METHOD, SlackCall, SlackEmulator
+from bot.sandbox.slack_emulator.faults import HeldAnswer
 from bot.sandbox.slack_emulator.state import (
     BOT_ID,
     BOT_USER_ID,
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_CHANNEL_ID",
     "DEFAULT_TEAM_ID",
     "GENERAL_CHANNEL_ID",
+    "HeldAnswer",
     "ONCALL_GROUP_ID",
     "UPLOAD_PSEUDO_METHOD",
     "SlackCall",

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from bot.sandbox.paths import slack_openapi_path
 from bot.sandbox.slack_emulator.errors import ApiError
+from bot.sandbox.slack_emulator.faults import ArgsMatch, HeldAnswer
 from bot.sandbox.slack_emulator.methods import MethodContext
 from bot.sandbox.slack_emulator.methods_misc import METHODS, UPLOAD_PATH_PREFIX, receive_upload
 from bot.sandbox.slack_emulator.server import (
@@ -110,6 +111,7 @@ class SlackEmulator:
         self._state.seed_defaults()
         self._calls: list[SlackCall] = []
         self._injections: list[_Injection] = []
+        self._holds: list[HeldAnswer] = []
         self._server: LoopbackHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._root = ""
@@ -132,6 +134,9 @@ class SlackEmulator:
         """Stop serving and close the socket; recorded state stays readable. Idempotent."""
         server, thread = self._server, self._thread
         self._server = self._thread = None
+        with self._lock:
+            for held in self._holds:
+                held.release()
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -213,6 +218,25 @@ class SlackEmulator:
             raise ValueError(f"inject needs an error code, status 429 or a 5xx status, not {status}")
         with self._lock:
             self._injections.append(_Injection(method, 200 if error else status, retry_after, error, times))
+
+    def delay_answer(self, method: str, seconds: float, *, match: ArgsMatch | None = None,
+                     times: int = 1) -> HeldAnswer:
+        """Apply the next `times` successful calls to `method` (`"*"` for any) whose arguments
+        satisfy `match`, then hold each answer for `seconds` (or until `release()`): the write
+        is in the workspace while the client still waits. See `faults.HeldAnswer`."""
+        if times < 1 or seconds < 0:
+            raise ValueError("times must be at least 1 and seconds not negative")
+        held = HeldAnswer(method, seconds, match, times)
+        with self._lock:
+            self._holds.append(held)
+        return held
+
+    def _take_hold(self, method: str, call: SlackCall) -> HeldAnswer | None:
+        for held in self._holds:
+            if call.ok and held.matches(method, call.args):
+                held.took(call)
+                return held
+        return None
 
     def _take_injection(self, method: str) -> HttpResponse | None:
         for inj in self._injections:
@@ -324,8 +348,10 @@ class SlackEmulator:
             response = self._take_injection(method)
             if response is None:
                 response = self._answer(method, args, parsed.error, parsed.json_body, token)
-            self._record(method, args, response, request)
-            return response
+            held = self._take_hold(method, self._record(method, args, response, request))
+        if held is not None:
+            held.hold()  # the call has taken effect; its answer waits (outside the lock)
+        return response
 
     def _answer(self, method: str, args: dict[str, Any], parse_error: str | None, json_body: bool,
                 token: str | None) -> HttpResponse:
@@ -375,15 +401,17 @@ class SlackEmulator:
             self._record(UPLOAD_PSEUDO_METHOD, {"file_id": file_id, "length": len(data)}, response, request)
             return response
 
-    def _record(self, method: str, args: dict[str, Any], response: HttpResponse, request: HttpRequest) -> None:
+    def _record(self, method: str, args: dict[str, Any], response: HttpResponse, request: HttpRequest) -> SlackCall:
         if response.content_type.startswith("application/json"):
             body: dict[str, Any] = json.loads(response.body)
             ok, error = bool(body.get("ok")), body.get("error")
         else:
             body = {"text": response.body.decode("utf-8", "replace")}
             ok, error = response.status == 200, None if response.status == 200 else body["text"]
-        self._calls.append(SlackCall(method, copy.deepcopy(args), ok, error, response.status, body, time.time(),
-                                     request.method, request.content_type))
+        call = SlackCall(method, copy.deepcopy(args), ok, error, response.status, body, time.time(),
+                         request.method, request.content_type)
+        self._calls.append(call)
+        return call
 
 
 def _bearer(header: str) -> str | None:

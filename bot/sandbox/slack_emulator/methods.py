@@ -170,6 +170,28 @@ def _public(payload: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(dict(payload))
 
 
+def _listed(payload: Mapping[str, Any], args: Args) -> dict[str, Any]:
+    """A message as `conversations.history` / `.replies` list it: its `metadata` only when the
+    call asks for `include_all_metadata` (Slack leaves it out otherwise)."""
+    out = _public(payload)
+    if not arg_bool(args, "include_all_metadata"):
+        out.pop("metadata", None)
+    return out
+
+
+def _metadata(args: Args) -> dict[str, Any] | None:
+    """The validated `metadata` argument: `{"event_type": str, "event_payload": {...}}`, as
+    Slack's message metadata requires; anything else is `invalid_metadata_format`."""
+    value = args.get("metadata")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("event_type"), str) \
+            or not value["event_type"] or not isinstance(value.get("event_payload"), dict):
+        raise ApiError("invalid_metadata_format",
+                       ["[ERROR] metadata must be an object with event_type (a string) and event_payload (an object)"])
+    return {"event_type": value["event_type"], "event_payload": copy.deepcopy(value["event_payload"])}
+
+
 # -- chat.* -------------------------------------------------------------------------------------
 def chat_post_message(ctx: MethodContext, args: Args) -> dict[str, Any]:
     require(args, "channel")
@@ -182,11 +204,12 @@ def chat_post_message(ctx: MethodContext, args: Args) -> dict[str, Any]:
     if not text and not blocks and not attachments and not markdown_text:
         raise ApiError("no_text")
     _check_text(text)
+    metadata = _metadata(args)
     ts = st.next_ts()
     payload = bot_message(ctx, ts, text=text if text is not None else markdown_text, blocks=blocks,
                           attachments=attachments)
-    if isinstance(args.get("metadata"), dict):
-        payload["metadata"] = copy.deepcopy(args["metadata"])
+    if metadata is not None:
+        payload["metadata"] = metadata
     thread_ts = arg_str(args, "thread_ts")
     if thread_ts:
         root = st.message(channel.id, thread_ts)
@@ -332,7 +355,7 @@ def conversations_history(ctx: MethodContext, args: Args) -> dict[str, Any]:
     require(args, "channel")
     channel = _readable(channel_by_id(ctx.state, args["channel"]))
     inside = _ts_window(args)
-    msgs = [_public(m.payload) for m in reversed(ctx.state.channel_messages(channel.id)) if inside(m.ts)]
+    msgs = [_listed(m.payload, args) for m in reversed(ctx.state.channel_messages(channel.id)) if inside(m.ts)]
     page, next_cursor = _page(msgs, args, 100)
     return {"ok": True, "messages": page, "has_more": bool(next_cursor), "pin_count": 0,
             "channel_actions_ts": None, "channel_actions_count": 0,
@@ -351,7 +374,7 @@ def conversations_replies(ctx: MethodContext, args: Args) -> dict[str, Any]:
     if not thread or thread[0].ts != ts:
         raise ApiError("thread_not_found")
     inside = _ts_window(args)
-    msgs = [_public(m.payload) for i, m in enumerate(thread) if i == 0 or inside(m.ts)]
+    msgs = [_listed(m.payload, args) for i, m in enumerate(thread) if i == 0 or inside(m.ts)]
     page, next_cursor = _page(msgs, args, 1000)
     return {"ok": True, "messages": page, "has_more": bool(next_cursor),
             "response_metadata": {"next_cursor": next_cursor}}
@@ -360,6 +383,29 @@ def conversations_replies(ctx: MethodContext, args: Args) -> dict[str, Any]:
 def conversations_info(ctx: MethodContext, args: Args) -> dict[str, Any]:
     require(args, "channel")
     return {"ok": True, "channel": channel_by_id(ctx.state, args["channel"]).to_api()}
+
+
+CONVERSATION_TYPES = frozenset({"public_channel", "private_channel", "mpim", "im"})
+
+
+def _conversation_type(channel: Channel) -> str:
+    if channel.im_user is not None:
+        return "im"
+    return "private_channel" if channel.is_private else "public_channel"
+
+
+def conversations_list(ctx: MethodContext, args: Args) -> dict[str, Any]:
+    """Channels of the requested `types` (default public), private ones only where the bot is
+    a member, as Slack lists them; `exclude_archived`, `limit` (default 100) and `cursor`."""
+    types = {t.strip() for t in (arg_str(args, "types") or "public_channel").split(",") if t.strip()}
+    if not types or not types <= CONVERSATION_TYPES:
+        raise ApiError("invalid_types")
+    exclude_archived = arg_bool(args, "exclude_archived")
+    listed = [c.to_api() for c in ctx.state.channels.values()
+              if _conversation_type(c) in types and not (exclude_archived and c.is_archived)
+              and (_conversation_type(c) != "private_channel" or c.is_member)]
+    page, next_cursor = _page(listed, args, 100)
+    return {"ok": True, "channels": page, "response_metadata": {"next_cursor": next_cursor}}
 
 
 def conversations_join(ctx: MethodContext, args: Args) -> dict[str, Any]:
@@ -420,6 +466,7 @@ MESSAGE_METHODS: Mapping[str, MethodImpl] = MappingProxyType({
     "conversations.history": conversations_history,
     "conversations.replies": conversations_replies,
     "conversations.info": conversations_info,
+    "conversations.list": conversations_list,
     "conversations.join": conversations_join,
     "reactions.add": reactions_add,
 })

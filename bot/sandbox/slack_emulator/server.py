@@ -137,7 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(response)
 
     def _write(self, response: HttpResponse) -> None:
-        write_response(self, response)
+        try:
+            write_response(self, response)
+        except (BrokenPipeError, ConnectionResetError):  # the client left (e.g. killed during a held answer)
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (base class signature)
         return  # tests read emulator.calls, not stderr

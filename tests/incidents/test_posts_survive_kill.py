@@ -1,0 +1,198 @@
+"""A server killed while Slack holds the answer to a post it has already applied: after the
+restart the thread has each message once, and the bot keeps updating the one that exists.
+
+The attack from issue 12 (item 6), through the real parts: a real `python -m bot serve`
+process on a migrated database, the Slack emulator in this test process, and the sandbox
+cluster behind its API server. The emulator applies the `chat.postMessage`, then holds its
+answer; the server is SIGKILLed during the hold and started again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import update
+
+from bot.db.models import Incident, Investigation
+from bot.sandbox.promstack import free_port
+from bot.sandbox.scenario_alerts import webhook_body
+from bot.sandbox.slack_emulator import SlackEmulator
+from tests.conftest import SIGNING_SECRET, WEBHOOK_TOKEN
+from tests.context.sandbox import served, shared
+from tests.payloads import am_alert, am_body
+
+HOLD_SECONDS = 120  # far longer than the test needs: the kill always lands inside the hold
+RCA = "Root cause analysis"
+
+
+class BotProcess:
+    """`python -m bot serve` with the given environment; `kill()` is SIGKILL, as a crash."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path):
+        self._env, self._log_dir = env, log_dir
+        self._process: subprocess.Popen | None = None
+        self._runs = 0
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._runs += 1
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSBOT_") and k != "DATABASE_URL"}
+        log = (self._log_dir / f"serve-{self._runs}.log").open("w")
+        self._process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(self.port)],
+                                         env={**clean, **self._env}, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self._process.poll() is None, self.logs()
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"serve did not become ready:\n{self.logs()}")
+
+    def kill(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGKILL)
+        self._process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def logs(self) -> str:
+        return "\n".join(path.read_text() for path in sorted(self._log_dir.glob("serve-*.log")))
+
+    def post_alerts(self, body: bytes) -> None:
+        response = requests.post(f"{self.url}/webhooks/alertmanager", data=body, timeout=10,
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+        assert response.status_code == 202, response.text
+
+
+@pytest.fixture
+def serve(database_url, engine, slack, tmp_path) -> Iterator:  # engine: the database is migrated
+    """serve(**env): a `BotProcess` on this test's database and emulator, started."""
+    stack = ExitStack()
+
+    def start(**env: str) -> BotProcess:
+        settings = {
+            "OPSBOT_DATABASE_URL": database_url, "OPSBOT_SLACK_API_URL": slack.base_url,
+            "OPSBOT_SLACK_BOT_TOKEN": slack.bot_token, "OPSBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "OPSBOT_SLACK_CHANNEL": "#incidents", "OPSBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+            "OPSBOT_CARD_MIN_INTERVAL_SECONDS": "0", "OPSBOT_WORKER_POLL_SECONDS": "0.05",
+            "OPSBOT_INTAKE_PROCESSES": "0", "OPSBOT_DATA_DIR": str(tmp_path), "OPSBOT_LOG_FORMAT": "text",
+            **env,
+        }
+        process = BotProcess(settings, tmp_path)
+        stack.callback(process.stop)
+        process.start()
+        return process
+
+    yield start
+    stack.close()
+
+
+def leases_run_out(engine) -> None:
+    """The time that lets a dead process's leases lapse (`OPSBOT_CLAIM_LEASE_SECONDS`, a minute
+    at least), passed at once: every lease it held now ends in the past."""
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    with engine.begin() as connection:
+        connection.execute(update(Incident).where(Incident.card_lease_until.is_not(None))
+                           .values(card_lease_until=past))
+        connection.execute(update(Investigation).where(Investigation.lease_until.is_not(None))
+                           .values(lease_until=past))
+
+
+def kill_during_the_held_answer(bot: BotProcess, slack: SlackEmulator, engine, match) -> dict:
+    """Hold the answer to the next post that `match`es, SIGKILL the bot while it waits for it,
+    restart it; returns the message Slack applied."""
+    held = slack.delay_answer("chat.postMessage", HOLD_SECONDS, match=match)
+    applied = held.wait_applied(timeout=60).response["message"]
+    bot.kill()
+    held.release()
+    leases_run_out(engine)
+    bot.start()
+    return applied
+
+
+def roots(slack: SlackEmulator) -> list[dict]:
+    return slack.messages()
+
+
+def test_a_kill_while_the_root_card_is_answered_leaves_one_card_which_is_updated(serve, slack, engine):
+    bot = serve()
+
+    def is_root(args):
+        return "thread_ts" not in args
+
+    bot.post_alerts(am_body([am_alert(namespace="shop", pod="web-1")], group_key="g"))
+    orphan_candidate = kill_during_the_held_answer(bot, slack, engine, is_root)
+
+    bot.post_alerts(am_body([am_alert(namespace="shop", pod="web-1"), am_alert(namespace="shop", pod="web-2")],
+                            group_key="g"))
+    slack.wait_for(lambda emu: "2 firing" in str(roots(emu)[-1].get("blocks")), timeout=60)
+    (card,) = roots(slack)
+    assert card["ts"] == orphan_candidate["ts"], "the card posted before the kill is the one kept"
+    updates = slack.calls_to("chat.update")
+    assert updates and {call.args["ts"] for call in updates} == {card["ts"]}
+    assert len([c for c in slack.calls_to("chat.postMessage") if is_root(c.args)]) == 1
+
+
+def test_a_kill_while_the_rca_is_answered_leaves_one_rca(serve, slack, engine):
+    scenario = shared("orders-api-revision-22-panics-on-start")
+    with served(scenario) as kube:
+        bot = serve(OPSBOT_KUBE_MODE="url", OPSBOT_KUBE_API_URL=kube)
+
+        def is_rca(args):
+            return "thread_ts" in args and RCA in str(args.get("blocks"))
+
+        bot.post_alerts(webhook_body(scenario))
+        posted = kill_during_the_held_answer(bot, slack, engine, is_rca)
+
+        (card,) = slack.wait_for(lambda emu: roots(emu), timeout=30)
+
+        def rca_posted_again_or_adopted(emu) -> bool:
+            with engine.connect() as connection:
+                return connection.execute(Investigation.__table__.select()).first().post_ts is not None
+
+        slack.wait_for(rca_posted_again_or_adopted, timeout=60)
+        rcas = [m for m in slack.thread(card["channel"], card["ts"]) if RCA in str(m.get("blocks"))]
+        assert [m["ts"] for m in rcas] == [posted["ts"]], "one RCA message: the one posted before the kill"
+        with engine.connect() as connection:
+            assert connection.execute(Investigation.__table__.select()).first().post_ts == posted["ts"]
+
+
+def test_a_kill_while_a_proposal_is_answered_leaves_one_message_with_buttons(serve, slack, engine):
+    """The proposal's message adopted after the restart is the one kept up to date: no orphan
+    whose Approve button outlives the step."""
+    scenario = shared("orders-api-revision-22-panics-on-start")
+    with served(scenario) as kube:
+        bot = serve(OPSBOT_KUBE_MODE="url", OPSBOT_KUBE_API_URL=kube)
+
+        def is_proposal(args):
+            return "thread_ts" in args and "step_approve" in str(args.get("blocks"))
+
+        bot.post_alerts(webhook_body(scenario))
+        posted = kill_during_the_held_answer(bot, slack, engine, is_proposal)
+
+        (card,) = slack.wait_for(lambda emu: roots(emu), timeout=30)
+        slack.wait_for(lambda emu: any(c.args["ts"] == posted["ts"] for c in emu.calls_to("chat.update")), timeout=60)
+        proposals = [m for m in slack.thread(card["channel"], card["ts"]) if "step_approve" in str(m.get("blocks"))]
+        assert [m["ts"] for m in proposals] == [posted["ts"]], "one proposal message: the one posted before the kill"
+        assert len([c for c in slack.calls_to("chat.postMessage") if is_proposal(c.args)]) == 1
