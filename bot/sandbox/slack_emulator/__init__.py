@@ -7,7 +7,8 @@
         assert emu.messages("C0OPSBOT")[0]["text"] == "hi"
 
 See `emulator.py` for the API, `validation.py` for the OpenAPI argument check and its
-documented allow-lists, `blockkit.py` for the Block Kit limits.
+documented allow-lists, `blockkit.py` for the Block Kit limits, `faults.py` for answers held
+back after the call took effect (`delay_answer`).
 """
 
 from bot.sandbox.slack_emulator.emulator import UPLOAD_PSEUDO_METHOD, SlackCall, SlackEmulator
