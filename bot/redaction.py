@@ -56,13 +56,14 @@ _LINE_BREAK = r"(?:\r?\n|\\r\\n|\\n)"  # a real line break, or one escaped insid
 
 
 def _authorization(match: re.Match[str]) -> str:
-    """Keep the header's scheme word (`Token`, `Bearer`, `Digest`, ...), mask the rest."""
+    """Keep the header's scheme word (`Token`, `Bearer`, `Digest`, ...), mask the rest. An
+    unquoted value runs to the end of the line after `Authorization:` (a header), but is one
+    word after `authorization=` (logfmt) or after a quoted key (`"authorization": null`)."""
     head, quote = match.group("head"), match.group("quote") or ""
-    value = match.group("quoted") if quote else match.group("value")
-    tail = quote
-    if not quote and "=" in head.rsplit("authorization", 1)[-1].lower():
-        value, space, rest = value.partition(" ")  # logfmt `authorization=…`: one word
-        tail = space + rest
+    value, tail = (match.group("quoted"), quote) if quote else (match.group("value"), "")
+    if not quote and re.search(r"[=\"']", head):
+        word = re.match(r"\[REDACTED\]|[^\s,;}\]]*", value).group(0)  # type: ignore[union-attr] - always matches
+        value, tail = word, value[len(word):]
     scheme, space, credential = value.partition(" ")
     if space and credential.strip() and re.fullmatch(r"[A-Za-z][\w.+-]*", scheme):
         return f"{head}{quote}{scheme} {MASK}{tail}"
@@ -108,7 +109,7 @@ TEXT_PATTERNS: tuple[tuple[str, re.Pattern[str], Replacement], ...] = (
     ("Authorization header", re.compile(
         r"(?i)(?P<head>\b(?:proxy-)?authorization(?:\\*[\"'])?\s*[:=]\s*)"
         r"(?:(?P<quote>\\*[\"'])(?P<quoted>.*?)(?P=quote)|(?P<value>[^\r\n]*))"), _authorization),
-    ("Cookie header", re.compile(r"(?i)(\b(?:set-)?cookie\s*:\s*)([^\r\n]*)"), _whole_value),
+    ("Cookie header", re.compile(r"(?i)(\b(?:set-)?cookie\s*:\s*)([^\s=;,:]+=[^\r\n]*)"), _whole_value),
     ("URL credentials", re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1" + MASK + "@"),
     ("quoted password in prose", re.compile(
         rf"(?i)\b({_PASSWORD_WORD}\s+)(?:\\*\"{_NOT_MASKED}[^\"\\\r\n]*\\*\"|'{_NOT_MASKED}[^'\r\n]*')"),

@@ -59,6 +59,9 @@ def test_what_the_masks_keep():
     assert redact('login failed for user "svc" with password "x1"') == f'login failed for user "svc" with password {MASK}'
     assert redact('{\\"db_password\\":\\"s3\\",\\"user\\":\\"svc\\"}') == f'{{\\"db_password\\":{MASK},\\"user\\":\\"svc\\"}}'
     assert redact("authorization=s3 user=bob") == f"authorization={MASK} user=bob"
+    assert redact('{"authorization": null, "user": "bob"}') == f'{{"authorization": {MASK}, "user": "bob"}}'
+    assert redact('{"Authorization": "Basic dXNlcjpwYXNz", "user": "bob"}') == \
+        f'{{"Authorization": "Basic {MASK}", "user": "bob"}}'
 
 
 @pytest.mark.parametrize("text", [
@@ -75,6 +78,7 @@ def test_what_the_masks_keep():
     "authorization failed for role viewer",
     "unexpected token } in JSON at position 12",
     "the API key rotation job finished",
+    ":cookie: thanks for the fix",
 ])
 def test_ordinary_text_is_left_alone(text):
     assert redact(text) == text
