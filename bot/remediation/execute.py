@@ -3,8 +3,11 @@
 1. claim: `approved` → `running` with a conditional UPDATE (one worker, one replica wins);
 2. the policy runs once more (`phase="execute"`): a kill switch or freeze that came on after the
    approval, or an approval older than its TTL, stops the step here (`denied`), before any write;
-3. the operation is planned again on the live object, its undo captured, dry-run, then applied,
-   retrying only the failures the step allows (conflict, unavailable, timeout);
+3. the operation is planned again on the live object and dry-run; the calls the dry run made
+   (the *intent*, `bot.remediation.intent`) and the captured undo are recorded with the lease
+   renewed, in one conditional UPDATE on this worker's lease, *before* the write; then the write,
+   retrying only the failures the step allows (conflict, unavailable, timeout). A write whose
+   answer was lost (timeout, connection dropped) is judged against its intent before any retry;
 4. `verifying`: the step's PromQL is polled until it holds (`succeeded`) or its window ends
    (`failed`, then the rollback when `on_failure: rollback`: the captured undo is applied and the
    thread says so with the numbers before and after).
@@ -12,6 +15,18 @@
    continue`), and goes through the same approval and checks as the first.
 Verification is a state, not a loop: each poll is a short unit of work, so a worker is never
 parked for the verification window and a restart resumes it.
+
+No data is not a failure. Which samples decide (`verdict_at_deadline`): a real sample that
+holds succeeds at once; at the end of the window, when at least one real sample was read, the
+last real one decides (nulls between them change nothing: a null is "could not read", not
+"bad"); when no real sample was read in the whole window (Prometheus unreachable, not
+configured, or the query matches no series), the step is `unverified`: nothing is rolled back,
+the thread says so and offers Roll back / Accept to a person (`bot.remediation.unverified`).
+Without a Prometheus URL the step is unverified at once rather than after the window.
+
+A worker that dies mid-step leaves `running` with a lease that lapses; `recovery` takes it over
+(exactly once across replicas) and never writes again. The worker's own later transitions are
+conditional on still holding its lease, so a worker that outlived it loses to the recovery.
 """
 
 from __future__ import annotations
@@ -20,6 +35,7 @@ import logging
 import operator
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +43,7 @@ from prometheus_api_client import PrometheusConnect
 
 from bot.db.engine import reading, unit_of_work
 from bot.db.models import Incident, Proposal
-from bot.remediation import catalog, operations, store
+from bot.remediation import catalog, intent, operations, recovery, store
 from bot.remediation.kit import RemediationKit
 from bot.remediation.kube_write import KubeWriter, WriteError
 from bot.remediation.propose import propose, rendered_input
@@ -39,10 +55,23 @@ ACTOR = "opsbot"
 COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
            "!=": operator.ne}
 FIRST_CHECK_SECONDS = 5
+VERIFY_POLL_LEASE = timedelta(seconds=60)
+DECIDE_WINDOW = timedelta(days=7)  # how long the Roll back / Accept buttons of an unverified step stay valid
+AMBIGUOUS = ("timeout", "unavailable")  # a write that failed this way may have been applied all the same
+
+
+class LeaseLost(Exception):
+    """Another worker recovered the step: this one must not write."""
 
 
 def verify_query(verify: Verify, params: dict[str, Any]) -> str:
     return fill(verify.promql, catalog.promql_values(params))
+
+
+def verdict_at_deadline(real_samples: int) -> str:
+    """At the end of the window, with no sample holding: `unverified` when no real (non-null)
+    sample was read in the whole window, else `failed` (the last real one did not hold)."""
+    return "unverified" if real_samples == 0 else "failed"
 
 
 def sample(prometheus_url: str | None, query: str) -> float | None:
@@ -58,32 +87,51 @@ def sample(prometheus_url: str | None, query: str) -> float | None:
 
 class Executor:
     def __init__(self, kit: RemediationKit, owner: str, lease: timedelta = timedelta(seconds=300)):
+        """`lease`: how long a worker holds a step it is writing before another may recover it.
+        Each Kubernetes request is bounded by half of it, and the lease is renewed just before
+        the write, so a live worker's write has finished (or been given up) when it lapses."""
         self._kit, self._owner_prefix, self._lease = kit, owner, lease
 
-    def _owner(self) -> str:
+    @property
+    def kit(self) -> RemediationKit:
+        return self._kit
+
+    @property
+    def lease(self) -> timedelta:
+        return self._lease
+
+    def owner(self) -> str:
         return f"{self._owner_prefix}:{uuid.uuid4().hex[:12]}"
+
+    def writer(self, api_client, step: Step | None = None) -> KubeWriter:
+        seconds = min(30.0, self._lease.total_seconds() / 2, *((step.timeout_seconds,) if step else ()))
+        return KubeWriter(api_client, request_seconds=seconds)
 
     def round(self) -> bool:
         kit, now = self._kit, self._kit.clock()
-        owner = self._owner()
+        owner = self.owner()
         with reading(kit.factory) as session:
             expired = store.expired(session, now)
             executable = store.has_executable(session)
             due = store.due_verifications(session, now)
+            lapsed = store.lapsed(session, now)
+            rollbacks = store.has_rollbacks(session)
+        recovered = [recovery.recover(self, proposal_id) for proposal_id in lapsed]
         for proposal_id in expired:  # one transaction each: rows lock proposal first, then incident
             with unit_of_work(kit.factory) as session:
                 if store.transition(session, proposal_id, ("proposed",), "expired", now):
                     incident_id = session.get(Proposal, proposal_id).incident_id
                     chain.append(session, incident_id, "remediation.expired", ACTOR, {"proposal": proposal_id}, now)
-        claimed = []
-        if executable:
-            with unit_of_work(kit.factory) as session:
-                claimed = store.claim_executable(session, now, owner, self._lease)
-        for proposal_id in claimed:
-            self.run(proposal_id, owner)
+        ran = []
+        for waiting, claim, work in ((executable, store.claim_executable, self.run),
+                                     (rollbacks, store.claim_rollbacks, self.roll_back_requested)):
+            if waiting:
+                with unit_of_work(kit.factory) as session:
+                    claimed = claim(session, now, owner, self._lease)
+                ran += [work(proposal_id, owner) for proposal_id in claimed]
         for proposal_id in due:
             self.verify(proposal_id)
-        return bool(claimed or due)
+        return bool(ran or due or any(recovered))
 
     # -- run -------------------------------------------------------------------------------------
 
@@ -104,43 +152,84 @@ class Executor:
                 return "denied"
         access = kit.clusters.resolve(cluster)
         if access is None or access.api_client is None:
-            return self._finish(proposal_id, incident_id, "failed", {"error": "Kubernetes is not configured"})
+            return self.finish(proposal_id, incident_id, "failed", {"error": "Kubernetes is not configured"},
+                                owner=owner)
         api_client = access.api_client()
         try:
-            applied = self._apply(KubeWriter(api_client, request_seconds=min(30, step.timeout_seconds)), step, params)
+            applied = self._apply(self.writer(api_client, step), step, params, proposal_id, owner)
+        except LeaseLost:
+            log.warning("step %s was recovered by another worker before its write: not writing", proposal_id)
+            return "taken"
         finally:
             api_client.close()
         if "error" in applied:
-            return self._finish(proposal_id, incident_id, "failed", applied)
+            return self.finish(proposal_id, incident_id, "failed", applied, owner=owner)
         with unit_of_work(kit.factory) as session:
-            session.execute(Proposal.__table__.update().where(Proposal.id == proposal_id)
-                            .values(undo=applied.pop("undo", None)))
-            chain.append(session, incident_id, "remediation.applied", ACTOR,
-                         {"proposal": proposal_id, **{k: v for k, v in applied.items() if k != "undo"}}, kit.clock())
+            if not store.renew(session, proposal_id, "running", owner, kit.clock() + self._lease):
+                return "taken"  # recovered meanwhile: the recovery judges and records what happened
+            chain.append(session, incident_id, "remediation.applied", ACTOR, {"proposal": proposal_id, **applied},
+                         kit.clock())
         if step.verify is None:
-            return self._finish(proposal_id, incident_id, "succeeded", {**applied, "verified": "no verify block"})
-        before = self._sample(access.prometheus_url, verify_query(step.verify, params))
-        later = kit.clock()
-        with unit_of_work(kit.factory) as session:
-            store.transition(session, proposal_id, ("running",), "verifying", later, lease_owner=None, lease_until=None,
-                             verify_deadline=later + timedelta(seconds=step.verify.within_seconds),
+            return self.finish(proposal_id, incident_id, "succeeded", {**applied, "verified": "no verify block"},
+                                owner=owner)
+        return self.start_verifying(proposal_id, incident_id, step, params, access.prometheus_url, applied, owner)
+
+    def start_verifying(self, proposal_id: int, incident_id: int, step: Step, params: dict[str, Any],
+                        url: str | None, result: dict[str, Any], owner: str) -> str:
+        """`running` → `verifying` with the first sample (or `unverified` at once when there is
+        no Prometheus to ask). Also where a recovered step that was found applied goes on."""
+        if not url:
+            return self.unverified(proposal_id, incident_id, "Prometheus is not configured", result, owner,
+                                   ("running",))
+        before, problem = self._sample(url, verify_query(step.verify, params))
+        later = self._kit.clock()
+        with unit_of_work(self._kit.factory) as session:
+            current = session.get(Proposal, proposal_id).result or {}
+            store.transition(session, proposal_id, ("running",), "verifying", later, owner=owner, lease_owner=None,
+                             lease_until=None, verify_deadline=later + timedelta(seconds=step.verify.within_seconds),
                              next_check_at=later + timedelta(seconds=min(FIRST_CHECK_SECONDS, step.verify.poll_seconds)),
-                             result={**applied, "samples": [[later.isoformat(), before]]})
+                             result={**current, **result, "samples": [[later.isoformat(), before]],
+                                     "real_samples": int(before is not None), "read_problem": problem})
         return "verifying"
 
-    def _apply(self, writer: KubeWriter, step: Step, params: dict[str, Any]) -> dict[str, Any]:
+    def _intend(self, proposal_id: int, owner: str, status: str, key: str, calls: list[dict[str, Any]],
+                **values: Any) -> None:
+        """Record what is about to be written (and renew the lease) while this worker still holds
+        it; LeaseLost otherwise. Committed before the write, so a recovery can always judge it."""
+        now = self._kit.clock()
+        with unit_of_work(self._kit.factory) as session:
+            current = session.get(Proposal, proposal_id).result or {}
+            if not store.renew(session, proposal_id, status, owner, now + self._lease,
+                               result={**current, key: {"calls": calls, "at": now.isoformat()}}, **values):
+                raise LeaseLost(proposal_id)
+
+    def _apply(self, writer: KubeWriter, step: Step, params: dict[str, Any], proposal_id: int,
+               owner: str) -> dict[str, Any]:
         values = rendered_input(step, params)
         deadline = time.monotonic() + step.timeout_seconds
         for attempt in range(1, step.retry.attempts + 1):
+            calls: list[dict[str, Any]] = []
+            undo = None
             try:
                 plan = operations.plan(writer, step.operation, values)
-                plan.write(writer, True)
-                outcome = plan.write(writer, False)
-                return {"summary": plan.summary, "diff": [[p, b, a] for p, b, a in plan.diff], "attempts": attempt,
-                        "undo": plan.undo if "target" in step.capture else None,
-                        **({"outcome": outcome} if isinstance(outcome, dict) and "evicted" in outcome else {})}
+                recorder = intent.Recorder(writer)
+                plan.write(recorder, True)
+                calls, undo = recorder.calls, (plan.undo if "target" in step.capture else None)
+                self._intend(proposal_id, owner, "running", "intent", calls, undo=undo)
+                done = {"summary": plan.summary, "diff": [[p, b, a] for p, b, a in plan.diff], "attempts": attempt}
+                try:
+                    outcome = plan.write(writer, False)
+                except WriteError as exc:
+                    if exc.kind not in AMBIGUOUS or self._judged(writer, calls, undo) != "applied":
+                        raise
+                    log.warning("step %s: the answer to its write was lost (%s), the change is applied", step.id, exc)
+                    return {**done, "note": f"the API server's answer was lost ({exc.kind}); the change was found "
+                                            "applied"}
+                return {**done, **({"outcome": outcome} if isinstance(outcome, dict) and "evicted" in outcome else {})}
             except WriteError as exc:
                 retryable = exc.kind in step.retry.on_errors and attempt < step.retry.attempts and time.monotonic() < deadline
+                if retryable and calls and exc.kind in AMBIGUOUS and self._judged(writer, calls, undo) != "not_applied":
+                    retryable = False  # it may have been applied: never write twice
                 log.warning("step %s attempt %d: %s%s", step.id, attempt, exc, " (retrying)" if retryable else "")
                 if not retryable:
                     return {"error": str(exc), "error_kind": exc.kind, "attempts": attempt}
@@ -149,122 +238,205 @@ class Executor:
                 return {"error": str(exc), "error_kind": "invalid", "attempts": attempt}
         return {"error": "out of attempts", "attempts": step.retry.attempts}
 
-    def _sample(self, url: str | None, query: str) -> float | None:
+    def _judged(self, writer: KubeWriter, calls: list[dict[str, Any]], undo: dict[str, Any] | None) -> str:
         try:
-            return sample(url, query)
+            return intent.judge(writer, calls, intent.undo_calls(undo)).verdict
+        except WriteError:
+            return "undecided"
+
+    def _sample(self, url: str | None, query: str) -> tuple[float | None, str | None]:
+        """The value (None: no data) and, when there is none, why."""
+        if not url:
+            return None, "Prometheus is not configured"
+        try:
+            value = sample(url, query)
         except Exception as exc:  # noqa: BLE001 - a failed read is "no value", recorded as such
             log.warning("verification query failed: %s", exc)
-            return None
+            return None, f"Prometheus could not be read ({type(exc).__name__})"
+        return value, None if value is not None else "the query returned no series"
 
-    def _finish(self, proposal_id: int, incident_id: int, status: str, result: dict[str, Any]) -> str:
+    def finish(self, proposal_id: int, incident_id: int, status: str, result: dict[str, Any],
+                owner: str | None = None, from_statuses: tuple[str, ...] = ("running", "verifying"),
+                next_step: bool = True) -> str:
+        """The step's final status, once (the winner of the conditional UPDATE records it; with
+        `owner`, only while that worker holds the lease)."""
         now = self._kit.clock()
         with unit_of_work(self._kit.factory) as session:
             proposal = session.get(Proposal, proposal_id)
-            won = store.transition(session, proposal_id, ("running", "verifying"), status, now, finished_at=now,
+            won = store.transition(session, proposal_id, from_statuses, status, now, owner=owner, finished_at=now,
                                    lease_owner=None, lease_until=None, next_check_at=None,
                                    result={**(proposal.result or {}), **result})
             if won:  # a worker that lost the race records nothing: the winner's entry stands
                 chain.append(session, incident_id, f"remediation.{status}", ACTOR, {"proposal": proposal_id, **result},
                               now)
-        if won:
-            self._propose_next(proposal, status)
+        if won and next_step:
+            propose_next(self._kit, proposal, status)
         return status
 
-    def _propose_next(self, finished: Proposal, status: str) -> None:
-        """A runbook's next step is proposed (planned, dry-run, decided, approved again) once
-        this one succeeded, or failed with `on_failure: continue`; never after a stop or a
-        rollback, nor once the incident is closed. Only the worker whose transition won gets
-        here, so it is proposed once; when it cannot be proposed the timeline says why."""
-        runbook, step = self._kit.step_of(finished)
-        if runbook is None or step is None:
-            return
-        index = next(i for i, s in enumerate(runbook.steps) if s.id == step.id)
-        if index + 1 >= len(runbook.steps) or not (status == "succeeded" or
-                                                   (status == "failed" and step.on_failure == "continue")):
-            return
-        following = runbook.steps[index + 1].id
-        with reading(self._kit.factory) as session:
-            still_open = session.get(Incident, finished.incident_id).is_open
-        why = None if still_open else "the incident is no longer open"
-        if why is None:
-            try:
-                propose(self._kit, finished.incident_id, runbook, dict(finished.params),
-                        requested_by=finished.requested_by, cluster=finished.cluster,
-                        labels=dict(finished.labels or {}), step_index=index + 1)
-                return
-            except Exception as exc:  # noqa: BLE001 - the finished step stands; the timeline says why
-                log.exception("proposing step %s of %s failed", following, runbook.id)
-                why = f"proposing it failed ({type(exc).__name__})"
+    def unverified(self, proposal_id: int, incident_id: int, reason: str, result: dict[str, Any], owner: str | None,
+                   from_statuses: tuple[str, ...] = ("verifying",)) -> str:
+        """Applied, and nothing could say whether it worked: no rollback, no next step; a person
+        decides with the Roll back / Accept buttons (valid for `DECIDE_WINDOW`)."""
+        now = self._kit.clock()
         with unit_of_work(self._kit.factory) as session:
-            chain.append(session, finished.incident_id, "remediation.next_step_not_proposed", ACTOR,
-                         {"after": finished.id, "runbook": runbook.id, "step": following, "why": why},
-                         self._kit.clock())
+            current = session.get(Proposal, proposal_id).result or {}
+            if store.transition(session, proposal_id, from_statuses, store.UNVERIFIED, now, owner=owner,
+                                lease_owner=None, lease_until=None, next_check_at=None,
+                                result={**current, **result, "unverified": reason,
+                                        "decide_until": (now + DECIDE_WINDOW).isoformat()}):
+                chain.append(session, incident_id, "remediation.unverified", ACTOR,
+                             {"proposal": proposal_id, "why": reason}, now)
+        return store.UNVERIFIED
 
     # -- verify ----------------------------------------------------------------------------------
 
     def verify(self, proposal_id: int) -> str:
         kit = self._kit
         now = kit.clock()
-        owner = self._owner()
+        owner = self.owner()
         with unit_of_work(kit.factory) as session:
-            if not store.lease(session, proposal_id, "verifying", owner, now, now + timedelta(seconds=60)):
+            if not store.lease(session, proposal_id, "verifying", owner, now, now + VERIFY_POLL_LEASE):
                 return "taken"
             proposal = session.get(Proposal, proposal_id)
             _runbook, step = kit.step_of(proposal)
             params, cluster, incident_id = dict(proposal.params), proposal.cluster, proposal.incident_id
             deadline, samples = proposal.verify_deadline, list((proposal.result or {}).get("samples") or [])
+            real_samples = int((proposal.result or {}).get("real_samples") or 0)
         access = kit.clusters.resolve(cluster)
         url = access.prometheus_url if access else None
         if step is None or step.verify is None:
-            return self._finish(proposal_id, incident_id, "failed", {"error": "the step's verify block is gone"})
+            return self.finish(proposal_id, incident_id, "failed", {"error": "the step's verify block is gone"},
+                                owner=owner)
         query = verify_query(step.verify, params)
-        value = self._sample(url, query)
+        value, problem = self._sample(url, query)
         samples.append([now.isoformat(), value])
+        real_samples += value is not None
         holds = value is not None and COMPARE[step.verify.compare](value, step.verify.threshold)
         numbers = {"samples": samples[-20:], "query": query, "expect": f"{step.verify.compare} {step.verify.threshold:g}",
-                   "before": samples[0][1], "after": value}
+                   "before": samples[0][1], "after": value, "real_samples": real_samples, "read_problem": problem}
         if holds:
-            return self._finish(proposal_id, incident_id, "succeeded", numbers)
-        if now < deadline:
+            return self.finish(proposal_id, incident_id, "succeeded", numbers, owner=owner)
+        if now < deadline and url:
             with unit_of_work(kit.factory) as session:
                 proposal = session.get(Proposal, proposal_id)
                 session.execute(Proposal.__table__.update().where(Proposal.id == proposal_id, Proposal.lease_owner == owner)
                                 .values(lease_owner=None, lease_until=None, result={**proposal.result, **numbers},
                                         next_check_at=now + timedelta(seconds=step.verify.poll_seconds)))
             return "verifying"
-        if not url:
-            return self._finish(proposal_id, incident_id, "failed",
-                                {**numbers, "error": "could not verify: Prometheus is not configured (not rolled back)"})
+        if verdict_at_deadline(real_samples) == "unverified":
+            return self.unverified(proposal_id, incident_id, f"no data to verify with: {problem}", numbers, owner)
         if step.on_failure == "rollback" and step.rollback and step.rollback.operation:
-            return self._roll_back(proposal_id, incident_id, step, params, numbers, cluster)
-        return self._finish(proposal_id, incident_id, "failed", {**numbers, "error": "verification failed"})
+            return self._roll_back(proposal_id, incident_id, step, params, numbers, cluster, owner)
+        return self.finish(proposal_id, incident_id, "failed", {**numbers, "error": "verification failed"},
+                            owner=owner)
 
     def _roll_back(self, proposal_id: int, incident_id: int, step: Step, params: dict[str, Any],
-                   numbers: dict[str, Any], cluster: str | None) -> str:
+                   numbers: dict[str, Any], cluster: str | None, owner: str) -> str:
         kit = self._kit
         with unit_of_work(kit.factory) as session:
             undo = session.get(Proposal, proposal_id).undo
         access = kit.clusters.resolve(cluster)
         if access is None or access.api_client is None:
-            return self._finish(proposal_id, incident_id, "rollback_failed",
-                                {**numbers, "error": "verification failed; Kubernetes unreachable for the rollback"})
+            return self.finish(proposal_id, incident_id, "rollback_failed",
+                                {**numbers, "error": "verification failed; Kubernetes unreachable for the rollback"},
+                                owner=owner)
         api_client = access.api_client()
         try:
-            writer = KubeWriter(api_client)
-            if step.rollback.operation == operations.RESTORE:
-                if not undo:
-                    raise WriteError("invalid", "nothing was captured to restore")
-                operations.apply_undo(writer, undo, dry_run=True)
-                operations.apply_undo(writer, undo)
-            else:
-                values = {k: catalog.render(v, params) for k, v in step.rollback.input.items()}
-                plan = operations.plan(writer, step.rollback.operation, values)
-                plan.write(writer, True)
-                plan.write(writer, False)
+            rollback_writes(self.writer(api_client), step, params, undo)
         except (WriteError, operations.InputError) as exc:
-            return self._finish(proposal_id, incident_id, "rollback_failed",
-                                {**numbers, "error": f"verification failed; the rollback failed too: {exc}"})
+            return self.finish(proposal_id, incident_id, "rollback_failed",
+                                {**numbers, "error": f"verification failed; the rollback failed too: {exc}"},
+                                owner=owner)
         finally:
             api_client.close()
-        return self._finish(proposal_id, incident_id, "rolled_back",
-                            {**numbers, "error": "verification failed; the step was rolled back"})
+        return self.finish(proposal_id, incident_id, "rolled_back",
+                            {**numbers, "error": "verification failed; the step was rolled back"}, owner=owner)
+
+    # -- a rollback a person asked for (an unverified step's Roll back button) ------------------
+
+    def roll_back_requested(self, proposal_id: int, owner: str) -> str:
+        """`rolling_back` (claimed by this worker): the undo's intent is recorded before its
+        write, as for a step, so a crash here is recovered without writing twice."""
+        kit = self._kit
+        with reading(kit.factory) as session:
+            proposal = session.get(Proposal, proposal_id)
+            _runbook, step = kit.step_of(proposal)
+            params, cluster, incident_id, undo = dict(proposal.params), proposal.cluster, proposal.incident_id, \
+                proposal.undo
+            who = (proposal.result or {}).get("rollback_requested_by")
+        access = kit.clusters.resolve(cluster)
+        failed = {"from_statuses": ("rolling_back",), "owner": owner, "next_step": False}
+        if access is None or access.api_client is None or step is None:
+            return self.finish(proposal_id, incident_id, "rollback_failed",
+                                {"error": "the rollback could not start: Kubernetes or the step is gone"}, **failed)
+        api_client = access.api_client()
+        try:
+            rollback_writes(self.writer(api_client, step), step, params, undo, before_write=lambda calls: self._intend(
+                proposal_id, owner, "rolling_back", "rollback_intent", calls))
+        except LeaseLost:
+            return "taken"
+        except (WriteError, operations.InputError) as exc:
+            return self.finish(proposal_id, incident_id, "rollback_failed",
+                                {"error": f"the rollback failed: {exc}"}, **failed)
+        finally:
+            api_client.close()
+        return self.finish(proposal_id, incident_id, "rolled_back", {"rolled_back_by": who}, **failed)
+
+
+def rollback_available(step: Step | None, undo: dict[str, Any] | None) -> bool:
+    """Whether the step can be undone: its declared rollback operation, or the captured undo."""
+    if step is not None and step.rollback and step.rollback.operation and step.rollback.operation != operations.RESTORE:
+        return True
+    return bool(undo)
+
+
+def rollback_writes(writer: KubeWriter, step: Step, params: dict[str, Any], undo: dict[str, Any] | None,
+                    before_write: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+    """Dry-run then apply the step's rollback: its declared operation, else the captured undo.
+    `before_write` gets the calls the dry run made, before the real write (to record them)."""
+    recorder = intent.Recorder(writer)
+    operation = step.rollback.operation if step.rollback else None
+    if operation and operation != operations.RESTORE:
+        values = {k: catalog.render(v, params) for k, v in step.rollback.input.items()}
+        plan = operations.plan(writer, operation, values)
+        plan.write(recorder, True)
+        write = lambda: plan.write(writer, False)  # noqa: E731
+    else:
+        if not undo:
+            raise WriteError("invalid", "nothing was captured to restore")
+        operations.apply_undo(recorder, undo, dry_run=True)
+        write = lambda: operations.apply_undo(writer, undo)  # noqa: E731
+    if before_write is not None:
+        before_write(recorder.calls)
+    write()
+
+
+def propose_next(kit: RemediationKit, finished: Proposal, status: str) -> None:
+    """A runbook's next step is proposed (planned, dry-run, decided, approved again) once
+    this one succeeded (or was accepted without verification by a person), or failed with
+    `on_failure: continue`; never after a stop, a rollback or while unverified, nor once the
+    incident is closed. Only the caller whose transition won gets here, so it is proposed once;
+    when it cannot be proposed the timeline says why."""
+    runbook, step = kit.step_of(finished)
+    if runbook is None or step is None:
+        return
+    index = next(i for i, s in enumerate(runbook.steps) if s.id == step.id)
+    if index + 1 >= len(runbook.steps) or not (status in ("succeeded", "accepted") or
+                                               (status == "failed" and step.on_failure == "continue")):
+        return
+    following = runbook.steps[index + 1].id
+    with reading(kit.factory) as session:
+        still_open = session.get(Incident, finished.incident_id).is_open
+    why = None if still_open else "the incident is no longer open"
+    if why is None:
+        try:
+            propose(kit, finished.incident_id, runbook, dict(finished.params),
+                    requested_by=finished.requested_by, cluster=finished.cluster,
+                    labels=dict(finished.labels or {}), step_index=index + 1)
+            return
+        except Exception as exc:  # noqa: BLE001 - the finished step stands; the timeline says why
+            log.exception("proposing step %s of %s failed", following, runbook.id)
+            why = f"proposing it failed ({type(exc).__name__})"
+    with unit_of_work(kit.factory) as session:
+        chain.append(session, finished.incident_id, "remediation.next_step_not_proposed", ACTOR,
+                     {"after": finished.id, "runbook": runbook.id, "step": following, "why": why}, kit.clock())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.runtime import Runtime
-from handlers.slack import actions, approvals, commands, events
+from handlers.slack import actions, approvals, commands, events, verification
 
 
 def build_bolt_app(runtime: Runtime) -> App:
@@ -25,4 +25,5 @@ def build_bolt_app(runtime: Runtime) -> App:
     actions.register(app, runtime)
     approvals.register(app, runtime)
     events.register(app, runtime)
+    verification.register(app, runtime)
     return app

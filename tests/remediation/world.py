@@ -109,7 +109,7 @@ def world(database_url, slack, engine, prometheus_factory, tmp_path) -> Iterator
         cluster.load(scenario.cluster.objects, scenario.cluster.events,
                      [stream.model_dump() for stream in scenario.cluster.logs])
         kube = stack.enter_context(KubeApiServer(cluster))
-        prometheus_url = None
+        prometheus_url = overrides.pop("prometheus_url", None)  # e.g. one that refuses connections
         if prometheus:
             state = stack.enter_context(StateMetricsServer(cluster))
             prom = prometheus_factory(start=False, scrape_configs=[{

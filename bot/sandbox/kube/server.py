@@ -4,7 +4,8 @@ A `ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive (the real client pools
 each connection gets its own thread and every request is served under the cluster lock by
 `api.handle`. Port 0 picks a free port; `start()` returns the base URL. Usable as a context
 manager; `stop()` is idempotent, closes the listening socket and every open keep-alive
-connection, so tests do not leak ports or threads.
+connection, so tests do not leak ports or threads. `hold(...)` injects a write held in flight
+(`faults.Hold`): stored with its answer delayed, or delayed and dropped unstored.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 from bot.sandbox.kube.api import ApiRequest, ApiResponse, handle
 from bot.sandbox.kube.cluster import SandboxCluster
 from bot.sandbox.kube.errors import ApiError
+from bot.sandbox.kube.faults import Faults, Hold
 from bot.sandbox.loopback_http import TrackingHTTPServer
 
 
@@ -27,6 +29,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "opsbot-sandbox-kube/1"
     cluster: SandboxCluster  # set on the per-server subclass
+    faults: Faults  # likewise
     wbufsize = -1  # buffer the response: headers and body leave in one segment (no delayed-ACK stall)
 
     def setup(self) -> None:
@@ -47,11 +50,18 @@ class _Handler(BaseHTTPRequestHandler):
             content_type=self.headers.get("Content-Type"),
             server_address=host,
         )
+        hold = self.faults.find(self.command, parts.path, query)
+        if hold is not None and hold.when == "before_write":
+            hold.wait()
+            self.close_connection = True  # dropped: no answer, nothing stored
+            return
         try:
             response = handle(self.cluster, request)
         except Exception as exc:  # a bug in the sandbox: answer 500 rather than drop the connection
             error = ApiError(500, "InternalError", f"sandbox API server error: {type(exc).__name__}: {exc}")
             response = ApiResponse(500, json.dumps(error.to_status()).encode())
+        if hold is not None:
+            hold.wait()  # stored; the answer is held
         self.send_response(response.code)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
@@ -85,6 +95,11 @@ class KubeApiServer:
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.faults = Faults()
+
+    def hold(self, method: str, path: str, when: str = "after_write", seconds: float = 60.0) -> Hold:
+        """Hold the next matching non-dry-run request in flight (see `faults.Hold`)."""
+        return self.faults.add(Hold(method, path, when, seconds))
 
     @property
     def base_url(self) -> str:
@@ -98,7 +113,7 @@ class KubeApiServer:
         with self._lock:
             if self._httpd is not None:
                 return self.base_url
-            handler = type("SandboxKubeHandler", (_Handler,), {"cluster": self.cluster})
+            handler = type("SandboxKubeHandler", (_Handler,), {"cluster": self.cluster, "faults": self.faults})
             httpd = _Server((self._host, self._port), handler)
             self._httpd = httpd
             self._thread = threading.Thread(
@@ -115,6 +130,7 @@ class KubeApiServer:
         with self._lock:
             httpd, thread = self._httpd, self._thread
             self._httpd = self._thread = None
+        self.faults.release_all()
         if httpd is not None:
             httpd.shutdown()
             httpd.close_connections()

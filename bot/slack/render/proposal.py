@@ -3,9 +3,11 @@
 It says what the step will do and to what, with which parameters (secret ones already masked),
 what the server-side dry run answered, the policy's decision with every gate, the approvals so
 far, and the state (proposed → approved → running → verifying → succeeded / failed / rolled
-back / rejected / expired / denied). Approve / Reject buttons appear only while the step waits
-for approval and the policy did not deny it; their values are signed, expiring references to
-the stored proposal, never the command.
+back / rejected / expired / denied; or unverified → accepted / rolled back). Approve / Reject
+buttons appear only while the step waits for approval and the policy did not deny it; Roll back /
+Accept only while an applied step could not be verified. Their values are signed, expiring
+references to the stored proposal, never the command. A note (e.g. what the bot found after a
+restart interrupted the step) is shown with the outcome.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from bot.slack.render.text import truncate, untrusted
 
 APPROVE_ACTION_ID = "step_approve"
 REJECT_ACTION_ID = "step_reject"
+VERIFY_ROLLBACK_ACTION_ID = "step_verify_rollback"
+VERIFY_ACCEPT_ACTION_ID = "step_verify_accept"
 STATES = {
     "described": (":bulb:", "suggested (not runnable from here: the policy's autonomy for it is suggest)"),
     "proposed": (":hourglass_flowing_sand:", "waiting for approval"),
@@ -27,9 +31,21 @@ STATES = {
     "failed": (":red_circle:", "failed"),
     "rolled_back": (":leftwards_arrow_with_hook:", "verification failed, rolled back"),
     "rollback_failed": (":rotating_light:", "verification failed and the rollback failed"),
+    "unverified": (":warning:", "applied, could not be verified: roll back or accept"),
+    "accepted": (":ballot_box_with_check:", "applied, accepted without verification"),
+    "rollback_requested": (":leftwards_arrow_with_hook:", "applied, unverified, rolling back"),
+    "rolling_back": (":leftwards_arrow_with_hook:", "applied, unverified, rolling back"),
     "rejected": (":no_entry_sign:", "rejected"),
     "expired": (":hourglass:", "expired without approval"),
     "denied": (":no_entry:", "denied by policy"),
+}
+UNVERIFIED_FOLLOW_UP = {  # status -> what the thread says about an unverified step
+    "unverified": "Nothing was rolled back: someone decides, Roll back or Accept it as it is.",
+    "accepted": "Nothing was rolled back: <@{accepted_by}> accepted it as it is.",
+    "rollback_requested": "<@{requested_by}> asked for it to be rolled back.",
+    "rolling_back": "<@{requested_by}> asked for it to be rolled back.",
+    "rolled_back": "Rolled back at <@{requested_by}>'s request.",
+    "rollback_failed": "<@{requested_by}> asked for it to be rolled back; the rollback failed.",
 }
 GATE_MARK = {"pass": "✓", "deny": "✗", "needs_approval": "…"}
 
@@ -49,6 +65,8 @@ class ProposalView:
     result: dict[str, Any] = field(default_factory=dict)
     approve_value: str | None = None
     reject_value: str | None = None
+    rollback_value: str | None = None
+    accept_value: str | None = None
     rejected_by: str | None = None
     reject_reason: str | None = None
 
@@ -72,11 +90,18 @@ def _outcome(view: ProposalView) -> str | None:
                                                              if view.reject_reason else ""))
     if result.get("denied"):
         parts.append(f"Stopped before running: {untrusted(result['denied'], 300)}")
+    if result.get("note"):
+        parts.append(f":information_source: {untrusted(str(result['note']), 600)}")
     if "after" in result or "before" in result:
         parts.append(f"Check `{untrusted(str(result.get('query', '')), 300)}` {result.get('expect', '')}: "
                      f"before {_num(result.get('before'))}, now {_num(result.get('after'))}")
     if result.get("error"):
         parts.append(untrusted(str(result["error"]), 400))
+    if result.get("unverified"):
+        parts.append(f"Could not verify: {untrusted(str(result['unverified']), 300)}. "
+                     + UNVERIFIED_FOLLOW_UP.get(view.status, "").format(
+                         accepted_by=untrusted(str(result.get("accepted_by")), 40),
+                         requested_by=untrusted(str(result.get("rollback_requested_by")), 40)))
     for problem in (result.get("problems") or [])[:3]:
         parts.append(untrusted(str(problem), 300))
     return "\n".join(parts) or None
@@ -88,6 +113,9 @@ def _num(value: Any) -> str:
 
 def render_proposal(view: ProposalView) -> dict[str, Any]:
     emoji, state = STATES.get(view.status, (":grey_question:", view.status))
+    if view.status in ("rolled_back", "rollback_failed") and (view.result or {}).get("rollback_requested_by"):
+        state = "could not be verified, rolled back on request" if view.status == "rolled_back" else \
+            "could not be verified, and the requested rollback failed"
     decision = view.decision or {}
     head = (f"{emoji} *{untrusted(view.title, 300)}* — {state}\n"
             f"Runbook `{view.runbook}` step `{view.step}` for {view.reference} · risk {view.risk}")
@@ -118,5 +146,13 @@ def render_proposal(view: ProposalView) -> dict[str, Any]:
             {"type": "button", "action_id": REJECT_ACTION_ID, "style": "danger", "value": view.reject_value,
              "text": {"type": "plain_text", "text": "Reject"}},
         ]})
+    if view.status == "unverified" and (view.rollback_value or view.accept_value):
+        elements = [{"type": "button", "action_id": VERIFY_ROLLBACK_ACTION_ID, "style": "danger",
+                     "value": view.rollback_value, "text": {"type": "plain_text", "text": "Roll back"}}
+                    ] if view.rollback_value else []
+        if view.accept_value:
+            elements.append({"type": "button", "action_id": VERIFY_ACCEPT_ACTION_ID, "style": "primary",
+                             "value": view.accept_value, "text": {"type": "plain_text", "text": "Accept"}})
+        blocks.append({"type": "actions", "elements": elements})
     text = f"{view.reference} step {view.title}: {state}"
     return {"text": truncate(text, 3000), "blocks": blocks}

@@ -1,0 +1,154 @@
+"""What a step is about to write, recorded before the write, and whether the live object shows it.
+
+A worker can die between sending a write to the API server and recording its answer. To tell
+afterwards whether the write happened, the executor records the step's *intent* durably first:
+the exact calls its dry run made (`Recorder`), which are the calls the real write repeats. The
+recovery (`bot.remediation.recovery`) then re-reads the live objects and compares
+(`judge`):
+
+- `applied`: every call's effect is visible (a patch's fields hold their new values, the
+  replicas are the new count, a deleted or evicted pod is gone or replaced, a Job exists);
+- `not_applied`: no call's effect is visible and, where the step captured an undo, the object
+  still holds the values from before;
+- `undecided`: anything else (partly applied, or changed by someone else since): a person looks.
+
+Comparison is "the live object contains the planned values": the API server adds defaults
+and status, so equality would call every applied write unapplied. Lists of named entries
+(containers) are matched by name, as a strategic merge patch merges them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from bot.remediation.kube_write import JSON_PATCH, STRATEGIC, KubeWriter, WriteError
+
+Verdict = Literal["applied", "not_applied", "undecided"]
+
+
+class Recorder:
+    """A `KubeWriter` stand-in for a dry run: passes every call through and records the
+    mutating ones (reads go straight to the real writer)."""
+
+    def __init__(self, writer: KubeWriter):
+        self._writer = writer
+        self.calls: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+    def patch(self, kind: str, namespace: str | None, name: str, body: Any, content_type: str,
+              dry_run: bool) -> dict[str, Any]:
+        self.calls.append({"verb": "patch", "kind": kind, "namespace": namespace, "name": name, "body": body,
+                           "content_type": content_type})
+        return self._writer.patch(kind, namespace, name, body, content_type, dry_run)
+
+    def scale(self, kind: str, namespace: str, name: str, replicas: int, dry_run: bool) -> dict[str, Any]:
+        self.calls.append({"verb": "scale", "kind": kind, "namespace": namespace, "name": name, "replicas": replicas})
+        return self._writer.scale(kind, namespace, name, replicas, dry_run)
+
+    def _pod_call(self, verb: str, namespace: str, name: str) -> None:
+        uid = ((self._writer.get("Pod", namespace, name).get("metadata") or {}).get("uid"))
+        self.calls.append({"verb": verb, "kind": "Pod", "namespace": namespace, "name": name, "uid": uid})
+
+    def delete_pod(self, namespace: str, name: str, dry_run: bool) -> dict[str, Any]:
+        self._pod_call("delete_pod", namespace, name)
+        return self._writer.delete_pod(namespace, name, dry_run)
+
+    def evict(self, namespace: str, name: str, dry_run: bool) -> dict[str, Any]:
+        self._pod_call("evict", namespace, name)
+        return self._writer.evict(namespace, name, dry_run)
+
+    def create_job(self, namespace: str, body: dict[str, Any], dry_run: bool) -> dict[str, Any]:
+        self.calls.append({"verb": "create_job", "kind": "Job", "namespace": namespace,
+                           "name": body["metadata"]["name"]})
+        return self._writer.create_job(namespace, body, dry_run)
+
+
+def undo_calls(undo: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A captured undo (`operations.Plan.undo`) in the same shape as recorded calls."""
+    if not undo:
+        return []
+    if undo["method"] == "scale":
+        return [{"verb": "scale", "kind": undo["kind"], "namespace": undo["namespace"], "name": undo["name"],
+                 "replicas": int(undo["replicas"])}]
+    return [{"verb": "patch", "kind": undo["kind"], "namespace": undo["namespace"], "name": undo["name"],
+             "body": undo["body"], "content_type": undo["content_type"]}]
+
+
+def contains(live: Any, want: Any, by_name: bool = False) -> bool:
+    """Whether `live` holds every value of `want` (a None in `want` means "absent")."""
+    if isinstance(want, dict):
+        return isinstance(live, dict) and all(
+            live.get(key) is None if value is None else key in live and contains(live[key], value, by_name)
+            for key, value in want.items())
+    if isinstance(want, list):
+        if not isinstance(live, list):
+            return False
+        if by_name and want and all(isinstance(w, dict) and "name" in w for w in want):
+            named = {item.get("name"): item for item in live if isinstance(item, dict)}
+            return all(w["name"] in named and contains(named[w["name"]], w, by_name) for w in want)
+        return len(live) == len(want) and all(contains(x, w, by_name) for x, w in zip(live, want, strict=True))
+    return live == want
+
+
+def _pointer(obj: Any, path: str) -> tuple[bool, Any]:
+    for part in [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]:
+        if isinstance(obj, dict) and part in obj:
+            obj = obj[part]
+        elif isinstance(obj, list) and part.isdigit() and int(part) < len(obj):
+            obj = obj[int(part)]
+        else:
+            return False, None
+    return True, obj
+
+
+def _patch_holds(live: dict[str, Any], call: dict[str, Any]) -> bool:
+    if call["content_type"] == JSON_PATCH:
+        for op in call["body"]:
+            found, value = _pointer(live, op["path"])
+            if op["op"] in ("add", "replace") and not (found and contains(value, op["value"])):
+                return False
+            if op["op"] == "remove" and found:
+                return False
+        return True
+    return contains(live, call["body"], by_name=call["content_type"] == STRATEGIC)
+
+
+def holds(writer: KubeWriter, call: dict[str, Any]) -> bool:
+    """Whether the live object shows `call`'s effect. Raises WriteError when it cannot be read."""
+    try:
+        live = writer.get(call["kind"], call["namespace"], call["name"])
+    except WriteError as exc:
+        if exc.kind != "not_found":
+            raise
+        return call["verb"] in ("delete_pod", "evict")
+    if call["verb"] == "patch":
+        return _patch_holds(live, call)
+    if call["verb"] == "scale":
+        return int((live.get("spec") or {}).get("replicas", 1)) == int(call["replicas"])
+    if call["verb"] in ("delete_pod", "evict"):
+        meta = live.get("metadata") or {}
+        return meta.get("uid") != call.get("uid") or bool(meta.get("deletionTimestamp"))
+    return call["verb"] == "create_job"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    detail: str
+
+
+def judge(writer: KubeWriter, calls: list[dict[str, Any]], before: list[dict[str, Any]]) -> Judgement:
+    """Whether `calls` (the recorded intent) took effect; `before` are the calls that would
+    restore the earlier state (the captured undo), empty when none was captured."""
+    done = [holds(writer, call) for call in calls]
+    if calls and all(done):
+        return Judgement("applied", "the live object shows the planned change")
+    if any(done):
+        return Judgement("undecided", f"{sum(done)} of {len(done)} planned writes show on the live objects")
+    if before and not all(holds(writer, call) for call in before):
+        return Judgement("undecided", "the live object shows neither the planned change nor its earlier state "
+                                      "(changed by someone else since?)")
+    return Judgement("not_applied", "the live object still shows its earlier state")

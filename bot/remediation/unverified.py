@@ -1,0 +1,133 @@
+"""Roll back or Accept a step that was applied but could not be verified: a person decides.
+
+A step whose verification read no data at all (`execute.verdict_at_deadline`) ends `unverified`:
+not rolled back, no next step. Its message in the thread carries two buttons whose values are
+signed, expiring references (`tokens`, purposes `verify_rollback` / `verify_accept`, valid for
+`execute.DECIDE_WINDOW`). A click locks the proposal row, so two clicks are decided one after the
+other; then the policy runs again with the clicker as the actor (`CLICK_GATES`: which of its
+gates apply to which button, as data). The approval gate's "already approved" and "self-
+approval" rules are about approving a step, not about judging its result, so the request is
+evaluated without the recorded approvals and without a requester.
+
+- Accept: `unverified` → `accepted` (a person vouches for it); the runbook's next step follows
+  as after a success.
+- Roll back: `unverified` → `rollback_requested`; the executor claims it (`rolling_back`, a
+  conditional UPDATE: once) and applies the undo with its intent recorded first, like a step.
+  Refused when another step is in flight on the target, or when a later step ran on it (the
+  undo would overwrite that change too), or when there is nothing to undo.
+
+Every click, refused or not, is on the timeline (`remediation.verification_clicked`); a refused
+one is answered to the clicker alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from bot.db.engine import reading, unit_of_work
+from bot.db.locks import ROW_LOCK
+from bot.db.models import Proposal
+from bot.policy import engine
+from bot.remediation import store, tokens
+from bot.remediation.clicks import ClickResult
+from bot.remediation.execute import propose_next, rollback_available
+from bot.remediation.kit import RemediationKit
+from bot.timeline import chain
+
+ROLLBACK, ACCEPT = "verify_rollback", "verify_accept"
+CLICK_GATES = {
+    ROLLBACK: ("kill_switch", "change_freeze", "actor_and_channel", "approval"),  # it writes to the cluster
+    ACCEPT: ("actor_and_channel", "approval"),  # it writes nothing: only who may decide
+}
+REFUSED = {ROLLBACK: "Not rolled back", ACCEPT: "Not accepted"}
+DONE = {ROLLBACK: "Rolling back: {title}.", ACCEPT: "Accepted without verification: {title}."}
+
+
+def button_values(kit: RemediationKit, proposal: Proposal) -> dict[str, str | None]:
+    """The signed values of the Roll back and Accept buttons while the step is unverified."""
+    until = (proposal.result or {}).get("decide_until")
+    if proposal.status != store.UNVERIFIED or not until:
+        return {"rollback_value": None, "accept_value": None}
+    expires = datetime.fromisoformat(until)
+    _runbook, step = kit.step_of(proposal)
+    return {"rollback_value": tokens.sign(kit.key, ROLLBACK, proposal.id, expires)
+            if rollback_available(step, proposal.undo) else None,
+            "accept_value": tokens.sign(kit.key, ACCEPT, proposal.id, expires)}
+
+
+def _refusal(kit: RemediationKit, session: Session, proposal: Proposal, purpose: str, user: str,
+             groups: frozenset[str], channel: str | None, now: datetime) -> tuple[str | None, engine.Decision | None]:
+    if proposal.status != store.UNVERIFIED:
+        return f"this step is {proposal.status.replace('_', ' ')}, no longer waiting for a decision", None
+    if not channel:
+        return "the click came from no channel", None
+    request, state = kit.request(session, proposal, "click", now, actor=user, actor_groups=groups, channel=channel)
+    decision = engine.decide(replace(request, approvals=(), requester=None), kit.policy, state)
+    denial = next((g for g in decision.gates if g.outcome == "deny" and
+                   (g.gate in CLICK_GATES[purpose] or g.gate == "engine")), None)
+    if denial is not None:
+        return f"{denial.reason}. {engine.HINTS.get(denial.gate, '')}".strip(), decision
+    if purpose == ROLLBACK:
+        _runbook, step = kit.step_of(proposal)
+        if not rollback_available(step, proposal.undo):
+            return "this step has no rollback (nothing was captured to restore)", decision
+        if store.running_on(session, proposal.target, excluding=proposal.id):
+            return f"another step is in flight on {proposal.target}", decision
+        if proposal.started_at and store.ran_on_since(session, proposal.target, proposal.started_at, proposal.id):
+            return (f"a later step changed {proposal.target} since; rolling this one back would undo that too "
+                    "(roll back by hand)"), decision
+    return None, decision
+
+
+def _record_bad_value(kit: RemediationKit, purpose: str, value: str, user: str, why: str, now: datetime) -> None:
+    """A refused value still names a proposal (unverified): the click goes on that incident's
+    timeline when the proposal exists, so tampering is on the record."""
+    head = (value or "").split(".", 1)[0]
+    if not head.isdigit() or len(head) > 18:
+        return
+    with unit_of_work(kit.factory) as session:
+        proposal = session.get(Proposal, int(head))
+        if proposal is not None:
+            chain.append(session, proposal.incident_id, "remediation.verification_clicked", f"slack:{user}",
+                         {"proposal": proposal.id, "action": purpose, "refused": why, "value_verified": False}, now)
+
+
+def click(kit: RemediationKit, purpose: str, value: str, user: str, channel: str | None) -> ClickResult:
+    """Roll back (`ROLLBACK`) or Accept (`ACCEPT`) an unverified step, or say why not."""
+    now = kit.clock()
+    try:
+        proposal_id = tokens.verify(kit.key, purpose, value, now)
+    except tokens.TokenError as exc:
+        _record_bad_value(kit, purpose, value, user, str(exc), now)
+        return ClickResult(False, f"{REFUSED[purpose]}: {exc}.")
+    groups = kit.groups.groups_of(user)  # before any lock: it may ask Slack and PagerDuty
+    with unit_of_work(kit.factory) as session:
+        proposal = session.get(Proposal, proposal_id, with_for_update=ROW_LOCK)
+        if proposal is None:
+            return ClickResult(False, f"{REFUSED[purpose]}: this step does not exist.")
+        refusal, decision = _refusal(kit, session, proposal, purpose, user, groups, channel, now)
+        chain.append(session, proposal.incident_id, "remediation.verification_clicked", f"slack:{user}",
+                     {"proposal": proposal.id, "action": purpose, "refused": refusal,
+                      "decision": decision.as_dict() if decision else None}, now)
+        if refusal is not None:
+            return ClickResult(False, f"{REFUSED[purpose]}: {refusal}", proposal.id, proposal.incident_id)
+        result = dict(proposal.result or {})
+        if purpose == ACCEPT:
+            store.transition(session, proposal.id, (store.UNVERIFIED,), "accepted", now, finished_at=now,
+                             result={**result, "accepted_by": user})
+            chain.append(session, proposal.incident_id, "remediation.accepted", f"slack:{user}",
+                         {"proposal": proposal.id}, now)
+        else:
+            store.transition(session, proposal.id, (store.UNVERIFIED,), "rollback_requested", now,
+                             result={**result, "rollback_requested_by": user})
+            chain.append(session, proposal.incident_id, "remediation.rollback_requested", f"slack:{user}",
+                         {"proposal": proposal.id}, now)
+        done = ClickResult(True, DONE[purpose].format(title=proposal.title), proposal.id, proposal.incident_id)
+    if purpose == ACCEPT:
+        with reading(kit.factory) as session:
+            accepted = session.get(Proposal, proposal_id)
+        propose_next(kit, accepted, "accepted")
+    return done

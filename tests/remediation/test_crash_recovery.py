@@ -1,0 +1,184 @@
+"""Issue 12, item 2: a step whose server was killed mid-write is recovered, never applied twice.
+
+A real `python -m bot serve` process runs an approved rollback against the sandbox API server,
+which holds the PATCH in flight (stored with its answer held, or held and then dropped unstored);
+the test SIGKILLs the server during the hold and starts it again with a short step lease. The
+restarted server must find the lapsed lease, judge the write against the intent recorded before
+it, and go on: found applied → verified (succeeded), with one PATCH in all; not applied →
+failed with a note, no PATCH at all. Either way a new step on the same Deployment is proposed,
+not denied as "already running".
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from bot.clock import utc_now
+from bot.db.engine import make_session_factory, unit_of_work
+from bot.db.models import Proposal
+from bot.runtime import REPO
+from bot.sandbox.kube import KubeApiServer, SandboxCluster
+from bot.sandbox.kube.state_metrics import StateMetricsServer
+from bot.sandbox.paths import shared_scenarios_dir
+from bot.sandbox.promstack import free_port
+from bot.sandbox.scenario import Scenario
+from bot.sandbox.scenario_io import read_single_document
+from bot.sandbox.scenario_metrics import load_metrics_into
+from tests.concurrency import eventually
+from tests.conftest import SIGNING_SECRET, WEBHOOK_TOKEN, RunningBot
+from tests.remediation.world import ALICE, BOB, POLICY, World
+
+pytestmark = pytest.mark.prometheus
+DEPLOYMENT_PATH = "/apis/apps/v1/namespaces/orders/deployments/orders-api"
+LEASE_SECONDS = 4
+
+
+def scenario_now(name: str) -> Scenario:
+    """The shared scenario at the real clock: the server process runs on real time."""
+    path = shared_scenarios_dir() / f"{name}.yaml"
+    document = {k: v for k, v in read_single_document(path, str(path)).items() if k != "now"}
+    return Scenario.from_dict(document, clock=utc_now, path=path)
+
+
+@dataclass
+class Server:
+    """`python -m bot serve` as a user runs it, with its settings in the environment."""
+
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    url: str = ""
+
+    def start(self) -> str:
+        port = free_port()
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSBOT_") and k != "DATABASE_URL"}
+        self.process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(port)],
+                                        env={**clean, **self.env}, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            assert self.process.poll() is None, "the server exited"
+            try:
+                return requests.get(f"{self.url}/readyz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+        eventually(ready, timeout=60, interval=0.1)
+        return self.url
+
+    def kill(self) -> None:
+        """SIGKILL: no handler runs, nothing is flushed or released by the process itself."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def crash_world(database_url, engine, slack, prometheus_factory, tmp_path) -> Iterator:  # noqa: F811
+    stack = ExitStack()
+    scenario = scenario_now("orders-api-revision-22-panics-on-start")
+    cluster = SandboxCluster(now=scenario.now)
+    cluster.load(scenario.cluster.objects, scenario.cluster.events,
+                 [stream.model_dump() for stream in scenario.cluster.logs])
+    kube = stack.enter_context(KubeApiServer(cluster))
+    state = stack.enter_context(StateMetricsServer(cluster))
+    prom = prometheus_factory(start=False, scrape_configs=[{
+        "job_name": "sandbox-state", "scrape_interval": "1s", "static_configs": [{"targets": [state.target]}]}])
+    load_metrics_into(prom, scenario)
+    prom.start()
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "test.yaml").write_text(POLICY)
+    server = Server({
+        "OPSBOT_DATABASE_URL": database_url, "OPSBOT_SLACK_API_URL": slack.base_url,
+        "OPSBOT_SLACK_BOT_TOKEN": slack.bot_token, "OPSBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "OPSBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "OPSBOT_KUBE_MODE": "url", "OPSBOT_KUBE_API_URL": kube.base_url,
+        "OPSBOT_PROMETHEUS_URL": prom.url, "OPSBOT_POLICIES_DIR": str(policies),
+        "OPSBOT_RUNBOOKS_DIR": str(REPO / "runbooks"), "OPSBOT_DATA_DIR": str(tmp_path / "data"),
+        "OPSBOT_STEP_LEASE_SECONDS": str(LEASE_SECONDS), "OPSBOT_WORKER_POLL_SECONDS": "0.1",
+        "OPSBOT_CARD_MIN_INTERVAL_SECONDS": "0", "OPSBOT_INTAKE_PROCESSES": "0", "OPSBOT_LOG_FORMAT": "text"})
+    stack.callback(server.stop)
+    factory = make_session_factory(engine)
+
+    def world() -> World:
+        return World(RunningBot(None, server.url, slack), cluster, scenario, slack)  # type: ignore[arg-type]
+
+    def rollback() -> Proposal:
+        with unit_of_work(factory) as session:
+            return session.execute(select(Proposal).where(Proposal.runbook_id == "rollback-deployment")).scalar_one()
+
+    yield server, kube, world, rollback
+    stack.close()
+
+
+def patches(w: World) -> list:
+    return [m for m in w.writes() if m.verb == "patch" and m.kind == "Deployment" and m.name == "orders-api"]
+
+
+def images(w: World) -> list[str]:
+    deployment = w.cluster.get("Deployment", "orders", "orders-api")
+    return [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+
+
+def kill_during_the_patch(crash_world, when: str) -> World:
+    """Start, approve the rollback, SIGKILL while its PATCH is held, let the server go on, restart."""
+    server, kube, world, rollback = crash_world
+    server.start()
+    w = world()
+    w.deliver()
+    message = w.proposal("rollback-deployment", timeout=60)
+    hold = kube.hold("PATCH", DEPLOYMENT_PATH, when=when, seconds=30)
+    assert w.click(message, "step_approve", ALICE).status_code == 200
+    assert hold.arrived.wait(30), "the PATCH never came"
+    server.kill()
+    hold.release()
+    stuck = rollback()
+    assert stuck.status == "running" and stuck.result.get("intent"), "killed mid-write, the intent on record"
+    server.start()
+    return world()
+
+
+def test_a_step_killed_after_its_write_landed_is_found_applied_and_verified(crash_world):
+    w = kill_during_the_patch(crash_world, "after_write")
+    rollback = crash_world[3]
+    done = w.wait_status("rollback-deployment", "succeeded", timeout=90)
+    assert "found applied" in str(done["blocks"])
+    assert len(patches(w)) == 1, "applied exactly once"
+    assert images(w) == ["ghcr.io/northwind/orders-api:4.11.3"]
+    assert rollback().result["note"].startswith("The bot restarted while applying this step")
+    no_longer_blocked(w)
+
+
+def test_a_step_killed_before_its_write_landed_is_failed_with_a_note_and_not_retried(crash_world):
+    w = kill_during_the_patch(crash_world, "before_write")
+    done = w.wait_status("rollback-deployment", "failed", timeout=60)
+    assert "was not applied" in str(done["blocks"]) and "not retried" in str(done["blocks"])
+    assert patches(w) == [], "never applied, never retried"
+    assert images(w) != ["ghcr.io/northwind/orders-api:4.11.3"]
+    no_longer_blocked(w)
+
+
+def no_longer_blocked(w: World) -> None:
+    """A new step on the same Deployment is proposed, not denied as "already running"."""
+    assert w.command("run INC-1 restart-deployment namespace=orders name=orders-api", BOB).status_code == 200
+    message = w.proposal("restart-deployment", timeout=30)
+    text = str(message["blocks"])
+    assert "already running" not in text and "denied by policy" not in text
+    assert "waiting for approval" in message["blocks"][0]["text"]["text"]
