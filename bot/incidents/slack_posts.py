@@ -11,6 +11,8 @@ second root card that never updates, a proposal whose stale buttons stay live). 
 2. the message carries the marker in Slack's message metadata
    (`{"event_type": "opsbot_post", "event_payload": {"marker": ..., "purpose": ...}}`);
 3. the caller stores the ts and `forget`s the intent in one transaction.
+The HTTP client never resends a post on its own (`SlackGateway` posts without the client's
+retries): every second attempt comes through here and looks first.
 
 A retry that finds the intent still there (an earlier attempt may have posted) first looks for
 the marker: `conversations.history` for a root message, `conversations.replies` for a thread
@@ -130,7 +132,9 @@ def post_once(factory: sessionmaker[Session], gateway: SlackGateway, clock: Cloc
               blocks: list[dict[str, Any]] | None = None) -> PostResult:
     """Post the message unless an earlier attempt already did (see the module docstring). The
     caller stores the returned ts and calls `forget` in the same transaction; Slack errors
-    propagate (the intent stays, so the retry searches)."""
+    propagate (the intent stays, so the retry searches). When the search does not find the
+    message it is posted again, with the same marker: not in the channel or thread means never
+    applied (or deleted since), so posting is what the first attempt meant to do."""
     marker, earlier = _intend(factory, spec, clock())
     if earlier is not None:
         found = find_posted(gateway, spec, marker, earlier)

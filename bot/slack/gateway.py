@@ -11,6 +11,7 @@ is passed through `bot.redaction` here, so a secret a caller forgot never reache
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,11 @@ class SlackGateway:
     def __init__(self, client: WebClient, metrics: Metrics | None = None):
         self.client = client
         self._metrics = metrics
+        # chat.postMessage is not idempotent: the HTTP client must not resend one whose answer
+        # was lost (a dropped connection, a 5xx after the fact). The caller's retry looks for
+        # the message first (bot.incidents.slack_posts), so posts go through a copy without retries.
+        self._poster = copy.copy(client)
+        self._poster.retry_handlers = []
 
     def _call(self, method: str, call=None, **kwargs: Any) -> dict[str, Any]:
         """Run one Web API method (or `call`, a client helper standing for it) with the error
@@ -142,7 +148,7 @@ class SlackGateway:
                 args["reply_broadcast"] = True
         if metadata is not None:
             args["metadata"] = metadata
-        data = self._call("chat.postMessage", **args)
+        data = self._call("chat.postMessage", lambda: self._poster.api_call("chat.postMessage", json=args))
         return PostedMessage(channel=data["channel"], ts=data["ts"])
 
     def messages_page(self, channel: str, thread_ts: str | None, oldest: str, limit: int,

@@ -17,7 +17,7 @@ from bot.db.models import SlackPostIntent
 from bot.incidents import slack_posts
 from bot.incidents.slack_posts import PostSpec, forget, post_once
 from bot.sandbox.slack_emulator import DEFAULT_CHANNEL_ID
-from bot.slack.gateway import SlackGateway, SlackRetryLater
+from bot.slack.gateway import SlackGateway, SlackRetryLater, make_web_client
 from tests.incidents.helpers import incidents, ingest
 from tests.payloads import am_alert
 
@@ -150,3 +150,17 @@ def test_the_search_is_bounded_by_pages(slack, factory, gateway, incident_id, mo
     result = post_once(factory, gateway, now, spec, "card")
     assert not result.adopted
     assert len(slack.calls_to("conversations.history")) == slack_posts.SEARCH_MAX_PAGES
+
+
+def test_the_http_client_never_resends_a_post_whose_answer_was_lost(slack, factory, incident_id):
+    """With the client the bot runs (`make_web_client`, which retries dropped connections), a
+    post whose connection closes after Slack applied it is not sent again blindly: the retry
+    of the caller finds it."""
+    gateway = SlackGateway(make_web_client(slack.bot_token, slack.base_url))
+    spec = PostSpec(incident_id, "card", DEFAULT_CHANNEL_ID)
+    slack.delay_answer("chat.postMessage", seconds=0, drop=True)
+    with pytest.raises(SlackRetryLater):
+        post_once(factory, gateway, now, spec, "card")
+    assert len(slack.messages()) == 1 and len(slack.calls_to("chat.postMessage")) == 1
+    assert post_once(factory, gateway, now, spec, "card").adopted
+    assert len(slack.messages()) == 1

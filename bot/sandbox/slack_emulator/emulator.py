@@ -220,13 +220,14 @@ class SlackEmulator:
             self._injections.append(_Injection(method, 200 if error else status, retry_after, error, times))
 
     def delay_answer(self, method: str, seconds: float, *, match: ArgsMatch | None = None,
-                     times: int = 1) -> HeldAnswer:
+                     times: int = 1, drop: bool = False) -> HeldAnswer:
         """Apply the next `times` successful calls to `method` (`"*"` for any) whose arguments
         satisfy `match`, then hold each answer for `seconds` (or until `release()`): the write
-        is in the workspace while the client still waits. See `faults.HeldAnswer`."""
+        is in the workspace while the client still waits. With `drop`, the connection is then
+        closed instead of answered (a lost answer). See `faults.HeldAnswer`."""
         if times < 1 or seconds < 0:
             raise ValueError("times must be at least 1 and seconds not negative")
-        held = HeldAnswer(method, seconds, match, times)
+        held = HeldAnswer(method, seconds, match, times, drop)
         with self._lock:
             self._holds.append(held)
         return held
@@ -330,14 +331,14 @@ class SlackEmulator:
         return found.id if found is not None else None
 
     # -- request handling ------------------------------------------------------------------------
-    def _handle(self, request: HttpRequest) -> HttpResponse:
+    def _handle(self, request: HttpRequest) -> HttpResponse | None:
         if request.path.startswith("/api/"):
             return self._handle_api(request.path[len("/api/"):], request)
         if request.path.startswith(UPLOAD_PATH_PREFIX) and request.method == "POST":
             return self._handle_upload(request.path[len(UPLOAD_PATH_PREFIX):], request)
         return HttpResponse.text(404, "not found")
 
-    def _handle_api(self, method: str, request: HttpRequest) -> HttpResponse:
+    def _handle_api(self, method: str, request: HttpRequest) -> HttpResponse | None:
         parsed = parse_arguments(request)
         args = dict(parsed.args)
         body_token = args.pop("token", None)
@@ -351,6 +352,8 @@ class SlackEmulator:
             held = self._take_hold(method, self._record(method, args, response, request))
         if held is not None:
             held.hold()  # the call has taken effect; its answer waits (outside the lock)
+            if held.drop:
+                return None  # the answer is lost: the connection closes with no response
         return response
 
     def _answer(self, method: str, args: dict[str, Any], parse_error: str | None, json_body: bool,

@@ -8,6 +8,10 @@ timeout fire) during the hold, and a naive retry posts the message twice.
     call = held.wait_applied(timeout=10)     # the post is in the channel; the answer is held
     ... SIGKILL the bot ...
     held.release()                           # or let `seconds` run out; stop() releases too
+
+With `drop=True` the connection is closed instead of answered once the hold ends (seconds=0:
+at once), as when a proxy or the network loses the answer: the client sees the connection
+end with no response.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ ArgsMatch = Callable[[Mapping[str, Any]], bool]
 @dataclass
 class HeldAnswer:
     """The next `times` successful calls to `method` (`"*"`: any) whose arguments satisfy
-    `match` are applied, recorded, then answered only after `seconds` or `release()`."""
+    `match` are applied, recorded, then answered only after `seconds` or `release()` (or, with
+    `drop`, never: the connection is closed)."""
 
     method: str
     seconds: float
     match: ArgsMatch | None = None
     times: int = 1
+    drop: bool = False
     calls: list[SlackCall] = field(default_factory=list)
     _applied: threading.Event = field(default_factory=threading.Event)
     _released: threading.Event = field(default_factory=threading.Event)

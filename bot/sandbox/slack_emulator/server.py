@@ -65,7 +65,7 @@ class HttpResponse:
         return cls(status, text.encode("utf-8"), (), "text/plain; charset=utf-8")
 
 
-App = Callable[[HttpRequest], HttpResponse]
+App = Callable[[HttpRequest], "HttpResponse | None"]  # None: close the connection without an answer
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug in the emulator must show, not hang the client
             response = HttpResponse.json(500, {"ok": False, "error": "fatal_error",
                                                "response_metadata": {"messages": [f"[ERROR] emulator: {exc!r}"]}})
+        if response is None:
+            self.close_connection = True
+            return
         self._write(response)
 
     def _write(self, response: HttpResponse) -> None:
