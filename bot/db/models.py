@@ -214,6 +214,7 @@ class SlackPostIntent(Base):
     purpose: Mapped[str] = mapped_column(String(64))
     marker: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # what the message accounts for (a note's counts)
 
     __table_args__ = (UniqueConstraint("incident_id", "purpose"),)
 

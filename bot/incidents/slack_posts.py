@@ -1,5 +1,5 @@
-"""Post an incident's messages (its card, the RCA, each proposal) to Slack at most once, across
-crashes.
+"""Post an incident's messages (its card and thread notes, the RCA, each proposal) to Slack at
+most once, across crashes.
 
 `chat.postMessage` has no idempotency key, and Slack may apply a post whose answer never
 reaches the bot: the process is killed while the answer is in flight, or the connection drops.
@@ -7,7 +7,8 @@ Storing the ts only after the answer then loses it, and the retry posts a second
 second root card that never updates, a proposal whose stale buttons stay live). So:
 
 1. before the call, an intent is recorded (`slack_post_intents`, one per incident and purpose)
-   with a random marker, in its own committed transaction;
+   with a random marker and what the message accounts for (`payload`: a thread note's counts),
+   in its own committed transaction;
 2. the message carries the marker in Slack's message metadata
    (`{"event_type": "opsbot_post", "event_payload": {"marker": ..., "purpose": ...}}`);
 3. the caller stores the ts and `forget`s the intent in one transaction.
@@ -69,23 +70,41 @@ class PostSpec:
 class PostResult:
     message: PostedMessage
     adopted: bool  # found in Slack from an earlier attempt, not posted now
+    payload: dict[str, Any] | None = None  # what the message accounts for (the adopted attempt's)
 
 
 def marker_metadata(marker: str, purpose: str) -> dict[str, Any]:
     return {"event_type": MARKER_EVENT_TYPE, "event_payload": {"marker": marker, "purpose": purpose}}
 
 
-def _intend(factory: sessionmaker[Session], spec: PostSpec, now: datetime) -> tuple[str, datetime | None]:
-    """The intent's marker, and the time of the earlier attempt's intent (None if this is the first)."""
+@dataclass(frozen=True)
+class _Intent:
+    marker: str
+    earlier_at: datetime | None  # when an earlier attempt recorded it; None: this is the first
+    earlier_payload: dict[str, Any] | None
+
+
+def _select(spec: PostSpec):
+    return select(SlackPostIntent).where(SlackPostIntent.incident_id == spec.incident_id,
+                                         SlackPostIntent.purpose == spec.purpose)
+
+
+def _intend(factory: sessionmaker[Session], spec: PostSpec, now: datetime, payload: dict[str, Any] | None) -> _Intent:
     with unit_of_work(factory) as session:
-        intent = session.execute(select(SlackPostIntent).where(
-            SlackPostIntent.incident_id == spec.incident_id, SlackPostIntent.purpose == spec.purpose)
-        ).scalar_one_or_none()
+        intent = session.execute(_select(spec)).scalar_one_or_none()
         if intent is not None:
-            return intent.marker, intent.created_at
+            return _Intent(intent.marker, intent.created_at, intent.payload)
         marker = uuid.uuid4().hex
-        session.add(SlackPostIntent(incident_id=spec.incident_id, purpose=spec.purpose, marker=marker, created_at=now))
-        return marker, None
+        session.add(SlackPostIntent(incident_id=spec.incident_id, purpose=spec.purpose, marker=marker, created_at=now,
+                                    payload=payload))
+        return _Intent(marker, None, None)
+
+
+def _restate(factory: sessionmaker[Session], spec: PostSpec, payload: dict[str, Any] | None) -> None:
+    """The earlier attempt's message is not in Slack: this attempt's payload replaces its own."""
+    with unit_of_work(factory) as session:
+        intent = session.execute(_select(spec)).scalar_one()
+        intent.payload = payload
 
 
 def forget(session: Session, incident_id: int, purpose: str) -> None:
@@ -129,18 +148,24 @@ def find_posted(gateway: SlackGateway, spec: PostSpec, marker: str, since: datet
 
 
 def post_once(factory: sessionmaker[Session], gateway: SlackGateway, clock: Clock, spec: PostSpec, text: str,
-              blocks: list[dict[str, Any]] | None = None) -> PostResult:
+              blocks: list[dict[str, Any]] | None = None, reply_broadcast: bool = False,
+              payload: dict[str, Any] | None = None) -> PostResult:
     """Post the message unless an earlier attempt already did (see the module docstring). The
     caller stores the returned ts and calls `forget` in the same transaction; Slack errors
     propagate (the intent stays, so the retry searches). When the search does not find the
     message it is posted again, with the same marker: not in the channel or thread means never
-    applied (or deleted since), so posting is what the first attempt meant to do."""
-    marker, earlier = _intend(factory, spec, clock())
-    if earlier is not None:
-        found = find_posted(gateway, spec, marker, earlier)
+    applied (or deleted since), so posting is what the first attempt meant to do.
+
+    `payload` is what this message accounts for (a note's counts); an adopted message returns
+    the payload of the attempt that posted it, so the caller settles exactly that."""
+    intent = _intend(factory, spec, clock(), payload)
+    if intent.earlier_at is not None:
+        found = find_posted(gateway, spec, intent.marker, intent.earlier_at)
         if found is not None:
             log.info("adopted the %s message an earlier attempt posted", spec.purpose, extra={"ts": found.ts})
-            return PostResult(found, adopted=True)
+            return PostResult(found, adopted=True, payload=intent.earlier_payload)
+        if intent.earlier_payload != payload:
+            _restate(factory, spec, payload)
     posted = gateway.post_message(spec.channel, text, blocks, thread_ts=spec.thread_ts,
-                                  metadata=marker_metadata(marker, spec.purpose))
-    return PostResult(posted, adopted=False)
+                                  reply_broadcast=reply_broadcast, metadata=marker_metadata(intent.marker, spec.purpose))
+    return PostResult(posted, adopted=False, payload=payload)

@@ -10,7 +10,8 @@ so the card is delayed, never lost. The first failure of a streak is written to 
 A crash between steps 2 and 3 (or an answer lost after Slack applied the post) does not post
 the root message twice: the first post records an intent and marks the message
 (`bot.incidents.slack_posts`), and the retry adopts the message it finds in the channel, then
-brings it up to date with `chat.update` at the next interval.
+brings it up to date with `chat.update` at the next interval. A thread note is posted once the
+same way; an adopted note settles the counts it was posted with, the rest follow.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def _release(session: Session, incident_id: int, owner: str, **values: object) -
 
 
 NOTE_DUE = "_due"
+NOTE_PURPOSE = "note"  # the intent of the thread note in flight (one at a time, under the card lease)
 
 
 def card_digest(rendered: dict) -> str:
@@ -131,11 +133,14 @@ class CardSync:
                 target = CardTarget(message.channel, message.ts) if message else CardTarget(self._channel, None)
                 card_changed = digest != incident.card_hash
                 write = _choose_write(target, card_changed, note_text, note)
+            adopted = False
             try:
                 if write == "note":
-                    self._gateway.post_message(target.channel, note_text, thread_ts=target.ts,
-                                               reply_broadcast=note_is_loud(note))
-                    outcome, posted = "noted", target
+                    result = post_once(self._factory, self._gateway, self._clock,
+                                       PostSpec(incident_id, NOTE_PURPOSE, target.channel, target.ts), note_text,
+                                       reply_broadcast=note_is_loud(note), payload=note)
+                    outcome, posted, adopted = "noted", target, result.adopted
+                    note = result.payload or {}  # an adopted note settles what it was posted with
                 elif write == "card":
                     outcome, posted = self._send(incident_id, target, rendered)
                 else:
@@ -145,10 +150,13 @@ class CardSync:
                 return self._defer(incident_id, owner, attempts, exc, retry_after or _backoff_seconds(attempts))
             absorbed = note if (write == "note" or target.ts is None) else {}
             note_left = bool(note_text) and not absorbed
-            adopted = outcome == "adopted"  # an earlier render: updated at the next interval
+            # adopted: an earlier render (updated at the next interval), or an earlier note (the
+            # counts that arrived since follow at the next interval)
+            adopted = adopted or outcome == "adopted"
             card_left = (card_changed and write != "card") or adopted
             self._record(incident_id, owner, version, attempts, target, posted, absorbed,
-                         digest if write == "card" and not adopted else None, note_left, card_left, adopted)
+                         digest if write == "card" and not adopted else None, note_left, card_left, adopted,
+                         wrote_note=write == "note")
             log.info("incident card %s", outcome, extra={"channel": posted.channel, "ts": posted.ts})
             return outcome
 
@@ -178,7 +186,7 @@ class CardSync:
 
     def _record(self, incident_id: int, owner: str, version: int, attempts: int, target_before: CardTarget,
                 posted: CardTarget, note_posted: dict, digest: str | None, note_left: bool,
-                card_left: bool, adopted: bool = False) -> None:
+                card_left: bool, adopted: bool = False, wrote_note: bool = False) -> None:
         """Store the message and the synced version. The message is recorded even when the lease
         was lost meanwhile (it exists in Slack); the version only while the lease is ours."""
         now = self._clock()
@@ -197,6 +205,8 @@ class CardSync:
                              now)
             elif (message := service.card_message(session, incident_id)) is not None:
                 message.updated_at = now
+            if wrote_note:
+                forget(session, incident_id, NOTE_PURPOSE)
             if attempts:
                 chain.append(session, incident_id, "slack.recovered", ACTOR, {"after_attempts": attempts}, now)
             incident = session.get(Incident, incident_id)

@@ -196,3 +196,26 @@ def test_a_kill_while_a_proposal_is_answered_leaves_one_message_with_buttons(ser
         proposals = [m for m in slack.thread(card["channel"], card["ts"]) if "step_approve" in str(m.get("blocks"))]
         assert [m["ts"] for m in proposals] == [posted["ts"]], "one proposal message: the one posted before the kill"
         assert len([c for c in slack.calls_to("chat.postMessage") if is_proposal(c.args)]) == 1
+
+
+def test_a_kill_while_a_thread_note_is_answered_announces_each_new_alert_once(serve, slack, engine):
+    bot = serve()
+    pods = ["web-1", "web-2", "web-3"]
+
+    def alerts(count: int) -> bytes:
+        return am_body([am_alert(namespace="shop", pod=pod) for pod in pods[:count]], group_key="g")
+
+    def notes(emu) -> list[dict]:
+        (card,) = roots(emu)
+        return [m for m in emu.thread(card["channel"], card["ts"]) if "new firing" in m["text"]]
+
+    bot.post_alerts(alerts(1))
+    slack.wait_for(lambda emu: roots(emu), timeout=30)
+    bot.post_alerts(alerts(2))
+    held = kill_during_the_held_answer(bot, slack, engine, lambda args: "new firing" in str(args.get("text")))
+
+    bot.post_alerts(alerts(3))
+    slack.wait_for(lambda emu: any("now 3 firing" in m["text"] for m in notes(emu)), timeout=60)
+    announced = [int(m["text"].split(":heavy_plus_sign: ")[1].split(" ")[0]) for m in notes(slack)]
+    assert sum(announced) == 2, f"two alerts joined, each announced once: {[m['text'] for m in notes(slack)]}"
+    assert notes(slack)[0]["ts"] == held["ts"]
