@@ -24,9 +24,9 @@ reply, with `include_all_metadata`, from the intent's time (less `CLOCK_SKEW`) a
 Not found (or the search cannot be made: no history scope, the channel name not resolvable)
 means post again, with the same marker. That is safe: a message that is not in the channel
 or thread was either never applied or has been deleted, and posting is what the first
-attempt meant to do; a duplicate remains possible only when the earlier message lies beyond
-the searched pages (a channel with more than SEARCH_PAGE_LIMIT × SEARCH_MAX_PAGES messages
-since the intent), which is the behaviour before this guard, never a lost message. The caller
+attempt meant to do. A duplicate remains possible only when the earlier message lies beyond
+the searched pages (more than SEARCH_PAGE_LIMIT × SEARCH_MAX_PAGES messages since the intent)
+or the search cannot be made: the behaviour before this guard, never a lost message. The caller
 holds a lease on the write (the card lease, the incident's write slot), so two attempts never
 search and post at the same time.
 """
