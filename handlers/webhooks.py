@@ -33,6 +33,7 @@ def webhooks_blueprint(runtime: Runtime) -> Blueprint:
         body = request.get_data(cache=False)
         if len(body) > runtime.settings.max_body_bytes:
             return answer(source, 413, error=f"body larger than {runtime.settings.max_body_bytes} bytes")
+        event_id = None
         if source == pagerduty.SOURCE:
             if not runtime.settings.pagerduty_webhook_secrets:
                 return answer(source, 401, error="PagerDuty webhooks are not configured "
@@ -43,9 +44,10 @@ def webhooks_blueprint(runtime: Runtime) -> Blueprint:
             kind = pagerduty.event_type(body)
             if kind is not None and kind not in pagerduty.HANDLED_EVENT_TYPES:
                 return answer(source, 202, status="ignored", event_type=kind)
+            event_id = pagerduty.event_id(body)
         try:
             accepted = intake.accept(runtime.factory, source, body, dict(request.headers), runtime.clock(),
-                                     timedelta(seconds=runtime.settings.duplicate_window_seconds))
+                                     timedelta(seconds=runtime.settings.duplicate_window_seconds), event_id)
         except PayloadError as exc:
             return answer(source, 400, error=str(exc))
         if accepted.duplicate:

@@ -6,8 +6,8 @@ interpreted. Unknown fields are ignored (kept in the raw delivery), not fatal.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -18,9 +18,9 @@ from bot.alerts.model import (
     AlertBatch,
     NormalizedAlert,
     PayloadError,
-    clean_map,
-    clean_text,
-    may_hold_nul,
+    load_object,
+    needs_cleaning,
+    plausible_time,
 )
 
 SOURCE = "alertmanager"
@@ -45,6 +45,11 @@ class _Alert(BaseModel):
         if isinstance(value, str) and (value.startswith(ZERO_TIME_PREFIX) or value == ""):
             return None
         return value
+
+    @field_validator("startsAt", "endsAt")
+    @classmethod
+    def _implausible_is_unknown(cls, value: datetime | None) -> datetime | None:
+        return plausible_time(value)
 
     @field_validator("labels")
     @classmethod
@@ -81,27 +86,18 @@ def _no_extras(_alert: _Alert) -> dict[str, str]:
     return {}
 
 
-def _as_is(values: dict[str, str]) -> dict[str, str]:
-    return values
-
-
 def _validated(body: bytes, source: str) -> _Payload:
     """The payload, validated by pydantic's own JSON parser (no intermediate Python objects:
-    the intake parses every body twice, at the webhook and in the worker). A body it refuses
-    is read again the plain way, so the sender gets the same message either way (the JSON
-    parser words some errors differently)."""
-    try:
-        return _Payload.model_validate_json(body)
-    except ValidationError:
-        pass
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise PayloadError("body is nested too deeply") from None
-    if not isinstance(document, dict):
-        raise PayloadError(f"body must be a JSON object (a {source} webhook payload)")
+    the intake parses every body twice, at the webhook and in the worker). A body that may
+    hold unstorable text (see `bot.alerts.model.needs_cleaning`), and one the fast parser
+    refuses, is read the plain way and cleaned first, so the sender gets the same message
+    either way (the JSON parser words some errors differently) and every string is storable."""
+    if not needs_cleaning(body):
+        try:
+            return _Payload.model_validate_json(body)
+        except ValidationError:
+            pass
+    document = load_object(body, f"a {source} webhook payload")
     try:
         return _Payload.model_validate(document)
     except ValidationError as exc:
@@ -114,35 +110,35 @@ def parse_compatible(body: bytes, source: str, versions: frozenset[str],
 
     `versions` are the payload versions the source sends; `extra_annotations` turns a
     source's additional per-alert fields into annotations (never overriding the alert's own).
+    An alert without a fingerprint gets one computed from its labels; times outside
+    `PLAUSIBLE_TIMES` are unknown (None).
     """
     payload = _validated(body, source)
-    text, labels = (clean_text, clean_map) if may_hold_nul(body) else (str, _as_is)
     if payload.version not in versions:
         raise PayloadError(f"version: unsupported payload version '{payload.version}' "
                            f"(this endpoint reads version {' or '.join(sorted(versions))})")
     alerts = tuple(
         NormalizedAlert(
             source=source,
-            fingerprint=bounded_fingerprint(text(alert.fingerprint or label_fingerprint(alert.labels)),
-                                            MAX_FINGERPRINT),
+            fingerprint=bounded_fingerprint(alert.fingerprint or label_fingerprint(alert.labels), MAX_FINGERPRINT),
             status=alert.status,
-            labels=labels(alert.labels),
-            annotations=labels({**extra_annotations(alert), **alert.annotations}),
+            labels=alert.labels,
+            annotations={**extra_annotations(alert), **alert.annotations},
             starts_at=alert.startsAt,
             ends_at=alert.endsAt,
-            generator_url=text(alert.generatorURL) if alert.generatorURL else None,
+            generator_url=alert.generatorURL or None,
         )
         for alert in payload.alerts
     )
     return AlertBatch(
         source=source,
-        group_key=text(payload.groupKey),
+        group_key=payload.groupKey,
         status=payload.status,
         alerts=alerts,
-        group_labels=labels(payload.groupLabels),
-        common_labels=labels(payload.commonLabels),
-        common_annotations=labels(payload.commonAnnotations),
-        external_url=text(payload.externalURL) if payload.externalURL else None,
+        group_labels=payload.groupLabels,
+        common_labels=payload.commonLabels,
+        common_annotations=payload.commonAnnotations,
+        external_url=payload.externalURL or None,
         truncated_alerts=payload.truncatedAlerts,
     )
 

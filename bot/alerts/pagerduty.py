@@ -42,6 +42,12 @@ flow attaches the event to INC-12 only when INC-12's recorded dedup key equals t
 `incident_key` (no loop, and another install's incident stays foreign). `event_type(body)`
 reads the type without validation, so the caller can answer unhandled types
 202-and-ignore; `parse` refuses them with `PayloadError`.
+
+Hostile input: every string of the document is made storable before validation (NUL
+removed, a lone surrogate replaced by U+FFFD, see `bot.alerts.model.clean_text`), an
+`occurred_at` outside `PLAUSIBLE_TIMES` is refused (it orders state changes, so it cannot be
+unknown) and an implausible `created_at` is unknown. The batch carries the event's `id` and
+`occurred_at` for the replay guard and the ordering of state changes.
 """
 
 from __future__ import annotations
@@ -59,12 +65,14 @@ from bot.alerts.fingerprints import bounded_fingerprint
 from bot.alerts.model import (
     MAX_FINGERPRINT,
     MAX_NAME,
+    PLAUSIBLE_TIMES,
     AlertBatch,
     AlertStatus,
     NormalizedAlert,
     PayloadError,
-    clean_map,
     clean_text,
+    load_object,
+    plausible_time,
 )
 
 SOURCE = "pagerduty"
@@ -134,13 +142,23 @@ def event_type(body: bytes) -> str | None:
     Does not validate anything else: it lets the webhook route tell an unhandled event type
     (answer 2xx and ignore, or PagerDuty retries) from a malformed body (answer 400).
     """
+    return _event_field(body, "event_type")
+
+
+def event_id(body: bytes) -> str | None:
+    """`event.id` of a delivery (None when it has none): the webhook route answers a replay
+    of an event already applied without storing it again (see `bot.incidents.pagerduty_flow`)."""
+    return _event_field(body, "id")
+
+
+def _event_field(body: bytes, name: str) -> str | None:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except (ValueError, RecursionError):
         return None
     event = document.get("event") if isinstance(document, dict) else None
-    value = event.get("event_type") if isinstance(event, dict) else None
-    return value if isinstance(value, str) else None
+    value = event.get(name) if isinstance(event, dict) else None
+    return clean_text(value) if isinstance(value, str) else None  # as `parse` reads it
 
 
 class _Reference(BaseModel):
@@ -247,19 +265,15 @@ def parse(body: bytes) -> AlertBatch:
     Unknown fields are kept out of the batch but never fatal (the raw delivery keeps them).
     Event types outside `HANDLED_EVENT_TYPES` raise `PayloadError` on `event.event_type`.
     """
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise PayloadError("body is nested too deeply") from None
-    if not isinstance(document, dict):
-        raise PayloadError("body must be a JSON object (a PagerDuty V3 webhook payload)")
+    document = load_object(body, "a PagerDuty V3 webhook payload")
     try:
         envelope = _Envelope.model_validate(document)
     except ValidationError as exc:
         raise PayloadError(_first_error(exc)) from None
     event = envelope.event
+    if plausible_time(event.occurred_at) is None:
+        raise PayloadError(f"event.occurred_at: {event.occurred_at.isoformat()} is not a plausible time "
+                           f"(between {PLAUSIBLE_TIMES[0].year} and {PLAUSIBLE_TIMES[1].year})")
     if event.event_type not in HANDLED_EVENT_TYPES:
         raise PayloadError(f"event.event_type: {event.event_type!r} is not handled "
                            f"(opsbot reads {', '.join(sorted(HANDLED_EVENT_TYPES))})")
@@ -277,8 +291,9 @@ def parse(body: bytes) -> AlertBatch:
 
 
 def _batch(event: _Event, incident: _Incident, note: str | None) -> AlertBatch:
+    occurred_at = plausible_time(event.occurred_at)
     status: AlertStatus = "resolved" if event.event_type == "incident.resolved" else "firing"
-    title = clean_text(incident.title or "").strip()
+    title = (incident.title or "").strip()
     name = title[:MAX_NAME] or f"PagerDuty incident {incident.number or incident.id}"
     priority = incident.priority.summary if incident.priority else None
     service = incident.service
@@ -310,17 +325,17 @@ def _batch(event: _Event, incident: _Incident, note: str | None) -> AlertBatch:
     })
     alert = NormalizedAlert(
         source=SOURCE,
-        fingerprint=bounded_fingerprint(clean_text(incident.id), MAX_FINGERPRINT),
+        fingerprint=bounded_fingerprint(incident.id, MAX_FINGERPRINT),
         status=status,
         labels=labels,
         annotations=annotations,
-        starts_at=event.occurred_at if event.event_type == "incident.reopened" else incident.created_at,
-        ends_at=event.occurred_at if status == "resolved" else None,
-        generator_url=clean_text(incident.html_url) if incident.html_url else None,
+        starts_at=occurred_at if event.event_type == "incident.reopened" else plausible_time(incident.created_at),
+        ends_at=occurred_at if status == "resolved" else None,
+        generator_url=incident.html_url or None,
     )
     return AlertBatch(
         source=SOURCE,
-        group_key=GROUP_KEY_PREFIX + clean_text(incident.id),
+        group_key=GROUP_KEY_PREFIX + incident.id,
         status=status,
         alerts=(alert,),
         group_labels={"pagerduty_incident": labels["pagerduty_incident"]},
@@ -328,9 +343,11 @@ def _batch(event: _Event, incident: _Incident, note: str | None) -> AlertBatch:
         common_annotations=dict(annotations),
         external_url=alert.generator_url,
         truncated_alerts=0,
+        event_id=event.id,
+        occurred_at=occurred_at,
     )
 
 
 def _present(values: dict[str, str | None]) -> dict[str, str]:
-    """The non-empty values, NUL characters removed."""
-    return clean_map({key: value for key, value in values.items() if value})
+    """The non-empty values (the document's strings were made storable when it was read)."""
+    return {key: value for key, value in values.items() if value}

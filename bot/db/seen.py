@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,8 +25,17 @@ def first_time(session: Session, source: str, request_id: str, now: datetime, ke
     insert = _INSERTS[session.get_bind().dialect.name]
     statement = (insert(SeenRequest).values(source=source, request_id=request_id[:200], seen_at=now,
                                              keep_until=now + keep)
-                 .on_conflict_do_nothing(index_elements=["source", "request_id"]))
-    return session.execute(statement).rowcount == 1
+                 .on_conflict_do_nothing(index_elements=["source", "request_id"])
+                 .returning(SeenRequest.request_id))
+    # a row comes back only when inserted (psycopg reports no rowcount for this ORM insert: -1)
+    return session.execute(statement).first() is not None
+
+
+def recorded(session: Session, source: str, request_id: str) -> bool:
+    """Whether (source, request_id) is on record; records nothing. For an early answer to a
+    replay only: `first_time`, in the transaction that acts on the request, decides."""
+    return session.execute(select(SeenRequest.request_id).where(
+        SeenRequest.source == source, SeenRequest.request_id == request_id[:200])).first() is not None
 
 
 def prune(session: Session, now: datetime) -> int:

@@ -15,19 +15,35 @@ Two kinds of PagerDuty incident arrive here:
 Echoes (opsbot's own change coming back: its Events API calls for its own incidents, its REST
 acknowledgements of PagerDuty-born ones) are recorded on the timeline only, so they never
 overwrite who acknowledged in Slack nor post a thread note about what opsbot itself did.
+
+Replays. A signed delivery stays valid for anyone who captured it, so each event is applied
+at most once and never against a newer state, checked in the transaction that applies it:
+- the event's id is recorded in the replay guard (`bot.db.seen`, `REPLAY_KEEP`) with the
+  change itself: a replay finds it and changes nothing; a delivery whose transaction rolled
+  back left no record and is applied when retried. Two replicas cannot both record it;
+- an event that occurred more than `REPLAY_KEEP` ago is refused, so no replay outlives the
+  record of its id (PagerDuty gives up retrying long before);
+- a state change (`STATE_EVENTS`) older than the last one applied to the incident (timeline
+  entry `pagerduty.state`, which keeps its `occurred_at`) is refused with a `pagerduty.ignored`
+  entry: a resolve that occurred before a reopen cannot undo it, whatever its id.
+Replays and too-old events are logged, not put on the timeline (anyone holding one old
+delivery could repeat it endlessly); the webhook route answers a replay already recorded
+with 200 `duplicate` before storing anything.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.alerts.model import AlertBatch
 from bot.alerts.pagerduty import SOURCE as PAGERDUTY_SOURCE
+from bot.db import seen
 from bot.db.locks import ROW_LOCK
-from bot.db.models import Incident
+from bot.db.models import Incident, TimelineEntry
 from bot.incidents import flows, service
 from bot.incidents.lifecycle import Windows
 from bot.incidents.pagerduty_sync import acting_user_ids
@@ -47,6 +63,14 @@ MIRRORED = {
 INGESTED = frozenset({"incident.triggered", "incident.acknowledged", "incident.resolved", "incident.reopened"})
 ECHO_OF = {"incident.triggered": "triggered", "incident.acknowledged": "acknowledged",
            "incident.resolved": "resolved"}
+# Events that set the incident's state: one older than the last applied is refused. The others
+# (notes, reassignments, escalations, priorities) tell what happened and apply in any order.
+STATE_EVENTS = frozenset({"incident.triggered", "incident.acknowledged", "incident.unacknowledged",
+                          "incident.resolved", "incident.reopened"})
+STATE_KIND = "pagerduty.state"
+# How long an applied event's id is kept, and so the oldest event accepted at all.
+REPLAY_KEEP = timedelta(days=7)
+log = logging.getLogger(__name__)
 
 
 def _linked(session: Session, labels: dict[str, str]) -> Incident | None:
@@ -166,21 +190,26 @@ def _reopened_in_pagerduty(incident: Incident) -> None:
 
 def apply(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
           windows: Windows) -> flows.IntakeResult | None:
-    """Apply one PagerDuty webhook; None when it concerns no incident opsbot knows and
-    carries no state (a note on a PagerDuty incident opsbot never saw)."""
+    """Apply one PagerDuty webhook; None when it changed nothing: a replay or a stale state
+    change (see the module docstring), or an event about no incident opsbot knows that carries
+    no state (a note on a PagerDuty incident opsbot never saw)."""
     event = batch.common_annotations.get("pagerduty_event", "")
     (alert,) = batch.alerts
     linked = _linked(session, alert.labels)
+    known = linked or service.open_incident(session, batch.group_key, lock=True) or \
+        service.latest_closed_incident(session, batch.group_key, lock=True)
+    if _refused(session, batch, event, known, now):
+        return None
     if linked is not None:
         changed = _mirror(session, linked, event, alert.annotations, alert.labels, now,
                           echo=_is_echo(session, linked, event, alert.annotations))
+        _record_state(session, linked.id, batch, event, now)
         return flows.IntakeResult(linked.id, False, 0, 0, 0, changed)
     if event not in INGESTED:
-        known = service.open_incident(session, batch.group_key, lock=True) or service.latest_closed_incident(
-            session, batch.group_key, lock=True)
         if known is None:
             return None
         _mirror(session, known, event, alert.annotations, alert.labels, now)
+        _record_state(session, known.id, batch, event, now)
         return flows.IntakeResult(known.id, False, 0, 0, 0, True)
     result = flows.ingest(session, batch, delivery_id, now, windows)
     incident = session.get(Incident, result.incident_id)
@@ -191,4 +220,46 @@ def apply(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
         _pagerduty_shows(incident, "resolved")  # a pending acknowledgement has nothing left to do
     elif event == "incident.reopened":
         _reopened_in_pagerduty(incident)
+    _record_state(session, incident.id, batch, event, now)
     return result
+
+
+def _refused(session: Session, batch: AlertBatch, event: str, known: Incident | None, now: datetime) -> bool:
+    """True when the event must change nothing: too old to be told from a replay, already
+    applied (its id is recorded here, in the caller's transaction, when it is not), or a state
+    change older than the one `known` (the incident it concerns, locked) last took."""
+    event_id, occurred_at = batch.event_id, batch.occurred_at
+    if event_id is None or occurred_at is None:
+        return False  # not a PagerDuty V3 event (`parse` always sets both)
+    if occurred_at < now - REPLAY_KEEP:
+        log.warning("PagerDuty event %s (%s) ignored: it occurred at %s, longer ago than replays are "
+                    "recognised (%s)", event_id, event, occurred_at.isoformat(), REPLAY_KEEP)
+        return True
+    if not seen.first_time(session, PAGERDUTY_SOURCE, event_id, now, REPLAY_KEEP):
+        log.warning("PagerDuty event %s (%s) ignored: already applied (a replay)", event_id, event)
+        return True
+    last = _last_state(session, known.id) if known is not None and event in STATE_EVENTS else None
+    if last is None or occurred_at >= last[1]:
+        return False
+    chain.append(session, known.id, "pagerduty.ignored", ACTOR, {
+        "event": event, "event_id": event_id, "occurred_at": occurred_at.isoformat(),
+        "reason": f"older than the state it would replace ({last[0]} at {last[1].isoformat()})"}, now)
+    return True
+
+
+def _last_state(session: Session, incident_id: int) -> tuple[str, datetime] | None:
+    """The last PagerDuty state change applied to the incident: (event type, occurred at)."""
+    payload = session.execute(
+        select(TimelineEntry.payload).where(TimelineEntry.incident_id == incident_id, TimelineEntry.kind == STATE_KIND)
+        .order_by(TimelineEntry.seq.desc()).limit(1)).scalar_one_or_none()
+    try:
+        return payload["event"], datetime.fromisoformat(payload["occurred_at"])
+    except (TypeError, KeyError, ValueError):
+        return None  # none yet
+
+
+def _record_state(session: Session, incident_id: int, batch: AlertBatch, event: str, now: datetime) -> None:
+    """Keep the time of a state change applied to the incident, for `_refused`."""
+    if event in STATE_EVENTS and batch.occurred_at is not None:
+        chain.append(session, incident_id, STATE_KIND, ACTOR, {
+            "event": event, "event_id": batch.event_id, "occurred_at": batch.occurred_at.isoformat()}, now)

@@ -2,6 +2,8 @@
 keys: through the running bot, the real `pagerduty` client and the PagerDuty emulator, whose
 webhooks reach the bot signed as PagerDuty signs them."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlalchemy import select
 
@@ -170,15 +172,15 @@ def test_a_pagerduty_incident_reopened_after_its_resolve_fires_again(configured_
 
 def test_a_reopen_after_the_reopen_window_opens_a_successor(configured_bot, pd, slack, tmp_path):  # noqa: F811
     bot = pd_bot(configured_bot, pd, tmp_path, reopen_window_seconds=0)
-    created = "2026-01-01T10:00:00Z"
+    created = datetime.now(UTC) - timedelta(hours=1)  # recent: older events are refused as replays
     post_processed(bot, webhook_event("incident.triggered", incident_resource(
         "QREOPEN1", 7, "Disk almost full", created_at=created), occurred_at=created))
     post_processed(bot, webhook_event("incident.resolved", incident_resource(
         "QREOPEN1", 7, "Disk almost full", status="resolved", created_at=created),
-        user_reference("PBOB", "Bob"), occurred_at="2026-01-01T10:30:00.000Z"))
+        user_reference("PBOB", "Bob"), occurred_at=created + timedelta(minutes=30)))
     post_processed(bot, webhook_event("incident.reopened", incident_resource(
         "QREOPEN1", 7, "Disk almost full", created_at=created),
-        user_reference("PCAROL", "Carol"), occurred_at="2026-01-01T10:45:00.000Z"))
+        user_reference("PCAROL", "Carol"), occurred_at=created + timedelta(minutes=45)))
     first, second = state(bot, 1), state(bot, 2)
     assert (first.status, first.is_open) == ("closed", None)
     assert (second.status, second.previous_incident_id, second.firing_count) == ("open", 1, 1)
