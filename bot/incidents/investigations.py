@@ -4,7 +4,12 @@ Every state change is a conditional UPDATE whose rowcount says whether this work
 workers or two replicas never run or post the same investigation twice:
 - claim: `pending`, or `running` with a lapsed lease (its worker died), becomes `running`;
 - finish / fail: only while the lease is still ours;
-- post lease: a `done`, unposted investigation whose post lease is free or lapsed.
+- post lease: a `done`, unposted investigation whose post lease is free or lapsed;
+- give up: a `running` one whose lease lapsed after its last attempt (its worker died or hung
+  each time) becomes `failed`, as `fail` makes one that raised on its last attempt;
+- tell: a `failed` one, once its incident's card is in Slack, queues a thread note saying the
+  RCA could not be made and why (`posted_at` then means "the thread was told"). Every give-up
+  is told exactly once, so an investigation never fails silently.
 """
 
 from __future__ import annotations
@@ -14,10 +19,16 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.db.models import Investigation, SlackMessage
+from bot.db.locks import ROW_LOCK
+from bot.db.models import Incident, Investigation, SlackMessage
 from bot.redaction import redact, redact_data
+from bot.timeline import chain
 
 MAX_ATTEMPTS = 3
+ACTOR = "opsbot"
+NOTE_FLAG = "rca_failed"  # the thread note's key in `incident.note_pending` (bot.slack.render.notes)
+INTERRUPTED = "its worker stopped or timed out before finishing"
+MAX_REASON_CHARS = 300
 
 
 def schedule(session: Session, incident_id: int, now: datetime, settle: timedelta = timedelta(0)) -> None:
@@ -70,6 +81,60 @@ def fail(session: Session, investigation_id: int, owner: str, error: str, now: d
                 finished_at=now if status == "failed" else None)
         .execution_options(synchronize_session=False))
     return status
+
+
+def _abandoned(now: datetime):
+    return and_(Investigation.status == "running", Investigation.lease_until < now,
+                Investigation.attempts >= MAX_ATTEMPTS)
+
+
+def abandoned(session: Session, now: datetime, limit: int = 10) -> list[int]:
+    """Investigations whose last attempt never ended (no claim will take them again)."""
+    return list(session.execute(select(Investigation.id).where(_abandoned(now)).order_by(Investigation.id)
+                                .limit(limit)).scalars())
+
+
+def give_up(session: Session, investigation_id: int, now: datetime) -> bool:
+    """Mark an abandoned investigation `failed` (conditional: one worker wins)."""
+    result = session.execute(
+        update(Investigation).where(Investigation.id == investigation_id, _abandoned(now))
+        .values(status="failed", error=INTERRUPTED, lease_owner=None, lease_until=None, finished_at=now)
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
+def _untold():
+    """Failed, the thread not told yet, and its card in Slack (a note queued before the card is
+    posted would be absorbed by the card's first post, and never said)."""
+    card = select(SlackMessage.id).where(SlackMessage.incident_id == Investigation.incident_id,
+                                         SlackMessage.purpose == "card").exists()
+    return and_(Investigation.status == "failed", Investigation.posted_at.is_(None), card)
+
+
+def untold_failures(session: Session, limit: int = 10) -> list[int]:
+    """Failed investigations whose thread was not told yet (see `_untold`)."""
+    return list(session.execute(select(Investigation.id).where(_untold()).order_by(Investigation.id)
+                                .limit(limit)).scalars())
+
+
+def tell_failure(session: Session, investigation_id: int, now: datetime) -> bool:
+    """Queue the thread note saying the RCA could not be made, and why (redacted, in plain
+    words), and record it on the timeline; in one transaction, once (conditional UPDATE)."""
+    told = session.execute(
+        update(Investigation).where(Investigation.id == investigation_id, _untold()).values(posted_at=now)
+        .execution_options(synchronize_session=False))
+    if told.rowcount != 1:
+        return False
+    row = session.get(Investigation, investigation_id)
+    reason = (f"the investigation gave up after {row.attempts} attempt{'s' if row.attempts != 1 else ''} "
+              f"({redact(row.error or 'no error recorded')[:MAX_REASON_CHARS]})")
+    incident = session.execute(select(Incident).where(Incident.id == row.incident_id)
+                               .with_for_update(**ROW_LOCK)).scalar_one()
+    incident.note_pending = {**(incident.note_pending or {}), NOTE_FLAG: reason}
+    incident.card_version += 1
+    chain.append(session, incident.id, "investigation.gave_up", ACTOR, {"reason": reason, "note": "queued"}, now,
+                 locked=incident)
+    return True
 
 
 def _postable(now: datetime):

@@ -74,8 +74,19 @@ class RcaStage:
         with reading(self._factory) as session:
             ready = investigations.postable(session, self._clock(), limit=5)
             files = investigations.files_due(session, self._clock(), limit=5)
+            abandoned = investigations.abandoned(session, self._clock())
+            untold = investigations.untold_failures(session)
         sent = [self._guarded(self.post, i) for i in ready] + [self._guarded(self.post_files, i) for i in files]
-        return any(outcome in ("done", "failed", "skipped") for outcome in ran) or "posted" in sent
+        told = [self._tell_failure(i, give_up=i in abandoned) for i in sorted({*abandoned, *untold})]
+        return any(outcome in ("done", "failed", "skipped") for outcome in ran) or "posted" in sent or any(told)
+
+    def _tell_failure(self, investigation_id: int, give_up: bool) -> bool:
+        """An investigation that will not be retried says so in its thread (see
+        `investigations.tell_failure`); one whose last attempt never ended is given up first."""
+        with unit_of_work(self._factory) as session:
+            if give_up and investigations.give_up(session, investigation_id, self._clock()):
+                self._count("failed", "-")
+            return investigations.tell_failure(session, investigation_id, self._clock())
 
     def _guarded(self, step, investigation_id: int) -> str:
         """A post that fails unexpectedly (a database error, a bug) frees what it leased, so the

@@ -9,7 +9,7 @@ from bot.slack.render.text import untrusted
 
 COUNTERS = ("new_firing", "resolved")
 FLAGS = ("reopened", "escalated", "acknowledged", "reassigned", "annotated", "merged", "resolved_in_pagerduty",
-         "acknowledged_here")
+         "acknowledged_here", "rca_failed")
 
 
 def note_is_loud(note: dict[str, Any]) -> bool:
@@ -38,9 +38,17 @@ def render_note(note: dict[str, Any], firing: int, total: int) -> str | None:
             by = f" {'to' if flag == 'reassigned' else 'by'} {untrusted(note[flag], 100)}" \
                 if isinstance(note[flag], str) else ""
             parts.append(f":pager: {label} in PagerDuty{by}")
+    if note.get("rca_failed"):
+        parts.append(rca_failed_text(str(note["rca_failed"])))
     if not parts:
         return None
     return " · ".join(parts) + f" — now {firing} firing / {total}"
+
+
+def rca_failed_text(reason: str) -> str:
+    """The line saying the incident gets no root cause analysis, and why (`reason`, plain words,
+    redacted and escaped here too: it quotes an error message)."""
+    return f":warning: No root cause analysis: {untrusted(reason, 400)}"
 
 
 def subtract_note(current: dict[str, Any], posted: dict[str, Any]) -> dict[str, Any]:
