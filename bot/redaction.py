@@ -52,7 +52,6 @@ PASSWORD_PROSE_WORDS = (
 _PASSWORD_WORD = r"(?:pass(?:word|wd|phrase)|pwd)"
 _NOT_MASKED = r"(?!\[REDACTED\])"
 _PRIVATE_KEY_LABEL = r"[A-Z0-9 ]*PRIVATE KEY[A-Z0-9 ]*"
-_LINE_BREAK = r"(?:\r?\n|\\r\\n|\\n)"  # a real line break, or one escaped inside a JSON string
 
 
 def _authorization(match: re.Match[str]) -> str:
@@ -68,10 +67,6 @@ def _authorization(match: re.Match[str]) -> str:
     if space and credential.strip() and re.fullmatch(r"[A-Za-z][\w.+-]*", scheme):
         return f"{head}{quote}{scheme} {MASK}{tail}"
     return f"{head}{quote}{MASK}{tail}" if value.strip() else match.group(0)
-
-
-def _whole_value(match: re.Match[str]) -> str:
-    return match.group(0) if match.group(2).strip() in ("", MASK) else match.group(1) + MASK
 
 
 _KEY_END = re.compile(rf"-----END {_PRIVATE_KEY_LABEL}-----")
@@ -109,7 +104,7 @@ TEXT_PATTERNS: tuple[tuple[str, re.Pattern[str], Replacement], ...] = (
     ("Authorization header", re.compile(
         r"(?i)(?P<head>\b(?:proxy-)?authorization(?:\\*[\"'])?\s*[:=]\s*)"
         r"(?:(?P<quote>\\*[\"'])(?P<quoted>.*?)(?P=quote)|(?P<value>[^\r\n]*))"), _authorization),
-    ("Cookie header", re.compile(r"(?i)(\b(?:set-)?cookie\s*:\s*)([^\s=;,:]+=[^\r\n]*)"), _whole_value),
+    ("Cookie header", re.compile(r"(?i)(\b(?:set-)?cookie\s*:\s*)[^\s=;,:]+=[^\r\n]*"), r"\1" + MASK),
     ("URL credentials", re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1" + MASK + "@"),
     ("quoted password in prose", re.compile(
         rf"(?i)\b({_PASSWORD_WORD}\s+)(?:\\*\"{_NOT_MASKED}[^\"\\\r\n]*\\*\"|'{_NOT_MASKED}[^'\r\n]*')"),

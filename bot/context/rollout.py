@@ -69,7 +69,7 @@ def _env_shown(name: str, value: Any) -> Any:
                 return f"{source} " + "/".join(str(ref[f]) for f in fields if ref.get(f) not in (None, ""))
         return MASK
     text = "" if value is None else str(value)
-    return text if shown_setting(name, text) else MASK
+    return text if text == "" or shown_setting(name, text) else MASK  # set to nothing: nothing to hide
 
 
 def _masked_arguments(value: Any) -> Any:
