@@ -85,13 +85,14 @@ def test_a_lone_surrogate_is_replaced_and_the_alert_kept(bot, slack, inject):
     slack.wait_for(roots, timeout=15)
 
 
-def test_surrogate_pairs_and_nul_escapes_are_read_as_before(bot):
-    payload = am_payload([am_alert(namespace="shop", pod="web-1",
-                                   annotations={"summary": "fire \U0001f525 in\x00 the hole"})])
-    assert bot.post_webhook("alertmanager", json.dumps(payload)).status_code == 202  # "\ud83d\udd25", "\u0000"
-    processed(bot)
+def test_surrogate_pairs_control_characters_and_nul_escapes_are_stored_as_before(bot):
+    summary = "fire \U0001f525 in\x00 the \x01\x1b[31mhole\u2028\ufffe"  # "\ud83d\udd25", "\u0000", "\u0001"...
+    payload = am_payload([am_alert(namespace="shop", pod="web-1", annotations={"summary": summary})])
+    assert bot.post_webhook("alertmanager", json.dumps(payload)).status_code == 202
+    (delivery,) = processed(bot)
+    assert (delivery.status, delivery.error) == ("done", None)
     (alert,) = stored_alerts(bot)
-    assert alert.annotations["summary"] == "fire \U0001f525 in the hole"
+    assert alert.annotations["summary"] == summary.replace("\x00", ""), "only NUL is removed"
 
 
 def test_grafana_and_pagerduty_bodies_are_cleaned_alike(configured_bot, slack):  # noqa: F811
