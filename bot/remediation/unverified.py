@@ -27,7 +27,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot.db.engine import reading, unit_of_work
+from bot.db.engine import unit_of_work
 from bot.db.locks import ROW_LOCK
 from bot.db.models import Proposal
 from bot.policy import engine
@@ -126,8 +126,6 @@ def click(kit: RemediationKit, purpose: str, value: str, user: str, channel: str
             chain.append(session, proposal.incident_id, "remediation.rollback_requested", f"slack:{user}",
                          {"proposal": proposal.id}, now)
         done = ClickResult(True, DONE[purpose].format(title=proposal.title), proposal.id, proposal.incident_id)
-    if purpose == ACCEPT:
-        with reading(kit.factory) as session:
-            accepted = session.get(Proposal, proposal_id)
-        propose_next(kit, accepted, "accepted")
+    if purpose == ACCEPT:  # committed (objects stay loaded): the next step, as after a success
+        propose_next(kit, proposal, "accepted")
     return done

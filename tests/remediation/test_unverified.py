@@ -38,7 +38,8 @@ def result_of(w) -> tuple[str, dict]:
 
 def entries(w, kind: str) -> list[dict]:
     with unit_of_work(w.bot.runtime.factory) as session:
-        return list(session.execute(select(TimelineEntry.payload).where(TimelineEntry.kind == kind)).scalars())
+        return list(session.execute(select(TimelineEntry.payload).where(TimelineEntry.kind == kind)
+                                    .order_by(TimelineEntry.id)).scalars())
 
 
 def scales(w) -> list[int]:
