@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from bot.clock import utc_now
 from bot.db.engine import make_session_factory, unit_of_work
-from bot.db.models import Proposal
+from bot.db.models import Proposal, TimelineEntry
 from bot.runtime import REPO
 from bot.sandbox.kube import KubeApiServer, SandboxCluster
 from bot.sandbox.kube.state_metrics import StateMetricsServer
@@ -59,6 +59,10 @@ class Server:
     url: str = ""
 
     def start(self) -> str:
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
         port = free_port()
         clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSBOT_") and k != "DATABASE_URL"}
         self.process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(port)],
@@ -66,6 +70,7 @@ class Server:
                                         stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}"
 
+    def wait_ready(self) -> str:
         def ready() -> bool:
             assert self.process.poll() is None, "the server exited"
             try:
@@ -88,6 +93,16 @@ class Server:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@dataclass
+class Crash:
+    server: Server
+    replica: Server
+    kube: KubeApiServer
+    world: Callable[[], World]
+    rollback: Callable[[], Proposal]
+    recovered: Callable[[], list[dict]]
 
 
 @pytest.fixture
@@ -114,7 +129,9 @@ def crash_world(database_url, engine, slack, prometheus_factory, tmp_path) -> It
         "OPSBOT_RUNBOOKS_DIR": str(REPO / "runbooks"), "OPSBOT_DATA_DIR": str(tmp_path / "data"),
         "OPSBOT_STEP_LEASE_SECONDS": str(LEASE_SECONDS), "OPSBOT_WORKER_POLL_SECONDS": "0.1",
         "OPSBOT_CARD_MIN_INTERVAL_SECONDS": "0", "OPSBOT_INTAKE_PROCESSES": "0", "OPSBOT_LOG_FORMAT": "text"})
+    replica = Server(server.env)  # a second replica for the restart: the recovery is claimed once
     stack.callback(server.stop)
+    stack.callback(replica.stop)
     factory = make_session_factory(engine)
 
     def world() -> World:
@@ -124,7 +141,12 @@ def crash_world(database_url, engine, slack, prometheus_factory, tmp_path) -> It
         with unit_of_work(factory) as session:
             return session.execute(select(Proposal).where(Proposal.runbook_id == "rollback-deployment")).scalar_one()
 
-    yield server, kube, world, rollback
+    def recovered() -> list[dict]:
+        with unit_of_work(factory) as session:
+            return list(session.execute(select(TimelineEntry.payload)
+                                        .where(TimelineEntry.kind == "remediation.recovered")).scalars())
+
+    yield Crash(server, replica, kube, world, rollback, recovered)
     stack.close()
 
 
@@ -137,38 +159,43 @@ def images(w: World) -> list[str]:
     return [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]]
 
 
-def kill_during_the_patch(crash_world, when: str) -> World:
-    """Start, approve the rollback, SIGKILL while its PATCH is held, let the server go on, restart."""
-    server, kube, world, rollback = crash_world
-    server.start()
-    w = world()
+def kill_during_the_patch(crash: Crash, when: str, replicas: int = 1) -> World:
+    """Start, approve the rollback, SIGKILL while its PATCH is held, let the API server go on,
+    restart (`replicas` servers at once, sharing the database)."""
+    crash.server.start()
+    w = crash.world()
     w.deliver()
     message = w.proposal("rollback-deployment", timeout=60)
-    hold = kube.hold("PATCH", DEPLOYMENT_PATH, when=when, seconds=30)
+    hold = crash.kube.hold("PATCH", DEPLOYMENT_PATH, when=when, seconds=30)
     assert w.click(message, "step_approve", ALICE).status_code == 200
     assert hold.arrived.wait(30), "the PATCH never came"
-    server.kill()
+    crash.server.kill()
     hold.release()
-    stuck = rollback()
+    stuck = crash.rollback()
     assert stuck.status == "running" and stuck.result.get("intent"), "killed mid-write, the intent on record"
-    server.start()
-    return world()
+    restarted = [crash.server, crash.replica][:replicas]
+    for server in restarted:  # launched together: both race for the lapsed lease
+        server.launch()
+    for server in restarted:
+        server.wait_ready()
+    return crash.world()
 
 
 def test_a_step_killed_after_its_write_landed_is_found_applied_and_verified(crash_world):
-    w = kill_during_the_patch(crash_world, "after_write")
-    rollback = crash_world[3]
+    w = kill_during_the_patch(crash_world, "after_write", replicas=2)
     done = w.wait_status("rollback-deployment", "succeeded", timeout=90)
     assert "found applied" in str(done["blocks"])
     assert len(patches(w)) == 1, "applied exactly once"
     assert images(w) == ["ghcr.io/northwind/orders-api:4.11.3"]
-    assert rollback().result["note"].startswith("The bot restarted while applying this step")
+    assert crash_world.rollback().result["note"].startswith("The bot restarted while applying this step")
+    assert [e["found"] for e in crash_world.recovered()] == ["applied"], "two replicas, one recovery"
     no_longer_blocked(w)
 
 
 def test_a_step_killed_before_its_write_landed_is_failed_with_a_note_and_not_retried(crash_world):
     w = kill_during_the_patch(crash_world, "before_write")
     done = w.wait_status("rollback-deployment", "failed", timeout=60)
+    assert [e["found"] for e in crash_world.recovered()] == ["not_applied"]
     assert "was not applied" in str(done["blocks"]) and "not retried" in str(done["blocks"])
     assert patches(w) == [], "never applied, never retried"
     assert images(w) != ["ghcr.io/northwind/orders-api:4.11.3"]
