@@ -264,7 +264,12 @@ class Proposal(Base):
 
     status: described (autonomy suggest: shown, no buttons) | proposed (buttons) -> approved ->
     running -> verifying -> succeeded | failed | rolled_back | rollback_failed; or rejected,
-    expired, denied (policy said no at click or execution time). Every transition is a
+    expired, denied (policy said no at click or execution time); or, when verification read no
+    data at all, verifying -> unverified (Roll back / Accept buttons) -> accepted, or
+    rollback_requested -> rolling_back -> rolled_back | rollback_failed. A `running` or
+    `rolling_back` step whose lease lapsed (its worker died) is recovered once, never re-applied:
+    `result.intent` / `result.rollback_intent` record the write before it is sent
+    (`bot.remediation.recovery`). Every transition is a
     conditional UPDATE on the current status, so a double click, a retried request or a second
     replica can never run a step twice. `message_version` is bumped at each change; the
     proposal sync brings the Slack message up to it.
