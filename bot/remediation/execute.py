@@ -323,7 +323,7 @@ class Executor:
                                 .values(lease_owner=None, lease_until=None, result={**proposal.result, **numbers},
                                         next_check_at=now + timedelta(seconds=step.verify.poll_seconds)))
             return "verifying"
-        if verdict_at_deadline(real_samples) == "unverified":
+        if not url or verdict_at_deadline(real_samples) == "unverified":  # no Prometheus now: a person decides
             return self.unverified(proposal_id, incident_id, f"no data to verify with: {problem}", numbers, owner)
         if step.on_failure == "rollback" and step.rollback and step.rollback.operation:
             return self._roll_back(proposal_id, incident_id, step, params, numbers, cluster, owner)
