@@ -104,6 +104,7 @@ class Executor:
         return f"{self._owner_prefix}:{uuid.uuid4().hex[:12]}"
 
     def writer(self, api_client, step: Step | None = None) -> KubeWriter:
+        """A writer whose every request ends (answered or given up) within half the lease."""
         seconds = min(30.0, self._lease.total_seconds() / 2, *((step.timeout_seconds,) if step else ()))
         return KubeWriter(api_client, request_seconds=seconds)
 
