@@ -225,7 +225,8 @@ class Investigation(Base):
 
     status: pending -> running (leased until `lease_until`) -> done | failed. A lapsed lease is
     claimed again, so a crash mid-investigation only costs a re-run. Posting is separate:
-    `posted_at` is set once the RCA is in the thread; until then the post is retried
+    `posted_at` is set once the thread was told: the RCA is in it (done), or the note saying
+    the investigation gave up was queued (failed; `bot.incidents.investigations`). Until then the post is retried
     (`post_attempts`, `post_retry_at`), after the card exists. Its files follow in a later
     write (`files_posted_at`): each Slack write of an incident waits its turn in the
     one-write-per-interval budget the card keeps (`incident.card_synced_at`).

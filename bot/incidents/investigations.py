@@ -104,11 +104,14 @@ def give_up(session: Session, investigation_id: int, now: datetime) -> bool:
 
 
 def _untold():
-    """Failed, the thread not told yet, and its card in Slack (a note queued before the card is
-    posted would be absorbed by the card's first post, and never said)."""
+    """Failed, the thread not told yet, its card in Slack (a note queued before the card is
+    posted would be absorbed by the card's first post, and never said) and its incident still
+    open (failures from before this note existed, or of closed incidents, stay quiet: no note
+    lands in a thread everyone has left)."""
     card = select(SlackMessage.id).where(SlackMessage.incident_id == Investigation.incident_id,
                                          SlackMessage.purpose == "card").exists()
-    return and_(Investigation.status == "failed", Investigation.posted_at.is_(None), card)
+    still_open = select(Incident.id).where(Incident.id == Investigation.incident_id, Incident.is_open.is_(True)).exists()
+    return and_(Investigation.status == "failed", Investigation.posted_at.is_(None), card, still_open)
 
 
 def untold_failures(session: Session, limit: int = 10) -> list[int]:
@@ -126,8 +129,12 @@ def tell_failure(session: Session, investigation_id: int, now: datetime) -> bool
     if told.rowcount != 1:
         return False
     row = session.get(Investigation, investigation_id)
-    reason = (f"the investigation gave up after {row.attempts} attempt{'s' if row.attempts != 1 else ''} "
-              f"({redact(row.error or 'no error recorded')[:MAX_REASON_CHARS]})")
+    earlier = session.execute(select(Investigation.id).where(
+        Investigation.incident_id == row.incident_id, Investigation.id != row.id, Investigation.status == "done",
+        Investigation.posted_at.is_not(None)).limit(1)).first()
+    reason = (f"{'a new investigation' if earlier else 'the investigation'} gave up after {row.attempts} "
+              f"attempt{'s' if row.attempts != 1 else ''} ({redact(row.error or 'no error recorded')[:MAX_REASON_CHARS]})"
+              + ("; the analysis posted earlier in this thread still stands" if earlier else ""))
     incident = session.execute(select(Incident).where(Incident.id == row.incident_id)
                                .with_for_update(**ROW_LOCK)).scalar_one()
     incident.note_pending = {**(incident.note_pending or {}), NOTE_FLAG: reason}

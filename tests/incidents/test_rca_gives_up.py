@@ -105,3 +105,28 @@ def test_an_investigation_whose_worker_died_on_every_attempt_says_so(rca_bot, sl
     row = investigation(rca_bot)
     assert (row.status, row.lease_owner) == ("failed", None) and row.posted_at is not None
     assert "investigation.gave_up" in [e.kind for e in timeline(rca_bot)]
+
+
+def test_a_failure_on_a_closed_incident_posts_nothing_into_its_old_thread(rca_bot, slack, clock):
+    """What an upgrade finds: investigations that failed before the note existed, on incidents
+    closed since. No note lands in a thread everyone has left."""
+    open_incident(rca_bot, slack)
+    rca_bot.runtime.workers.stop()
+    with unit_of_work(rca_bot.runtime.factory) as session:
+        session.execute(update(Investigation).values(status="failed", attempts=MAX_ATTEMPTS, error="OverflowError"))
+        session.execute(update(Incident).values(is_open=None, status="closed"))
+    rca_bot.runtime.workers.start()
+    clock.advance(60)
+    open_incident_again = am_body([am_alert(namespace="shop", pod="web-2")], group_key="another")
+    assert rca_bot.post_webhook("alertmanager", open_incident_again).status_code == 202
+    slack.wait_for(lambda emu: len(roots(emu)) == 2, timeout=15)  # the workers ran a full round since
+    eventually(lambda: synced(rca_bot))
+    assert [text for text in thread(slack) if NOTE in text] == []
+    assert investigation_of(rca_bot, 1).posted_at is None
+
+
+def investigation_of(bot: RunningBot, incident_id: int) -> Investigation:
+    with unit_of_work(bot.runtime.factory) as session:
+        row = session.execute(select(Investigation).where(Investigation.incident_id == incident_id)).scalar_one()
+        session.expunge(row)
+        return row
