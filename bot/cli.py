@@ -306,11 +306,18 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from bot.remediation_cli import audit_verify
+    from bot.remediation_cli import audit_verify, parse_time
     from bot.timeline.chain import audit_key_from
 
     key = audit_key_from(_settings().audit_key)
-    return _print_result(_with_database(lambda factory: audit_verify(factory, args.incident, key, args.anchors)))
+    try:
+        unsigned_before = parse_time(args.unsigned_before)
+    except ValueError:
+        raise CliError(f"--unsigned-before {args.unsigned_before!r} is not an ISO 8601 time", code=2) from None
+    if unsigned_before is not None and key is None:
+        raise CliError("--unsigned-before needs the audit key (OPSBOT_AUDIT_KEY)", code=2)
+    return _print_result(_with_database(lambda factory: audit_verify(factory, args.incident, key, args.anchors,
+                                                                     unsigned_before)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -381,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--incident", type=int, help="only INC-N")
     verify.add_argument("--anchors", type=Path, metavar="FILE",
                         help="also check the heads anchored in FILE (OPSBOT_AUDIT_ANCHOR_FILE, or the bot's log)")
+    verify.add_argument("--unsigned-before", metavar="TIME",
+                        help="entries written before TIME (when OPSBOT_AUDIT_KEY was set) may lack a MAC")
     verify.set_defaults(func=cmd_audit_verify)
 
     evaluate = commands.add_parser("eval", help="replay scenarios through the bot and score its RCA")

@@ -122,10 +122,11 @@ def test_against_scenario(runbooks: Path, policies: Path, runbook_id: str, scena
     return 0, lines
 
 
-def audit_verify(factory, incident: int | None, key: bytes | None = None,
-                 anchors: Path | None = None) -> tuple[int, list[str]]:
-    """Every timeline's chain (and MACs, with the audit key); with `anchors`, the anchored heads
-    too (`bot.timeline.anchors`). Exit 1 on any problem, 2 when the input cannot be read."""
+def audit_verify(factory, incident: int | None, key: bytes | None = None, anchors: Path | None = None,
+                 unsigned_before: datetime | None = None) -> tuple[int, list[str]]:
+    """Every timeline's chain (and MACs, with the audit key: entries before `unsigned_before`
+    may lack one); with `anchors`, the anchored heads too (`bot.timeline.anchors`). Exit 1 on
+    any problem, 2 when the input cannot be read."""
     from sqlalchemy import select
 
     from bot.db.engine import reading
@@ -150,7 +151,7 @@ def audit_verify(factory, incident: int | None, key: bytes | None = None,
             query = query.where(Incident.id == incident)
         for row in session.execute(query).scalars():
             checked += 1
-            problems += verify_incident(session, row, key)
+            problems += verify_incident(session, row, key, unsigned_before)
         if records:
             problems += verify_anchors(session, records, key)
         if key is None and session.execute(select(TimelineEntry.id).where(TimelineEntry.mac.is_not(None))

@@ -94,10 +94,13 @@ def append(session: Session, incident_id: int, kind: str, actor: str, payload: d
     return entry
 
 
-def verify_chain(entries: Iterable[TimelineEntry], key: bytes | None = None) -> list[str]:
+def verify_chain(entries: Iterable[TimelineEntry], key: bytes | None = None,
+                 unsigned_before: datetime | None = None) -> list[str]:
     """Problems found in one incident's entries (ordered by seq); empty when intact. With the
-    audit key, each entry's MAC is checked too: once an entry carries one, every later entry
-    must (entries written before the key was set carry none)."""
+    audit key, every entry must carry a valid MAC, except entries written before
+    `unsigned_before` (when the key was introduced: older entries have none) that come before
+    any signed entry of their incident. Stripping the MACs of a rewritten timeline is therefore
+    no way around them: only the operator says from when entries must be signed."""
     problems = []
     prev_hash, expected_seq, keyed = GENESIS, 1, False
     for entry in entries:
@@ -110,9 +113,11 @@ def verify_chain(entries: Iterable[TimelineEntry], key: bytes | None = None) -> 
         if recomputed != entry.hash:
             problems.append(f"INC-{entry.incident_id} entry {entry.seq}: content does not match its hash")
         if key is not None:
-            if entry.mac is None and keyed:
-                problems.append(f"INC-{entry.incident_id} entry {entry.seq}: no MAC although earlier entries have "
-                                "one: written or rewritten without the audit key")
+            if entry.mac is None and (keyed or unsigned_before is None or entry.at >= unsigned_before):
+                problems.append(f"INC-{entry.incident_id} entry {entry.seq}: no MAC: "
+                                + ("written or rewritten without the audit key (earlier entries have one)" if keyed
+                                   else "stripped, or written before the audit key was set (then say since when "
+                                        "with --unsigned-before)"))
             elif entry.mac is not None and not hmac.compare_digest(entry.mac, entry_mac(key, entry.hash)):
                 problems.append(f"INC-{entry.incident_id} entry {entry.seq}: its MAC does not match: rewritten "
                                 "without the audit key (or the key changed)")
@@ -121,14 +126,15 @@ def verify_chain(entries: Iterable[TimelineEntry], key: bytes | None = None) -> 
     return problems
 
 
-def verify_incident(session: Session, incident: Incident, key: bytes | None = None) -> list[str]:
+def verify_incident(session: Session, incident: Incident, key: bytes | None = None,
+                    unsigned_before: datetime | None = None) -> list[str]:
     """Problems in one incident's timeline: a broken chain, or a head on the incident row that
     does not match the newest entry, said for what it is: entries deleted from the end (the
     row names a later entry), the row's head moved back (entries go on past it), or the row's
     head edited (same entry, another hash)."""
     entries = list(session.execute(select(TimelineEntry).where(TimelineEntry.incident_id == incident.id)
                                    .order_by(TimelineEntry.seq)).scalars())
-    problems = verify_chain(entries, key)
+    problems = verify_chain(entries, key, unsigned_before)
     last_seq, last_hash = (entries[-1].seq, entries[-1].hash) if entries else (0, None)
     head_seq = incident.timeline_seq or 0
     head = incident.timeline_head if head_seq else None

@@ -26,6 +26,12 @@ def factory(engine):  # noqa: F811 - `engine` migrates the database
     return make_session_factory(engine, KEY)
 
 
+@pytest.fixture
+def engine_factory_unsigned(engine):
+    """Sessions of a bot that ran before OPSBOT_AUDIT_KEY was set."""
+    return make_session_factory(engine)
+
+
 def open_incident(factory, key: str, kinds=("incident.opened", "remediation.approved", "remediation.succeeded")) -> int:
     with unit_of_work(factory) as session:
         incident = Incident(group_key=key, group_key_hash=key, source="alertmanager", title=key, created_at=NOW,
@@ -79,7 +85,20 @@ def test_a_rewritten_and_rechained_entry_is_caught_by_its_mac(engine, factory):
     assert f"INC-{incident_id} entry 2: its MAC does not match" in "\n".join(lines)
     as_attacker(engine, ("UPDATE timeline_entries SET mac = NULL WHERE incident_id = :id AND seq >= 2",
                          {"id": incident_id}))
-    assert "entry 2: no MAC although earlier entries have one" in "\n".join(audit_verify(factory, None, KEY)[1])
+    assert "entry 2: no MAC: written or rewritten without the audit key" in "\n".join(audit_verify(factory, None, KEY)[1])
+    as_attacker(engine, ("UPDATE timeline_entries SET mac = NULL WHERE incident_id = :id", {"id": incident_id}))
+    report = "\n".join(audit_verify(factory, None, KEY)[1])
+    assert "entry 1: no MAC: stripped, or written before the audit key was set" in report, "no way around by stripping"
+    assert audit_verify(factory, None, KEY, unsigned_before=NOW - timedelta(days=1))[0] == 1, "written after the key"
+
+
+def test_entries_from_before_the_key_pass_only_when_the_operator_says_since_when(engine, engine_factory_unsigned):
+    unsigned, signed = engine_factory_unsigned, make_session_factory(engine, KEY)
+    old = open_incident(unsigned, "before-the-key")
+    new = open_incident(signed, "after-the-key")
+    code, lines = audit_verify(signed, None, KEY)
+    assert code == 1 and f"INC-{old} entry 1: no MAC" in "\n".join(lines) and f"INC-{new}" not in "\n".join(lines)
+    assert audit_verify(signed, None, KEY, unsigned_before=NOW + timedelta(seconds=1))[0] == 0
 
 
 def test_a_deleted_newest_entry_with_the_head_moved_back_and_a_deleted_incident_are_caught_by_the_anchors(
@@ -159,6 +178,8 @@ def test_the_command_checks_the_anchor_file_and_the_key(tmp_path):
     assert bad.returncode == 1 and "its MAC does not match" in bad.stdout and "has another hash" in bad.stdout
     missing = opsbot("audit", "verify", "--anchors", str(tmp_path / "nope"), env=env)
     assert missing.returncode == 2 and "cannot read the anchors" in missing.stdout + missing.stderr
+    bad_time = opsbot("audit", "verify", "--unsigned-before", "last tuesday", env=env)
+    assert bad_time.returncode == 2 and "not an ISO 8601 time" in bad_time.stderr
     engine.dispose()
 
 
