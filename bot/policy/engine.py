@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from bot.policy.cron import in_window
 from bot.policy.model import AutonomyLevel, Policy, matches
+from bot.policy.roles import channel_refusal
 
 log = logging.getLogger(__name__)
 Outcome = Literal["pass", "deny", "needs_approval"]
@@ -170,10 +171,9 @@ def _freeze(r: Request, p: Policy, s: State) -> GateResult:
 def _actor(r: Request, p: Policy, s: State) -> GateResult:
     if r.phase == "propose":
         return GateResult("actor_and_channel", "pass", "actors", "nobody acted yet")
-    if p.channels and r.phase == "click" and r.channel not in p.channels:  # no channel is no allowed channel
-        return GateResult("actor_and_channel", "deny", "channels",
-                          f"buttons do not act in channel {r.channel}" if r.channel else
-                          "the click came from no channel, and buttons act only in the listed channels")
+    refusal = channel_refusal(p, r.channel) if r.phase == "click" else None  # execution has no channel
+    if refusal:
+        return GateResult("actor_and_channel", "deny", "channels", refusal)
     allowed = p.actors
     if r.actor is not None and (allowed.users or allowed.groups) and r.actor not in allowed.users \
             and not (set(allowed.groups) & r.actor_groups):

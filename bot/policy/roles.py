@@ -15,6 +15,16 @@ def _groups_text(groups: list[str]) -> str:
     return ", ".join(groups) or "(none configured)"
 
 
+def channel_refusal(policy: Policy, channel: str | None) -> str | None:
+    """Every button (Approve, Reject, Merge, Acknowledge, Roll back, Accept): where the policy
+    lists `channels`, a click from another channel, or from none (a payload without one), is
+    refused; an empty list allows any."""
+    if policy.channels and channel not in policy.channels:
+        return f"buttons do not act in channel {channel}" if channel else \
+            "the click came from no channel, and buttons act only in the listed channels"
+    return None
+
+
 def freeze_refusal(policy: Policy, groups: frozenset[str]) -> str | None:
     """`/ops freeze` and `/ops unfreeze`: the freeze managers only (none configured: nobody)."""
     if set(policy.freeze_managers) & groups:
@@ -25,8 +35,9 @@ def freeze_refusal(policy: Policy, groups: frozenset[str]) -> str | None:
 def merge_refusal(policy: Policy, user: str, groups: frozenset[str], channel: str | None) -> str | None:
     """The Merge button: the policy's channels and actors apply as to any button; when
     `merge_managers` is set, only those groups may merge."""
-    if policy.channels and channel not in policy.channels:  # no channel is no allowed channel
-        return f"buttons do not act in channel {channel}" if channel else "the click came from no channel"
+    refusal = channel_refusal(policy, channel)
+    if refusal:
+        return refusal
     actors = policy.actors
     if (actors.users or actors.groups) and user not in actors.users and not set(actors.groups) & groups:
         return f"<@{user}> may not act on incidents"

@@ -26,6 +26,7 @@ from bot.db.engine import reading, unit_of_work
 from bot.db.locks import ROW_LOCK
 from bot.db.models import Proposal
 from bot.incidents import refused_clicks
+from bot.policy import roles
 from bot.remediation import store, tokens
 from bot.remediation.kit import RemediationKit
 from bot.timeline import chain
@@ -121,6 +122,9 @@ def check_reject(kit: RemediationKit, click: Click) -> ClickResult:
     if status != "proposed":
         return _refused(kit, click, REJECT, f"Not rejected: this step is already "
                         f"{status.replace('_', ' ') if status else 'gone'}.", proposal_id if status else None)
+    wrong_channel = roles.channel_refusal(kit.policy, click.channel)
+    if wrong_channel:
+        return _refused(kit, click, REJECT, f"Not rejected: {wrong_channel}.", proposal_id)
     allowed = set(step.approval.groups) if step else set()
     if click.user != requester and not (allowed & kit.groups.groups_of(click.user)):  # no transaction open
         return _refused(kit, click, REJECT, f"Not rejected: only {', '.join(sorted(allowed)) or 'the approvers'} "

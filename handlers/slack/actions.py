@@ -48,6 +48,10 @@ def register(app: App, runtime: Runtime) -> None:
         incident_id = None
         try:
             incident_id = parse_incident_value(_value(action))
+            kit = runtime.remediation
+            wrong_channel = roles.channel_refusal(kit.policy, inbound.channel_id(body)) if kit else None
+            if wrong_channel:
+                raise ActionRefused(f"Not acknowledged: {wrong_channel}.")
             with unit_of_work(runtime.factory) as session:
                 acknowledge(session, incident_id, who, f"slack:{user or 'unknown'}", runtime.clock(),
                             pagerduty_writable=runtime.settings.pagerduty_rest_writable)

@@ -44,6 +44,20 @@ def test_an_approve_click_without_a_channel_is_refused_where_channels_are_listed
     (clicked,) = eventually(lambda: entries(w, "remediation.clicked"), timeout=15)
     assert (clicked["decision"]["decision"], clicked["decision"]["rule"]) == ("deny", "channels")
     assert w.writes() == [], "the step did not run"
+    reject = block_actions(message, next(e for b in message["blocks"] if b["type"] == "actions"
+                                         for e in b["elements"] if e["action_id"] == "step_reject"), ALICE)
+    del reject["channel"]
+    root = w.thread()[0]
+    acknowledge = block_actions(root, next(e for b in root["blocks"] if b["type"] == "actions"
+                                           for e in b["elements"] if e["action_id"] == "incident_ack"), ALICE)
+    del acknowledge["channel"]
+    for payload in (reject, acknowledge):
+        assert w.post_interaction(payload).status_code == 200
+    refused = eventually(lambda: entries(w, "click.refused") if len(entries(w, "click.refused")) >= 2 else None,
+                         timeout=15)
+    assert sorted(entry["action"] for entry in refused) == ["acknowledge", "reject"]
+    assert all("no channel" in entry["reason"] for entry in refused)
+    assert entries(w, "remediation.rejected") == [] and entries(w, "incident.acknowledged") == []
     assert w.click(message, "step_approve", ALICE).status_code == 200  # the same click from the thread's channel
     eventually(lambda: entries(w, "remediation.applied"), timeout=30)
     assert len(w.writes()) == 1
