@@ -59,6 +59,9 @@ class TextFormatter(logging.Formatter):
         return prefix + redact(super().format(record))
 
 
+ALWAYS_LOGGED = "bot.timeline.anchors"
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
@@ -67,3 +70,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level)
     for noisy in ("waitress.queue", "urllib3.connectionpool"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # the audit anchors are a record, not chatter: logged at any level (bot.timeline.anchors)
+    logging.getLogger(ALWAYS_LOGGED).setLevel(logging.INFO)

@@ -221,3 +221,23 @@ def test_anchor_records_are_read_back_from_the_bots_own_log_lines(factory, caplo
     for lines in ([text_line], [json_line], ["unrelated line", json_line]):
         records, other = read_records(lines)
         assert [head[:2] for head in records[0]["heads"]] == [[1, 3]] and other == len(lines) - 1
+
+
+def test_anchors_are_logged_even_when_the_log_level_is_warning(factory, capsys):
+    import logging
+
+    from bot.logs import configure_logging
+
+    open_incident(factory, "g1")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("WARNING", "json")
+        Anchorer(factory, lambda: NOW, KEY, None, timedelta(minutes=5)).round()
+        logging.getLogger("bot.something").info("chatter that WARNING hides")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    lines = capsys.readouterr().err.splitlines()
+    records, other = read_records(lines)
+    assert len(records) == 1 and other == 0
