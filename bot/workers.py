@@ -42,7 +42,7 @@ PARSERS = {alertmanager.SOURCE: alertmanager.parse, grafana.SOURCE: grafana.pars
            pagerduty.SOURCE: pagerduty.parse}
 CLAIM_BATCH = 10
 CONFLICT_RETRIES = 3
-SEEN_PRUNE_INTERVAL = timedelta(minutes=10)  # how often an idle intake loop forgets expired replay ids
+SEEN_PRUNE_INTERVAL = timedelta(minutes=10)  # how often the housekeeping loop forgets expired replay ids
 
 
 @dataclass(frozen=True)
@@ -149,8 +149,8 @@ class Workers:
             loops += [(f"opsbot-rca-{index}", self.rca_round) for index in range(self._rca_threads)]
         if stages and self._remediation is not None:
             loops.append(("opsbot-remediation", self.remediation_round))
-        if stages and self._anchor is not None:
-            loops.append(("opsbot-audit-anchor", self._anchor.round))
+        if stages:
+            loops.append(("opsbot-housekeeping", self.housekeeping_round))
         for name, step in loops:
             wake = threading.Event()
             (self._intake_wakes if step == self.intake_round else self._stage_wakes).append(wake)
@@ -186,14 +186,21 @@ class Workers:
         """Claim and process stored deliveries; True if there was work."""
         with reading(self._factory) as session:
             if not deliveries.any_claimable(session, self._clock()):
-                self._prune_seen()
-                return False  # an idle poll takes no write lock (but one prune per interval)
+                return False  # an idle poll takes no write lock
         with unit_of_work(self._factory) as session:
             claimed = deliveries.claim(session, owner, self._clock(), self._lease, CLAIM_BATCH)
         opened = sum(self.process_delivery(delivery, owner) for delivery in claimed)
         if opened:
             self._on_opened()  # a new incident's card should appear at once
         return bool(claimed)
+
+    def housekeeping_round(self, _owner: str) -> bool:
+        """This process's periodic upkeep, whatever the load: forget expired replay ids, write
+        the changed timeline heads out (`bot.timeline.anchors`). Never busy: it runs once a poll."""
+        self._prune_seen()
+        if self._anchor is not None:
+            self._anchor.round()
+        return False
 
     def _prune_seen(self) -> None:
         """Forget the replay guard's expired ids (`bot.db.seen.prune`), at most once per

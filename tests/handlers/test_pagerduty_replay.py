@@ -138,7 +138,7 @@ def test_an_event_older_than_its_forgotten_id_is_still_refused(world, slack):
 
     world.clock.advance(REPLAY_KEEP.total_seconds() + 60)
 
-    def forgotten() -> bool:  # an idle intake loop prunes the replay guard's expired ids
+    def forgotten() -> bool:  # the housekeeping loop prunes the replay guard's expired ids
         with unit_of_work(bot.runtime.factory) as session:
             return session.execute(select(SeenRequest)).first() is None
     eventually(forgotten)
