@@ -27,6 +27,10 @@ class Metrics:
         self.incidents_opened = Counter(
             "opsbot_incidents_opened_total", "Incidents opened.", ["source"], registry=self.registry,
         )
+        self.slack_requests = Counter(
+            "opsbot_slack_requests_total", "Requests to the Slack endpoints by outcome: accepted, unsigned (401), "
+            "malformed (400), duplicate (a replay, not acted on).", ["endpoint", "outcome"], registry=self.registry,
+        )
         self.slack_calls = Counter(
             "opsbot_slack_calls_total", "Slack Web API calls by method and outcome.",
             ["method", "outcome"], registry=self.registry,

@@ -6,15 +6,15 @@ Order matters (issue 12, items 9 and 11):
    garbled headers are a 401, whatever the body holds.
 2. **Shape.** A correctly signed body that is not what the endpoint takes (not JSON, not a
    form, no `payload`, no `command`) is a 400 naming the problem; Bolt never parses it.
-3. **Replays.** A signed request may be re-sent within its five minutes: a slash command
-   (same `trigger_id`) or an Events API delivery (same `event_id`, also what Slack itself
-   re-sends with `X-Slack-Retry-Num`) is acted on once. The id is recorded in `seen_requests`
+3. **Replays.** A signed request may be re-sent within its five minutes: a slash command or
+   a click (same `trigger_id`) or an Events API delivery (same `event_id`, also what Slack
+   itself re-sends with `X-Slack-Retry-Num`) is acted on once. The id is recorded in `seen_requests`
    (`bot.db.seen`) before the request reaches its listener; a repeat is answered 200 and does
    nothing. Ids are kept for `REPLAY_KEEP`, longer than a signature stays fresh, so no replay
    can outlive its record. Limit: a request whose id was recorded and whose process then died
-   before acting on it is not acted on when re-sent (a slash command is typed again).
-   Interactions (button clicks, modal submissions) are not deduplicated here: each click is
-   decided against the state it changes (`bot.remediation.clicks`), and recorded either way.
+   before acting on it is not acted on when re-sent (a slash command is typed again, a button
+   clicked again). A replayed click is recorded on the timeline of the thread it was made in,
+   like any refused click (`bot.incidents.refused_clicks`).
 
 Refusals are logged as one WARNING line without a traceback, at most once per
 `WARNING_INTERVAL_SECONDS` per endpoint (with the count since the last line), so a flood of
@@ -41,7 +41,7 @@ REPLAY_KEEP = timedelta(minutes=10)
 WARNING_INTERVAL_SECONDS = 60.0
 COMMANDS, EVENTS, INTERACTIONS = "/slack/commands", "/slack/events", "/slack/interactions"
 # (endpoint → replay source): the seen_requests source under which each endpoint's ids are kept
-REPLAY_SOURCES = {COMMANDS: "slack.command", EVENTS: "slack.event"}
+REPLAY_SOURCES = {COMMANDS: "slack.command", EVENTS: "slack.event", INTERACTIONS: "slack.interaction"}
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,11 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Checked:
-    """A signed, well-shaped request; `replay_key` is (source, id) when it must be acted on once."""
+    """A signed, well-shaped request; `replay_key` is (source, id) when it must be acted on once;
+    `payload` is an interaction's payload (a refused replay of a click is recorded from it)."""
 
     replay_key: tuple[str, str] | None
+    payload: dict | None = None
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -118,7 +120,9 @@ def shape(path: str, body: bytes) -> Checked | Refusal:
             return payload
         if not isinstance(payload.get("type"), str):
             return Refusal(400, "the interaction payload has no type")
-        return Checked(None)
+        trigger = payload.get("trigger_id")
+        return Checked((REPLAY_SOURCES[INTERACTIONS], trigger) if isinstance(trigger, str) and trigger else None,
+                       payload)
     if not form.get("command"):
         return Refusal(400, "the slash command has no command field")
     trigger = form.get("trigger_id")
@@ -147,12 +151,16 @@ class RefusalLog:
 
 
 def field(body: Mapping, *path: str) -> str | None:
-    """A string at `path` in a payload, or None when any level is missing or of another type."""
+    """A string at `path` in a payload (a digit indexes a list), or None when any level is
+    missing or of another type."""
     value: object = body
     for key in path:
-        if not isinstance(value, Mapping):
+        if isinstance(value, list) and key.isdigit():
+            value = value[int(key)] if int(key) < len(value) else None
+        elif isinstance(value, Mapping):
+            value = value.get(key)
+        else:
             return None
-        value = value.get(key)
     return value if isinstance(value, str) and value else None
 
 

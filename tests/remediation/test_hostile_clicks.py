@@ -109,3 +109,16 @@ def test_a_replayed_ops_run_creates_one_proposal(world, orders):
     with reading(w.bot.runtime.factory) as session:
         runbooks = session.execute(select(Proposal.runbook_id).order_by(Proposal.id)).scalars().all()
     assert runbooks.count("restart-deployment") == 1
+
+
+def test_a_replayed_click_is_refused_at_the_door_and_recorded(world, orders):
+    w = world(orders, prometheus=False)
+    w.deliver()
+    message = w.proposal("rollback-deployment")
+    payload = approve_payload(message, ALICE)
+    assert w.post_interaction(payload).status_code == 200
+    assert w.post_interaction(payload).status_code == 200  # the same signed request again
+    (replayed,) = eventually(lambda: entries(w, "click.refused"), timeout=15)
+    assert replayed["action"] == "step_approve" and "replay" in replayed["reason"]
+    eventually(lambda: entries(w, "remediation.applied"), timeout=30)
+    assert len(entries(w, "remediation.clicked")) == 1 and len(w.writes()) == 1
