@@ -4,12 +4,16 @@ or a stored row.
 Two kinds of rules, both declared as data below:
 
 - Text patterns (`redact`): credentials that show up in alert annotations, log lines and
-  exception messages: Slack, GitHub, AWS and Anthropic keys, bearer tokens, JWTs, basic-auth
-  URLs, any `-----BEGIN … PRIVATE KEY…-----` block (PEM, PGP; also a block cut off by a log
-  tail), `Authorization:` and `Cookie:` headers whatever the scheme, `key=value` / `"key":
-  value` pairs whose key ends in a secret word (also inside escaped JSON, `\\"db_password\\":
-  \\"…\\"`), and prose such as `with password "…"`. Ordinary words are left alone: a logger
-  called `token_service`, "password reset email sent", `secret "db-creds" not found`.
+  exception messages: Slack, GitHub, AWS, Anthropic, Stripe and Google API keys, Slack and
+  Discord webhook URLs, bearer tokens, JWTs, URL credentials (up to the last `@` before the
+  host: a password may hold `@`), any `-----BEGIN … PRIVATE KEY…-----` block (PEM, PGP; also a
+  block cut off by a log tail), `Authorization:` and `Cookie:` headers whatever the scheme,
+  `key=value` / `"key": value` pairs whose key ends in a secret word (`DB_PASSWORD`,
+  `AccountKey`, `secret_key_base`; `pass` and `sig` only as a whole word, so not `bypass`),
+  quoted values with escaped quotes inside (`"a\\"b"`) and inside escaped JSON
+  (`\\"db_password\\": \\"…\\"`), and prose such as `with password "…"`. Ordinary words are
+  left alone: a logger called `token_service`, "password reset email sent", `secret "db-creds"
+  not found`.
 - Settings (`is_secret_name`, `looks_secret`, `shown_setting`): whether the value of a named
   setting (an environment variable, a command-line flag) may be shown at all. A value is shown
   only when it is *plainly* not secret: its name holds no secret word, its value does not look
@@ -35,13 +39,29 @@ from urllib.parse import urlsplit
 MASK = "[REDACTED]"
 
 # -- text patterns ---------------------------------------------------------------------------------
+#
+# Linear time by construction: no pattern nests one unbounded quantifier inside another, and
+# every unbounded run either starts at a literal that cannot occur inside the run or is bounded
+# (a key's prefix is never matched: the pattern starts at the secret word itself). A 1 MB
+# hostile line costs a few passes over it, never a scan per position (`tests/security`).
 
 # A key that ENDS with one of these is a secret's key (`DB_PASSWORD=`, `"api_key":`), unlike a
 # logger such as `token_service.tls:` followed by an ordinary message.
 SECRET_KEY_ENDINGS = (
-    "password", "passwd", "passphrase", "pwd", "secret", "token", "credentials?",
-    r"(?:api|access|secret|private|signing|encryption|master|auth)[_-]?key",
+    "password", "passwd", "passphrase", "pwd", "secret", "token", "credentials?", "sharedaccesssignature",
+    r"(?:api|access|secret|private|signing|encryption|master|auth|account)[_-]?key",
+    r"(?<=[?&;])sig(?==)",  # an Azure SAS URL's or connection string's signature, not `sig: 9`
 )
+# These only as a whole word of the key (after a separator, at the start, or after a camelCase
+# boundary: `DB_PASS=`, `pass=`, `dbPass:`, `PGPASS=`), so `bypass=true` and `compass=` are
+# left alone. `pass=12` (a test summary) is masked too: when unsure, mask.
+SECRET_KEY_WORDS = ("pass", "pgpass", "dbpass")
+# A secret word may be followed by one of these and still name the secret itself
+# (`secret_key_base`, `password_b64`, `token_value`). Not `_file`, `_path`, `_name`, `_id`,
+# `_ttl`...: `password_file: /run/secrets/db` or `secret_name: db-creds` is a reference to a
+# secret, which is shown (the file's content never is in the text).
+SECRET_KEY_SUFFIXES = ("base", "value", "b64", "base64", "hex", "raw", "enc", "encoded", "plain", "plaintext",
+                       "hash", "digest", "data", "str", "string", "bytes")
 # Words that commonly follow "with password" in ordinary prose, where no password follows.
 PASSWORD_PROSE_WORDS = (
     "authentication", "auth", "reset", "change", "changed", "expired", "expiry", "policy", "hash", "hashing",
@@ -52,14 +72,33 @@ PASSWORD_PROSE_WORDS = (
 _PASSWORD_WORD = r"(?:pass(?:word|wd|phrase)|pwd)"
 _NOT_MASKED = r"(?!\[REDACTED\])"
 _PRIVATE_KEY_LABEL = r"[A-Z0-9 ]*PRIVATE KEY[A-Z0-9 ]*"
+_WORD_START = r"(?:(?<![A-Za-z0-9])|(?-i:(?<=[a-z])(?=[A-Z])))"  # a key word's first letter
+_SECRET_KEY = (rf"(?:(?:{'|'.join(SECRET_KEY_ENDINGS)})|{_WORD_START}(?:{'|'.join(SECRET_KEY_WORDS)}))"
+               rf"(?:[_.-]?(?:{'|'.join(SECRET_KEY_SUFFIXES)}))?")
+_QUOTE = re.compile(r"\\*[\"']")
+
+
+def _quoted(tag: str) -> str:
+    """A quoted value, its quotes included, in group `tag`: `"…"` or `'…'` with backslash
+    escapes inside (`"a\"b"` is one value), or a quote escaped by N backslashes (JSON inside
+    JSON) closed by the same N backslashes and a quote that no further backslash precedes."""
+    return (rf"(?P<{tag}>(?P<{tag}_bs>\\{{1,7}})\"[^\r\n]*?(?<!\\)(?P={tag}_bs)\""
+            r"|\"(?:\\.|[^\"\\\r\n])*\"|'(?:\\.|[^'\\\r\n])*')")
+
+
+def _unquote(token: str) -> tuple[str, str]:
+    """(quote, content) of a token matched by `_quoted`."""
+    quote = _QUOTE.match(token).group(0)  # type: ignore[union-attr] - a quoted token opens with one
+    return quote, token[len(quote):-len(quote)]
 
 
 def _authorization(match: re.Match[str]) -> str:
     """Keep the header's scheme word (`Token`, `Bearer`, `Digest`, ...), mask the rest. An
     unquoted value runs to the end of the line after `Authorization:` (a header), but is one
     word after `authorization=` (logfmt) or after a quoted key (`"authorization": null`)."""
-    head, quote = match.group("head"), match.group("quote") or ""
-    value, tail = (match.group("quoted"), quote) if quote else (match.group("value"), "")
+    head = match.group("head")
+    quote, value = _unquote(match.group("quoted")) if match.group("quoted") else ("", match.group("value"))
+    tail = quote
     if not quote and re.search(r"[=\"']", head):
         word = re.match(r"\[REDACTED\]|[^\s,;}\]]*", value).group(0)  # type: ignore[union-attr] - always matches
         value, tail = word, value[len(word):]
@@ -70,10 +109,21 @@ def _authorization(match: re.Match[str]) -> str:
 
 
 _KEY_END = re.compile(rf"-----END {_PRIVATE_KEY_LABEL}-----")
-# Read backwards from an END marker: whole lines of base64 (the key body), each preceded by a
-# line break (real or escaped), reversed; the first line may also open a quoted string.
+# Read backwards from an END marker, one line at a time: a line break (real or escaped) and the
+# base64 line before it (the key body), reversed; the first line may also open a quoted string.
 # Matching the reversed text keeps this linear.
-_KEY_BODY_REVERSED = re.compile(r"(?:(?:\n\r?|n\\(?:r\\)?)[A-Za-z0-9+/=]*(?=\n|n\\|\Z|\\*[\"']))+")
+_KEY_LINE_REVERSED = re.compile(r"(?:\n\r?|n\\(?:r\\)?)[A-Za-z0-9+/=]*(?=\n|n\\|\Z|\\*[\"'])")
+
+
+def _key_body_length(reversed_head: str) -> int:
+    """How many characters of `reversed_head` (the text before an END marker, reversed) are
+    the key body's lines."""
+    position = 0
+    while line := _KEY_LINE_REVERSED.match(reversed_head, position):
+        if line.end() == position:
+            break
+        position = line.end()
+    return position
 
 
 def _mask_cut_key_bodies(text: str) -> str:
@@ -82,8 +132,7 @@ def _mask_cut_key_bodies(text: str) -> str:
     parts, position = [], 0
     for end in _KEY_END.finditer(text):
         head = text[position:end.start()]
-        body = _KEY_BODY_REVERSED.match(head[::-1])
-        parts += [head[:len(head) - body.end()] if body else head, MASK]
+        parts += [head[:len(head) - _key_body_length(head[::-1])], MASK]
         position = end.end()
     return "".join(parts) + text[position:] if parts else text
 
@@ -96,26 +145,31 @@ Replacement = str | Callable[[re.Match[str]], str]
 TEXT_PATTERNS: tuple[tuple[str, re.Pattern[str], Replacement], ...] = (
     ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{8,}"), MASK),
     ("Slack app token", re.compile(r"\bxapp-[A-Za-z0-9-]{8,}"), MASK),
+    ("Slack or Discord webhook URL", re.compile(
+        r"(?i)(\bhooks\.slack\.com/(?:services|workflows)/|\bdiscord(?:app)?\.com/api/webhooks/\d+/)[\w/-]+"),
+     r"\1" + MASK),
     ("Anthropic key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{8,}"), MASK),
+    ("Stripe key", re.compile(r"(?<![A-Za-z0-9_])[sr]k_(?:live|test)_[A-Za-z0-9]{10,}"), MASK),
+    ("Google API key", re.compile(r"(?<![A-Za-z0-9_-])AIza[A-Za-z0-9_-]{35}"), MASK),
     ("GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), MASK),
     ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), MASK),
-    ("JWT", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), MASK),
+    ("JWT", re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), MASK),
     ("bearer or basic credentials", re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + MASK),
     ("Authorization header", re.compile(
         r"(?i)(?P<head>\b(?:proxy-)?authorization(?:\\*[\"'])?\s*[:=]\s*)"
-        r"(?:(?P<quote>\\*[\"'])(?P<quoted>.*?)(?P=quote)|(?P<value>[^\r\n]*))"), _authorization),
+        rf"(?:{_quoted('quoted')}|(?P<value>[^\r\n]*))"), _authorization),
     ("Cookie header", re.compile(r"(?i)(\b(?:set-)?cookie\s*:\s*)[^\s=;,:]+=[^\r\n]*"), r"\1" + MASK),
-    ("URL credentials", re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1" + MASK + "@"),
-    ("quoted password in prose", re.compile(
-        rf"(?i)\b({_PASSWORD_WORD}\s+)(?:\\*\"{_NOT_MASKED}[^\"\\\r\n]*\\*\"|'{_NOT_MASKED}[^'\r\n]*')"),
+    # user:password@ up to the last '@' before the host: a password may hold '@' and ':'.
+    ("URL credentials", re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,31}://)[^/\s:@\"'<>]+:[^/\s\"'<>]*@"),
+     r"\1" + MASK + "@"),
+    ("quoted password in prose", re.compile(rf"(?i)\b({_PASSWORD_WORD}\s+){_NOT_MASKED}{_quoted('quoted')}"),
      r"\1" + MASK),
     ("password after 'with password'", re.compile(
         rf"(?i)\b((?:with|using)\s+{_PASSWORD_WORD}\s+){_NOT_MASKED}"
         rf"(?!(?:{'|'.join(PASSWORD_PROSE_WORDS)})\b)[^\s,;]+"), r"\1" + MASK),
     ("secret key and value", re.compile(
-        rf"(?i)\b([a-z0-9_.-]*(?:{'|'.join(SECRET_KEY_ENDINGS)}))"
-        rf"((?:\\*[\"'])?\s*[=:]\s*){_NOT_MASKED}"
-        r"(\\+\".*?\\+\"|\"[^\"]*\"|'[^']*'|[^\s,;&]+)"), r"\1\2" + MASK),
+        rf"(?i)({_SECRET_KEY})((?:\\*[\"'])?\s*[=:]\s*){_NOT_MASKED}(?:{_quoted('quoted')}|[^\s,;&]+)"),
+     r"\1\2" + MASK),
 )
 
 

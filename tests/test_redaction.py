@@ -39,6 +39,31 @@ PGP_BLOCK = ("-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\nlQOYBG
         (f"before\n{PGP_BLOCK}\nafter", "=Ab9z"),
         ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n", "b3BlbnNzaC1r"),  # END cut off
         ("-----BEGIN ENCRYPTED PRIVATE KEY-----\\nMIIFHzBJ\\n-----END ENCRYPTED PRIVATE KEY-----", "MIIFHzBJ"),
+        # the gaps a review of issue 12, item 1 found
+        ("connecting to postgres://app:p@ssw0rd@db:5432/x", "ssw0rd"),
+        ("dsn='mysql://u:pa@ss@host/db' ok", "ss@host"),
+        ('{"password":"a\\"b-Esc-13","user":"bob"}', "b-Esc-13"),
+        ("{'password':'a\\'b-Esc-14'}", "b-Esc-14"),
+        (json.dumps({"raw": json.dumps({"db_password": 'a"b-Esc-15'})}), "b-Esc-15"),
+        ('login failed with password "a\\"b-Prose-16" rejected', "b-Prose-16"),
+        ('{"Authorization": "Token a\\"b-Auth-17", "user": "bob"}', "b-Auth-17"),
+        ("DB_PASS=Pass-18 next", "Pass-18"),
+        ("pass=Pass-19", "Pass-19"),
+        ("PGPASS=Pass-20", "Pass-20"),
+        ("dbPass: Pass-21", "Pass-21"),
+        ("passphrase=Phrase-22", "Phrase-22"),
+        ("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=QXp1cmUtMjM=;EndpointSuffix=core.windows.net",
+         "QXp1cmUtMjM"),
+        ("BlobEndpoint=https://a.blob.core.windows.net;SharedAccessSignature=sv=2022-11-02&ss=b&sig=Sas%2F24",
+         "Sas%2F24"),
+        ("GET https://a.blob.core.windows.net/c/b?sv=2022-11-02&sp=r&sig=Sas%2F25%3D&se=2026-01-01", "Sas%2F25"),
+        ("posting to https://hooks.slack.com/services/T0001/B0002/Hook26abcdefgh", "Hook26abcdefgh"),
+        ("https://discord.com/api/webhooks/123456789/Discord-27_token", "Discord-27_token"),
+        ("maps key AIzaSyA-Google28-abcdefghijklmnopqrstuv used", "Google28"),
+        ("stripe sk_live_Stripe29abcdefgh failed", "Stripe29"),
+        ("secret_key_base: Base-30-abcdef", "Base-30"),
+        ("PASSWORD_VALUE=Value-31", "Value-31"),
+        ('"api_token_b64": "VG9rZW4tMzI="', "VG9rZW4tMzI"),
     ],
 )
 def test_secrets_are_masked(text, secret):
@@ -79,9 +104,40 @@ def test_what_the_masks_keep():
     "unexpected token } in JSON at position 12",
     "the API key rotation job finished",
     ":cookie: thanks for the fix",
+    # lookalikes of the secret keys added after the review of issue 12, item 1
+    "bypass=true compass=north surpass=1 BYPASS_CACHE=1",
+    "killed by sig: 9",
+    "signature=sha256 verified",
+    "password_file: /run/secrets/db",  # a path to a secret, not the secret
+    "secret_name: db-creds",
+    "token_ttl=3600 password_min_length: 12",
+    "https://hooks.slack.com/commands/T0001/1/abc",  # a response URL, not an incoming webhook
+    "postgres://db:5432/shop?sslmode=require",
+    "https://host:8443/a@b",  # no user:password before the host
 ])
 def test_ordinary_text_is_left_alone(text):
     assert redact(text) == text
+
+
+def test_what_the_new_masks_keep():
+    """URL credentials are masked up to the last '@' before the next '/', whitespace or quote
+    (a password may hold '@' and ':', not '/'); a quoted value ends at its unescaped quote; a
+    SAS URL keeps every field but the signature; a webhook URL keeps its host."""
+    assert redact("postgres://app:p@ss:w0rd@db:5432/x") == f"postgres://{MASK}@db:5432/x"
+    assert redact("url='postgres://app:p@ss@db/x' ok") == f"url='postgres://{MASK}@db/x' ok"
+    assert redact('{"password":"a\\"b","user":"bob"}') == f'{{"password":{MASK},"user":"bob"}}'
+    assert redact('{"password":"a\\\\","user":"bob"}') == f'{{"password":{MASK},"user":"bob"}}'
+    escaped = json.dumps({"raw": json.dumps({"db_password": 'a"b', "user": "bob"})})
+    assert redact(escaped) == '{"raw": "{\\"db_password\\": ' + MASK + ', \\"user\\": \\"bob\\"}"}'
+    assert redact("DB_PASS=x1 user=bob") == f"DB_PASS={MASK} user=bob"
+    assert redact("pass=12 fail=0") == f"pass={MASK} fail=0", "ambiguous, so masked: when unsure, mask"
+    assert redact("https://a.blob.core.windows.net/c?sv=2022-11-02&sig=AbC%2F&se=2026") == \
+        f"https://a.blob.core.windows.net/c?sv=2022-11-02&sig={MASK}&se=2026"
+    assert redact("AccountName=acct;AccountKey=QUJD==;EndpointSuffix=core.windows.net") == \
+        f"AccountName=acct;AccountKey={MASK};EndpointSuffix=core.windows.net"
+    assert redact("url https://hooks.slack.com/services/T1/B2/abc ok") == \
+        f"url https://hooks.slack.com/services/{MASK} ok"
+    assert redact("secret_key_base: abc") == f"secret_key_base: {MASK}"
 
 
 def test_a_key_that_merely_contains_a_secret_word_is_not_a_secret():

@@ -13,8 +13,11 @@ the value is plainly not secret (`bot.redaction.shown_setting`: a feature flag, 
 replica count, an address without credentials); otherwise it reads `[REDACTED]`. A `valueFrom`
 shows its reference (`secretKeyRef orders-db/dsn`), which is not secret. In `command` and
 `args`, the value of a secret-named flag (`--db-password=…`, `--token …`) and any
-secret-looking argument are masked the same way. The diff is masked here, where it is made,
-so no later stage (the analyzers' evidence, the evidence file, the model) ever holds a value.
+secret-looking argument are masked the same way; so are a probe's `exec.command` and its
+`httpGet.httpHeaders` values (an `X-Api-Key` or `Authorization` header on a liveness probe),
+each header judged by its name and value like an env var. The diff is masked here, where it
+is made, so no later stage (the analyzers' evidence, the evidence file, the model) ever holds
+a value.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ _CONTAINER_FIELDS = ("image", "command", "args", "envFrom", "resources", "livene
 _POD_FIELDS = ("volumes", "serviceAccountName", "nodeSelector", "affinity", "tolerations", "imagePullSecrets",
                "priorityClassName", "topologySpreadConstraints", "hostNetwork", "dnsPolicy")
 _IGNORED_ANNOTATIONS = ("kubectl.kubernetes.io/restartedAt",)
-_ARGUMENT_FIELDS = ("command", "args")
+_PROBE_FIELDS = ("livenessProbe", "readinessProbe", "startupProbe")
 # How a valueFrom source is shown: the reference's fields that name it (none is secret).
 _VALUE_FROM_REFERENCES = (("secretKeyRef", ("name", "key")), ("configMapKeyRef", ("name", "key")),
                           ("fieldRef", ("fieldPath",)), ("resourceFieldRef", ("containerName", "resource")))
@@ -91,8 +94,35 @@ def _masked_arguments(value: Any) -> Any:
     return masked
 
 
+def _masked_header(header: Any) -> Any:
+    """A probe's HTTP header with its value shown only when plainly not secret, judged as the
+    env var of the same name (`X-Probe-Mode` as `X_PROBE_MODE`)."""
+    if not isinstance(header, dict) or "value" not in header:
+        return header
+    return {**header, "value": _env_shown(str(header.get("name", "")).replace("-", "_"), header["value"])}
+
+
+def _masked_probe(probe: Any) -> Any:
+    """A probe with its `httpGet.httpHeaders` values and its `exec.command` masked."""
+    if not isinstance(probe, dict):
+        return probe
+    masked = dict(probe)
+    http, run = probe.get("httpGet"), probe.get("exec")
+    if isinstance(http, dict) and isinstance(http.get("httpHeaders"), list):
+        masked["httpGet"] = {**http, "httpHeaders": [_masked_header(h) for h in http["httpHeaders"]]}
+    if isinstance(run, dict) and "command" in run:
+        masked["exec"] = {**run, "command": _masked_arguments(run["command"])}
+    return masked
+
+
+# How each container field that may hold a secret is masked before the diff shows it.
+_MASKED_FIELDS = {"command": _masked_arguments, "args": _masked_arguments,
+                  **dict.fromkeys(_PROBE_FIELDS, _masked_probe)}
+
+
 def _shown(key: str, value: Any) -> Any:
-    return _short(_masked_arguments(value) if key in _ARGUMENT_FIELDS else value)
+    masker = _MASKED_FIELDS.get(key)
+    return _short(masker(value) if masker else value)
 
 
 def template_changes(before: dict[str, Any], after: dict[str, Any]) -> list[TemplateChange]:

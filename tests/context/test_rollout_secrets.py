@@ -51,3 +51,33 @@ def test_secret_flags_in_args_are_masked():
     assert "hunter" not in diff.before + diff.after and "tok-" not in diff.before + diff.after
     assert "a8f3k2j9d8s7f6g5" not in diff.after
     assert '"--db-password=[REDACTED]"' in diff.after and '"--model","e5-large-v2-int8"' in diff.after
+
+
+def probe(headers, command=None):
+    check = {"exec": {"command": command}} if command else \
+        {"httpGet": {"path": "/healthz", "port": 8080, "httpHeaders": headers}}
+    return {"metadata": {}, "spec": {"containers": [{"name": "api", "image": "api:1", "livenessProbe": check,
+                                                     "readinessProbe": check}]}}
+
+
+def test_probe_header_values_are_masked_unless_plainly_not_secret():
+    before = probe([{"name": "X-Api-Key", "value": "probe-key-1111"}, {"name": "Host", "value": "api.shop.svc"}])
+    after = probe([{"name": "X-Api-Key", "value": "probe-key-2222"}, {"name": "Host", "value": "api.shop.svc"},
+                   {"name": "Authorization", "value": "Bearer probe-bearer-3333"},
+                   {"name": "X-Probe-Mode", "value": "deep"}, {"name": "X-Tenant", "value": "a8f3k2j9d8s7f6g5"}])
+    diff = changes(before, after)
+    for field in ("livenessProbe", "readinessProbe"):
+        shown = diff[field].before + diff[field].after
+        assert not any(secret in shown for secret in ("1111", "2222", "3333", "a8f3k2j9d8s7f6g5")), shown
+        assert '{"name":"X-Api-Key","value":"[REDACTED]"}' in diff[field].after
+        assert '{"name":"Authorization","value":"[REDACTED]"}' in diff[field].after
+        assert '{"name":"Host","value":"api.shop.svc"}' in diff[field].after, "an address is plainly not secret"
+        assert '{"name":"X-Probe-Mode","value":"deep"}' in diff[field].after, "a mode word is plainly not secret"
+        assert '"path":"/healthz"' in diff[field].after
+
+
+def test_an_exec_probe_command_is_masked_like_args():
+    diff = changes(probe([], ["grpc_health_probe", "--token", "tok-probe-1"]),
+                   probe([], ["grpc_health_probe", "--token", "tok-probe-2", "--addr=:8080"]))
+    shown = diff["livenessProbe"].before + diff["livenessProbe"].after
+    assert "tok-probe" not in shown and '"--addr=:8080"' in diff["livenessProbe"].after

@@ -1,8 +1,11 @@
 """Secrets in a bad rollout never leave the bot: the attack of issue 12, item 1, performed
 through the running bot, the sandbox API server, the Slack emulator and the PagerDuty
-emulator. The new revision of orders-api adds DB_PASSWORD, changes API_TOKEN and takes a key
-from a Secret; its crashed pod printed a password in prose, an escaped-JSON `db_password`, an
-`Authorization: Token` header and a PGP private key block. Nothing of those values may reach
+emulator. The new revision of orders-api adds DB_PASSWORD, changes API_TOKEN, takes a key
+from a Secret and changes its liveness probe's `X-Api-Key` header; its crashed pod printed a
+password in prose, an escaped-JSON `db_password`, an `Authorization: Token` header, a PGP
+private key block, and the shapes a review found next (a URL password holding '@', an escaped
+quote inside a quoted password, `DB_PASS=`, an Azure `AccountKey`, a Slack webhook URL,
+`secret_key_base`). Nothing of those values may reach
 Slack (messages in every version, blocks, uploaded files), the PagerDuty note, the timeline or
 the investigation row, while the RCA still says which variables changed."""
 
@@ -41,6 +44,14 @@ SECRETS = {
     "Authorization: Token": "Tok-Auth-0X77aa",
     "PGP key body": "PgpKeyBodySecretLine",
     "PGP key checksum": "=Pgp9",
+    "URL password holding '@'": "ss-Url-7781",
+    "escaped quote in a quoted password": "Esc-Quote-5512",
+    "DB_PASS": "Db-Pass-3307",
+    "Azure AccountKey": "QXp1cmUtOTkzMQ",
+    "Slack webhook URL": "SlackHook4410abc",
+    "secret_key_base": "Key-Base-6620",
+    "probe header (before)": "Probe-Key-Old-1190",
+    "probe header (after)": "Probe-Key-New-8812",
 }
 LEAKY_LOG_LINES = [
     '2026-09-03T16:16:58Z ERROR login failed for user "svc" with password "Sup3r-Prose-Pw"',
@@ -53,6 +64,13 @@ LEAKY_LOG_LINES = [
     "PgpKeyBodySecretLine0002ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefgh",
     "=Pgp9",
     "-----END PGP PRIVATE KEY BLOCK-----",
+    "2026-09-03T16:17:00Z ERROR dial postgres://orders:P@ss-Url-7781@orders-db:5432/orders failed",
+    json.dumps({"level": "error", "msg": "config", "password": 'q"Esc-Quote-5512'}),
+    "2026-09-03T16:17:00Z INFO env DB_PASS=Db-Pass-3307 DB_HOST=orders-db",
+    "2026-09-03T16:17:00Z INFO blob DefaultEndpointsProtocol=https;AccountName=orders;AccountKey=QXp1cmUtOTkzMQ==;"
+    "EndpointSuffix=core.windows.net",
+    "2026-09-03T16:17:00Z WARN notify https://hooks.slack.com/services/T0001/B0002/SlackHook4410abc failed",
+    "2026-09-03T16:17:00Z DEBUG secret_key_base: Key-Base-6620",
 ]
 
 
@@ -69,6 +87,9 @@ def leaky_scenario() -> Scenario:
             container = obj["spec"]["template"]["spec"]["containers"][0]
             new = obj["kind"] == "Deployment" or name == NEW_REVISION
             container["env"] = [*container.get("env", []), *(new_env if new else old_env)]
+            key = SECRETS["probe header (after)" if new else "probe header (before)"]
+            container["livenessProbe"] = {"httpGet": {"path": "/healthz", "port": 8080, "httpHeaders": [
+                {"name": "X-Api-Key", "value": key}]}}
         if obj["kind"] == "Pod" and name.startswith("orders-api-"):
             container = obj["spec"]["containers"][0]
             container["env"] = [*container.get("env", []), *(new_env if name.startswith(NEW_REVISION) else old_env)]
@@ -149,6 +170,7 @@ def test_no_secret_of_a_bad_rollout_reaches_slack_pagerduty_the_timeline_or_the_
         evidence = slack.files[0]["bytes"].decode()
         assert "containers[api].env.API_TOKEN" in evidence and "containers[api].env.DB_PASSWORD" in evidence
         assert "secretKeyRef payments/api-key" in evidence
+        assert "containers[api].livenessProbe" in evidence and '"name":"X-Api-Key","value":"[REDACTED]"' in evidence
         assert "containers[api].env.ORDERS_FEATURE_SPLIT_SHIPMENTS: None -> 'true'" in evidence, \
             "a feature flag is plainly not secret"
         assert "-----BEGIN PGP PRIVATE KEY BLOCK-----" not in evidence
