@@ -2,7 +2,7 @@
 log line or an alert annotation holds, so a pattern that backtracks would let one crafted
 1 MB line stall a worker. By construction: no pattern nests an unbounded quantifier inside
 another, and a key's prefix is never scanned (see `bot.redaction`); the 1 MB lines below
-are the shapes that made the previous patterns scan once per position (minutes each)."""
+are the shapes that made the previous patterns scan once per position (hours each)."""
 
 from __future__ import annotations
 
