@@ -36,13 +36,16 @@ import operator
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_api_client import PrometheusConnect
+from sqlalchemy.orm import Session
 
 from bot.db.engine import reading, unit_of_work
 from bot.db.models import Incident, Proposal
+from bot.policy import engine
 from bot.remediation import catalog, intent, operations, recovery, store
 from bot.remediation.kit import RemediationKit
 from bot.remediation.kube_write import KubeWriter, WriteError
@@ -57,11 +60,35 @@ COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator
 FIRST_CHECK_SECONDS = 5
 VERIFY_POLL_LEASE = timedelta(seconds=60)
 DECIDE_WINDOW = timedelta(days=7)  # how long the Roll back / Accept buttons of an unverified step stay valid
+EXPIRED_NOTE = ("Nobody rolled this step back or accepted it within {days} days: the buttons expired and the change "
+                "stays as it is. Propose a step if it still needs undoing.")
+ROLLBACK_GATES = ("kill_switch", "change_freeze")  # what stops a requested rollback at the moment it writes
 AMBIGUOUS = ("timeout", "unavailable")  # a write that failed this way may have been applied all the same
 
 
 class LeaseLost(Exception):
     """Another worker recovered the step: this one must not write."""
+
+
+class Denied(Exception):
+    """The policy denies the write now (a kill switch or freeze came on since it was asked for)."""
+
+    def __init__(self, reason: str, decision: dict[str, Any]):
+        super().__init__(reason)
+        self.reason, self.decision = reason, decision
+
+
+def gate_denial(kit: RemediationKit, session: Session, proposal: Proposal, phase: str, now: datetime,
+                gates: tuple[str, ...], **who: Any) -> tuple[str | None, engine.Decision]:
+    """The policy run for `proposal` with only `gates` deciding (and the engine itself: an
+    evaluation that failed is a deny). The approval rules about approving a step are left out
+    (no recorded approvals, no requester): this judges a decision about its result. The
+    denial's reason with its hint, or None; and the whole decision for the timeline."""
+    request, state = kit.request(session, proposal, phase, now, **who)
+    decision = engine.decide(replace(request, approvals=(), requester=None), kit.policy, state)
+    denial = next((g for g in decision.gates if g.outcome == "deny" and (g.gate in gates or g.gate == "engine")),
+                  None)
+    return (None if denial is None else f"{denial.reason}. {engine.HINTS.get(denial.gate, '')}".strip()), decision
 
 
 def verify_query(verify: Verify, params: dict[str, Any]) -> str:
@@ -88,8 +115,9 @@ def sample(prometheus_url: str | None, query: str) -> float | None:
 class Executor:
     def __init__(self, kit: RemediationKit, owner: str, lease: timedelta = timedelta(seconds=300)):
         """`lease`: how long a worker holds a step it is writing before another may recover it.
-        Each Kubernetes request is bounded by half of it, and the lease is renewed just before
-        the write, so a live worker's write has finished (or been given up) when it lapses."""
+        Each Kubernetes request is bounded by half of it, and the lease is renewed (on the
+        condition that this worker still holds it) before every mutating request, so it lapses
+        only when the worker has stopped or hung, never during a live write of many calls."""
         self._kit, self._owner_prefix, self._lease = kit, owner, lease
 
     @property
@@ -104,7 +132,9 @@ class Executor:
         return f"{self._owner_prefix}:{uuid.uuid4().hex[:12]}"
 
     def writer(self, api_client, step: Step | None = None) -> KubeWriter:
-        """A writer whose every request ends (answered or given up) within half the lease."""
+        """A writer whose every request ends (answered or given up) within half the lease. With
+        the lease renewed before each mutating request (`_hold`, through `intent.Leased`), the
+        lease outlives every request a live worker has in flight, however many a write makes."""
         seconds = min(30.0, self._lease.total_seconds() / 2, *((step.timeout_seconds,) if step else ()))
         return KubeWriter(api_client, request_seconds=seconds)
 
@@ -117,6 +147,7 @@ class Executor:
             due = store.due_verifications(session, now)
             lapsed = store.lapsed(session, now)
             rollbacks = store.has_rollbacks(session)
+            undecided = store.undecided_past_window(session, now)
         recovered = [recovery.recover(self, proposal_id) for proposal_id in lapsed]
         for proposal_id in expired:  # one transaction each: rows lock proposal first, then incident
             with unit_of_work(kit.factory) as session:
@@ -132,7 +163,8 @@ class Executor:
                 ran += [work(proposal_id, owner) for proposal_id in claimed]
         for proposal_id in due:
             self.verify(proposal_id)
-        return bool(ran or due or any(recovered))
+        expired_undecided = [self.expire_undecided(proposal_id) for proposal_id in undecided]
+        return bool(ran or due or any(recovered) or any(expired_undecided))
 
     # -- run -------------------------------------------------------------------------------------
 
@@ -194,15 +226,31 @@ class Executor:
         return "verifying"
 
     def _intend(self, proposal_id: int, owner: str, status: str, key: str, calls: list[dict[str, Any]],
-                **values: Any) -> None:
+                gates: tuple[str, ...] = (), **values: Any) -> None:
         """Record what is about to be written (and renew the lease) while this worker still holds
-        it; LeaseLost otherwise. Committed before the write, so a recovery can always judge it."""
+        it; LeaseLost otherwise. Committed before the write, so a recovery can always judge it.
+        With `gates`, the policy's verdict on those gates is read in the same transaction, and a
+        denial (`Denied`) records nothing: a kill switch set until this moment stops the write."""
         now = self._kit.clock()
         with unit_of_work(self._kit.factory) as session:
-            current = session.get(Proposal, proposal_id).result or {}
+            proposal = session.get(Proposal, proposal_id)
+            if gates:
+                denial, decision = gate_denial(self._kit, session, proposal, "execute", now, gates)
+                if denial is not None:
+                    raise Denied(denial, decision.as_dict())
             if not store.renew(session, proposal_id, status, owner, now + self._lease,
-                               result={**current, key: {"calls": calls, "at": now.isoformat()}}, **values):
+                               result={**(proposal.result or {}), key: {"calls": calls, "at": now.isoformat()}},
+                               **values):
                 raise LeaseLost(proposal_id)
+
+    def _hold(self, proposal_id: int, owner: str, status: str) -> Callable[[], None]:
+        """The renewal `intent.Leased` runs before each mutating request of a write: the lease
+        is extended only while this worker holds it, else LeaseLost stops the write at once."""
+        def renew() -> None:
+            with unit_of_work(self._kit.factory) as session:
+                if not store.renew(session, proposal_id, status, owner, self._kit.clock() + self._lease):
+                    raise LeaseLost(proposal_id)
+        return renew
 
     def _apply(self, writer: KubeWriter, step: Step, params: dict[str, Any], proposal_id: int,
                owner: str) -> dict[str, Any]:
@@ -219,7 +267,7 @@ class Executor:
                 self._intend(proposal_id, owner, "running", "intent", calls, undo=undo)
                 done = {"summary": plan.summary, "diff": [[p, b, a] for p, b, a in plan.diff], "attempts": attempt}
                 try:
-                    outcome = plan.write(writer, False)
+                    outcome = plan.write(intent.Leased(writer, self._hold(proposal_id, owner, "running")), False)
                 except WriteError as exc:
                     if exc.kind not in AMBIGUOUS or self._judged(writer, calls, undo) != "applied":
                         raise
@@ -266,7 +314,7 @@ class Executor:
             proposal = session.get(Proposal, proposal_id)
             won = store.transition(session, proposal_id, from_statuses, status, now, owner=owner, finished_at=now,
                                    lease_owner=None, lease_until=None, next_check_at=None,
-                                   result={**(proposal.result or {}), **result})
+                                   result=recovery.settled({**(proposal.result or {}), **result}))
             if won:  # a worker that lost the race records nothing: the winner's entry stands
                 chain.append(session, incident_id, f"remediation.{status}", ACTOR, {"proposal": proposal_id, **result},
                               now)
@@ -277,17 +325,52 @@ class Executor:
     def unverified(self, proposal_id: int, incident_id: int, reason: str, result: dict[str, Any], owner: str | None,
                    from_statuses: tuple[str, ...] = ("verifying",)) -> str:
         """Applied, and nothing could say whether it worked: no rollback, no next step; a person
-        decides with the Roll back / Accept buttons (valid for `DECIDE_WINDOW`)."""
+        decides with the Roll back / Accept buttons, valid for `DECIDE_WINDOW`, after which the
+        step expires (`expire_undecided`: `next_check_at` is when)."""
         now = self._kit.clock()
+        until = now + DECIDE_WINDOW
         with unit_of_work(self._kit.factory) as session:
             current = session.get(Proposal, proposal_id).result or {}
             if store.transition(session, proposal_id, from_statuses, store.UNVERIFIED, now, owner=owner,
-                                lease_owner=None, lease_until=None, next_check_at=None,
-                                result={**current, **result, "unverified": reason,
-                                        "decide_until": (now + DECIDE_WINDOW).isoformat()}):
+                                lease_owner=None, lease_until=None, next_check_at=until,
+                                result=recovery.settled({**current, **result, "unverified": reason,
+                                                         "decide_until": until.isoformat()})):
                 chain.append(session, incident_id, "remediation.unverified", ACTOR,
                              {"proposal": proposal_id, "why": reason}, now)
         return store.UNVERIFIED
+
+    def back_to_unverified(self, proposal_id: int, incident_id: int, owner: str, note: str, kind: str,
+                           details: dict[str, Any]) -> str:
+        """A rollback a person asked for that did not write (denied by the policy, or found not
+        applied by a recovery): `rolling_back` → `unverified` again, buttons back, with the
+        same reason and the same decision window as before (it does not start over)."""
+        now = self._kit.clock()
+        with unit_of_work(self._kit.factory) as session:
+            proposal = session.get(Proposal, proposal_id)
+            current = proposal.result or {}
+            until = datetime.fromisoformat(current["decide_until"]) if current.get("decide_until") else \
+                now + DECIDE_WINDOW
+            if store.transition(session, proposal_id, ("rolling_back",), store.UNVERIFIED, now, owner=owner,
+                                lease_owner=None, lease_until=None, next_check_at=until,
+                                result={**current, "note": note, "decide_until": until.isoformat()}):
+                chain.append(session, incident_id, kind, ACTOR, {"proposal": proposal_id, **details}, now)
+        return store.UNVERIFIED
+
+    def expire_undecided(self, proposal_id: int) -> str | None:
+        """An unverified step nobody decided on within `DECIDE_WINDOW`: its buttons no longer
+        verify, so it ends `unverified_expired` (the change stays as it is, nothing is rolled
+        back, no next step); the thread's message says so and the timeline records it."""
+        now = self._kit.clock()
+        with unit_of_work(self._kit.factory) as session:
+            proposal = session.get(Proposal, proposal_id)
+            if not store.transition(session, proposal_id, (store.UNVERIFIED,), store.UNVERIFIED_EXPIRED, now,
+                                    finished_at=now, next_check_at=None,
+                                    result={**(proposal.result or {}), "note": EXPIRED_NOTE.format(
+                                        days=DECIDE_WINDOW.days)}):
+                return None
+            chain.append(session, proposal.incident_id, f"remediation.{store.UNVERIFIED_EXPIRED}", ACTOR,
+                         {"proposal": proposal_id, "window_days": DECIDE_WINDOW.days}, now)
+        return store.UNVERIFIED_EXPIRED
 
     # -- verify ----------------------------------------------------------------------------------
 
@@ -327,37 +410,31 @@ class Executor:
         if not url or verdict_at_deadline(real_samples) == "unverified":  # no Prometheus now: a person decides
             return self.unverified(proposal_id, incident_id, f"no data to verify with: {problem}", numbers, owner)
         if step.on_failure == "rollback" and step.rollback and step.rollback.operation:
-            return self._roll_back(proposal_id, incident_id, step, params, numbers, cluster, owner)
+            return self._roll_back(proposal_id, numbers, owner)
         return self.finish(proposal_id, incident_id, "failed", {**numbers, "error": "verification failed"},
                             owner=owner)
 
-    def _roll_back(self, proposal_id: int, incident_id: int, step: Step, params: dict[str, Any],
-                   numbers: dict[str, Any], cluster: str | None, owner: str) -> str:
-        kit = self._kit
-        with unit_of_work(kit.factory) as session:
-            undo = session.get(Proposal, proposal_id).undo
-        access = kit.clusters.resolve(cluster)
-        if access is None or access.api_client is None:
-            return self.finish(proposal_id, incident_id, "rollback_failed",
-                                {**numbers, "error": "verification failed; Kubernetes unreachable for the rollback"},
-                                owner=owner)
-        api_client = access.api_client()
-        try:
-            rollback_writes(self.writer(api_client), step, params, undo)
-        except (WriteError, operations.InputError) as exc:
-            return self.finish(proposal_id, incident_id, "rollback_failed",
-                                {**numbers, "error": f"verification failed; the rollback failed too: {exc}"},
-                                owner=owner)
-        finally:
-            api_client.close()
-        return self.finish(proposal_id, incident_id, "rolled_back",
-                            {**numbers, "error": "verification failed; the step was rolled back"}, owner=owner)
+    def _roll_back(self, proposal_id: int, numbers: dict[str, Any], owner: str) -> str:
+        """After a failed verification (`on_failure: rollback`): `verifying` → `rolling_back`
+        under this worker's lease, then the same path as a rollback a person asked for (intent
+        recorded before the write), so a kill during it is recovered, never re-applied."""
+        now = self._kit.clock()
+        with unit_of_work(self._kit.factory) as session:
+            current = session.get(Proposal, proposal_id).result or {}
+            if not store.transition(session, proposal_id, ("verifying",), "rolling_back", now, owner=owner,
+                                    lease_owner=owner, lease_until=now + self._lease, next_check_at=None,
+                                    result={**current, **numbers, store.AUTO_ROLLBACK: True}):
+                return "taken"
+        return self.roll_back_requested(proposal_id, owner)
 
-    # -- a rollback a person asked for (an unverified step's Roll back button) ------------------
+    # -- a rollback: a person's (an unverified step's Roll back button) or after a failed check ----
 
     def roll_back_requested(self, proposal_id: int, owner: str) -> str:
-        """`rolling_back` (claimed by this worker): the undo's intent is recorded before its
-        write, as for a step, so a crash here is recovered without writing twice."""
+        """`rolling_back` (claimed by this worker). For a person's Roll back, the policy's
+        `ROLLBACK_GATES` are read again just before the write (a kill switch or freeze set after
+        the click stops it: back to `unverified`, said in the thread and on the timeline). The
+        undo's intent is recorded before its write and the lease renewed before each request,
+        as for a step, so a crash here is recovered without writing twice."""
         kit = self._kit
         with reading(kit.factory) as session:
             proposal = session.get(Proposal, proposal_id)
@@ -365,23 +442,33 @@ class Executor:
             params, cluster, incident_id, undo = dict(proposal.params), proposal.cluster, proposal.incident_id, \
                 proposal.undo
             who = (proposal.result or {}).get("rollback_requested_by")
+            automatic = bool((proposal.result or {}).get(store.AUTO_ROLLBACK))
         access = kit.clusters.resolve(cluster)
         failed = {"from_statuses": ("rolling_back",), "owner": owner, "next_step": False}
+        why = "verification failed; " if automatic else ""
         if access is None or access.api_client is None or step is None:
             return self.finish(proposal_id, incident_id, "rollback_failed",
-                                {"error": "the rollback could not start: Kubernetes or the step is gone"}, **failed)
+                                {"error": f"{why}the rollback could not start: Kubernetes or the step is gone"},
+                                **failed)
         api_client = access.api_client()
         try:
             rollback_writes(self.writer(api_client, step), step, params, undo, before_write=lambda calls: self._intend(
-                proposal_id, owner, "rolling_back", "rollback_intent", calls))
+                proposal_id, owner, "rolling_back", "rollback_intent", calls, gates=() if automatic else ROLLBACK_GATES),
+                renew=self._hold(proposal_id, owner, "rolling_back"))
         except LeaseLost:
             return "taken"
+        except Denied as exc:
+            log.warning("rollback of step %s denied at execution: %s", proposal_id, exc.reason)
+            return self.back_to_unverified(proposal_id, incident_id, owner, f"Not rolled back: {exc.reason}",
+                                           "remediation.rollback_denied", {"reason": exc.reason,
+                                                                           "decision": exc.decision})
         except (WriteError, operations.InputError) as exc:
             return self.finish(proposal_id, incident_id, "rollback_failed",
-                                {"error": f"the rollback failed: {exc}"}, **failed)
+                                {"error": f"{why}the rollback failed{' too' if automatic else ''}: {exc}"}, **failed)
         finally:
             api_client.close()
-        return self.finish(proposal_id, incident_id, "rolled_back", {"rolled_back_by": who}, **failed)
+        done = {"error": "verification failed; the step was rolled back"} if automatic else {"rolled_back_by": who}
+        return self.finish(proposal_id, incident_id, "rolled_back", done, **failed)
 
 
 def rollback_available(step: Step | None, undo: dict[str, Any] | None) -> bool:
@@ -392,23 +479,24 @@ def rollback_available(step: Step | None, undo: dict[str, Any] | None) -> bool:
 
 
 def rollback_writes(writer: KubeWriter, step: Step, params: dict[str, Any], undo: dict[str, Any] | None,
-                    before_write: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+                    before_write: Callable[[list[dict[str, Any]]], None], renew: Callable[[], None]) -> None:
     """Dry-run then apply the step's rollback: its declared operation, else the captured undo.
-    `before_write` gets the calls the dry run made, before the real write (to record them)."""
+    `before_write` gets the calls the dry run made, before the real write (to record them);
+    `renew` runs before each of the real write's requests (`intent.Leased`)."""
     recorder = intent.Recorder(writer)
+    leased = intent.Leased(writer, renew)
     operation = step.rollback.operation if step.rollback else None
     if operation and operation != operations.RESTORE:
         values = {k: catalog.render(v, params) for k, v in step.rollback.input.items()}
         plan = operations.plan(writer, operation, values)
         plan.write(recorder, True)
-        write = lambda: plan.write(writer, False)  # noqa: E731
+        write = lambda: plan.write(leased, False)  # noqa: E731
     else:
         if not undo:
             raise WriteError("invalid", "nothing was captured to restore")
         operations.apply_undo(recorder, undo, dry_run=True)
-        write = lambda: operations.apply_undo(writer, undo)  # noqa: E731
-    if before_write is not None:
-        before_write(recorder.calls)
+        write = lambda: operations.apply_undo(leased, undo)  # noqa: E731
+    before_write(recorder.calls)
     write()
 
 

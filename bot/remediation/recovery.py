@@ -16,7 +16,8 @@ target. Each executor round therefore looks for lapsed leases and recovers those
    step has no check); not applied → `failed`, not retried (a person proposes it again if it
    is still wanted); undecided → `failed` for a person to check. A rollback found applied is
    `rolled_back`; one not applied goes back to `unverified` (the buttons return); undecided is
-   `rollback_failed`. The proposal message in the thread says which, and so does the timeline.
+   `rollback_failed`; an automatic rollback (after a failed check) not applied is
+   `rollback_failed` too, for a person to check. The proposal message in the thread says which, and so does the timeline.
 """
 
 from __future__ import annotations
@@ -48,7 +49,22 @@ NOTES = {  # (status when the worker died, verdict) -> what the thread says
                                      "and not retried: click Roll back again if it is still wanted.",
     ("rolling_back", "undecided"): "The bot restarted while rolling this step back and could not tell whether the "
                                    "rollback was applied ({detail}): check {target} by hand.",
+    (store.AUTO_ROLLBACK, "applied"): "The bot restarted while rolling this step back after its check failed; the "
+                                  "rollback was found applied.",
+    (store.AUTO_ROLLBACK, "not_applied"): "The bot restarted while rolling this step back after its check failed; the "
+                                      "rollback was not applied and not retried: check {target} by hand.",
+    (store.AUTO_ROLLBACK, "undecided"): "The bot restarted while rolling this step back after its check failed and could "
+                                    "not tell whether the rollback was applied ({detail}): check {target} by hand.",
 }
+# A note that speaks of what happens next, and what it says once the step has moved on (a final
+# status, or unverified): the thread never keeps saying "verifying it now" after the verdict.
+SETTLED = {NOTES[("running", "applied")]: "The bot restarted while applying this step; the change was found applied."}
+
+
+def settled(result: dict[str, Any]) -> dict[str, Any]:
+    """`result` with a recovery note about the next move replaced by its past form."""
+    note = result.get("note")
+    return {**result, "note": SETTLED[note]} if note in SETTLED else result
 
 
 def _judge(executor: Executor, cluster: str | None, calls: list[dict[str, Any]],
@@ -96,7 +112,8 @@ def recover(executor: Executor, proposal_id: int) -> bool:
                                 result={**result, "recovery_tries": tries})
                 return True
             judgement = intent.Judgement("undecided", "Kubernetes could not be read")
-    note = NOTES[(status, judgement.verdict)].format(detail=judgement.detail, target=proposal.target)
+    kind = store.AUTO_ROLLBACK if status == "rolling_back" and result.get(store.AUTO_ROLLBACK) else status
+    note = NOTES[(kind, judgement.verdict)].format(detail=judgement.detail, target=proposal.target)
     with unit_of_work(kit.factory) as session:
         if not store.renew(session, proposal_id, status, owner, kit.clock() + executor.lease,
                            result={**result, "note": note}):
@@ -107,9 +124,9 @@ def recover(executor: Executor, proposal_id: int) -> bool:
     log.warning("step %s recovered after its worker stopped (%s): %s", proposal_id, status, judgement.verdict)
     outcome = {"note": note}
     if status == "rolling_back":
-        if judgement.verdict == "not_applied":
-            executor.unverified(proposal_id, incident_id, "the rollback was not applied", outcome, owner,
-                                ("rolling_back",))
+        if judgement.verdict == "not_applied" and kind == "rolling_back":  # a person's: the buttons come back
+            executor.back_to_unverified(proposal_id, incident_id, owner, note, "remediation.unverified",
+                                        {"why": "the rollback was not applied"})
         else:
             executor.finish(proposal_id, incident_id, "rolled_back" if judgement.verdict == "applied"
                              else "rollback_failed", outcome, owner=owner, from_statuses=("rolling_back",),

@@ -24,13 +24,18 @@ ACTIVE = ("approved", *IN_FLIGHT)
 # Applied, verification impossible (no data): waits for a person's Accept or Roll back. Nothing is
 # in flight, so it neither blocks its target nor counts as active; it does count as a run.
 UNVERIFIED = "unverified"
+# Unverified, and nobody decided within the buttons' window: final, the change stays as it is.
+UNVERIFIED_EXPIRED = "unverified_expired"
 RAN = ("running", "verifying", "succeeded", "failed", "rolled_back", "rollback_failed", UNVERIFIED, "accepted",
-       "rollback_requested", "rolling_back")
+       "rollback_requested", "rolling_back", UNVERIFIED_EXPIRED)
 FINAL = ("succeeded", "failed", "rolled_back", "rollback_failed", "rejected", "expired", "denied", "described",
-         "accepted")
+         "accepted", UNVERIFIED_EXPIRED)
 # Statuses whose worker holds a lease while it writes to the cluster: a lapsed lease means the
 # worker died mid-step, and `bot.remediation.recovery` takes the step over (never re-applying it).
 RECOVERABLE = ("running", "rolling_back")
+# The result key that marks a rollback nobody asked for (after a failed verification, `on_failure:
+# rollback`): it goes through `rolling_back` like a person's, without their buttons to come back to.
+AUTO_ROLLBACK = "auto_rollback"
 
 
 def transition(session: Session, proposal_id: int, from_statuses: tuple[str, ...], to_status: str, now: datetime,
@@ -194,6 +199,14 @@ def renew(session: Session, proposal_id: int, status: str, owner: str, until: da
         update(Proposal).where(Proposal.id == proposal_id, Proposal.status == status, Proposal.lease_owner == owner)
         .values(lease_until=until, **values).execution_options(synchronize_session=False))
     return result.rowcount == 1
+
+
+def undecided_past_window(session: Session, now: datetime, limit: int = 10) -> list[int]:
+    """Unverified steps whose decision window ended (`next_check_at`, set to the end of the
+    window when the step became unverified): to expire."""
+    return list(session.execute(
+        select(Proposal.id).where(Proposal.status == UNVERIFIED, Proposal.next_check_at <= now)
+        .order_by(Proposal.next_check_at).limit(limit)).scalars())
 
 
 def claim_rollbacks(session: Session, now: datetime, owner: str, lease: timedelta, limit: int = 5) -> list[int]:

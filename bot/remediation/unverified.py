@@ -16,13 +16,15 @@ evaluated without the recorded approvals and without a requester.
   Refused when another step is in flight on the target, or when a later step ran on it (the
   undo would overwrite that change too), or when there is nothing to undo.
 
-Every click, refused or not, is on the timeline (`remediation.verification_clicked`); a refused
-one is answered to the clicker alone.
+Every click, refused or not, is on the timeline (`remediation.verification_clicked`; a value that
+does not verify is `click.refused` on the thread's incident); a refused one is answered to the
+clicker alone. A Roll back is checked again by the executor just before it writes
+(`execute.ROLLBACK_GATES`); a kill switch or freeze set since the click returns it here.
+After `execute.DECIDE_WINDOW` with no decision the step ends `unverified_expired`.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -30,16 +32,17 @@ from sqlalchemy.orm import Session
 from bot.db.engine import unit_of_work
 from bot.db.locks import ROW_LOCK
 from bot.db.models import Proposal
+from bot.incidents import refused_clicks
 from bot.policy import engine
 from bot.remediation import store, tokens
-from bot.remediation.clicks import ClickResult
-from bot.remediation.execute import propose_next, rollback_available
+from bot.remediation.clicks import Click, ClickResult
+from bot.remediation.execute import ROLLBACK_GATES, gate_denial, propose_next, rollback_available
 from bot.remediation.kit import RemediationKit
 from bot.timeline import chain
 
 ROLLBACK, ACCEPT = "verify_rollback", "verify_accept"
 CLICK_GATES = {
-    ROLLBACK: ("kill_switch", "change_freeze", "actor_and_channel", "approval"),  # it writes to the cluster
+    ROLLBACK: (*ROLLBACK_GATES, "actor_and_channel", "approval"),  # it writes to the cluster (checked again then)
     ACCEPT: ("actor_and_channel", "approval"),  # it writes nothing: only who may decide
 }
 REFUSED = {ROLLBACK: "Not rolled back", ACCEPT: "Not accepted"}
@@ -64,12 +67,10 @@ def _refusal(kit: RemediationKit, session: Session, proposal: Proposal, purpose:
         return f"this step is {proposal.status.replace('_', ' ')}, no longer waiting for a decision", None
     if not channel:
         return "the click came from no channel", None
-    request, state = kit.request(session, proposal, "click", now, actor=user, actor_groups=groups, channel=channel)
-    decision = engine.decide(replace(request, approvals=(), requester=None), kit.policy, state)
-    denial = next((g for g in decision.gates if g.outcome == "deny" and
-                   (g.gate in CLICK_GATES[purpose] or g.gate == "engine")), None)
+    denial, decision = gate_denial(kit, session, proposal, "click", now, CLICK_GATES[purpose], actor=user,
+                                   actor_groups=groups, channel=channel)
     if denial is not None:
-        return f"{denial.reason}. {engine.HINTS.get(denial.gate, '')}".strip(), decision
+        return denial, decision
     if purpose == ROLLBACK:
         _runbook, step = kit.step_of(proposal)
         if not rollback_available(step, proposal.undo):
@@ -82,27 +83,22 @@ def _refusal(kit: RemediationKit, session: Session, proposal: Proposal, purpose:
     return None, decision
 
 
-def _record_bad_value(kit: RemediationKit, purpose: str, value: str, user: str, why: str, now: datetime) -> None:
-    """A refused value still names a proposal (unverified): the click goes on that incident's
-    timeline when the proposal exists, so tampering is on the record."""
-    head = (value or "").split(".", 1)[0]
-    if not head.isdigit() or len(head) > 18:
-        return
-    with unit_of_work(kit.factory) as session:
-        proposal = session.get(Proposal, int(head))
-        if proposal is not None:
-            chain.append(session, proposal.incident_id, "remediation.verification_clicked", f"slack:{user}",
-                         {"proposal": proposal.id, "action": purpose, "refused": why, "value_verified": False}, now)
+def click(kit: RemediationKit, purpose: str, signed: Click) -> ClickResult:
+    """Roll back (`ROLLBACK`) or Accept (`ACCEPT`) an unverified step, or say why not.
 
-
-def click(kit: RemediationKit, purpose: str, value: str, user: str, channel: str | None) -> ClickResult:
-    """Roll back (`ROLLBACK`) or Accept (`ACCEPT`) an unverified step, or say why not."""
+    A value that does not verify names nothing we trust (the proposal id in it may be anyone's):
+    the refusal goes to the incident whose thread holds the clicked message, read from Slack's
+    signed payload (`refused_clicks`), never to the one the value names."""
     now = kit.clock()
+    user, channel = signed.user, signed.channel
     try:
-        proposal_id = tokens.verify(kit.key, purpose, value, now)
+        proposal_id = tokens.verify(kit.key, purpose, signed.value, now)
     except tokens.TokenError as exc:
-        _record_bad_value(kit, purpose, value, user, str(exc), now)
-        return ClickResult(False, f"{REFUSED[purpose]}: {exc}.")
+        message = f"{REFUSED[purpose]}: {exc}."
+        with unit_of_work(kit.factory) as session:
+            incident_id = refused_clicks.record(session, None, user=user, action=purpose, reason=message,
+                                                channel=channel, message_ts=signed.message_ts, now=now)
+        return ClickResult(False, message, None, incident_id)
     groups = kit.groups.groups_of(user)  # before any lock: it may ask Slack and PagerDuty
     with unit_of_work(kit.factory) as session:
         proposal = session.get(Proposal, proposal_id, with_for_update=ROW_LOCK)

@@ -16,19 +16,11 @@ from bot.runtime import Runtime
 from bot.slack import inbound
 from bot.slack.gateway import SlackError
 from bot.slack.render.proposal import APPROVE_ACTION_ID, REJECT_ACTION_ID
-from bot.slack.render.text import plain, untrusted
+from bot.slack.render.text import plain
+from handlers.slack.ephemeral import tell
 
 log = logging.getLogger(__name__)
 REJECT_VIEW = "step_reject_reason"
-
-
-def _tell(runtime: Runtime, channel: str | None, user: str, text: str) -> None:
-    if not channel:
-        return
-    try:
-        runtime.gateway.post_ephemeral(channel, user, untrusted(text, 1000))
-    except SlackError as error:
-        log.warning("could not tell %s about their click: %s", user, error)
 
 
 def click_of(body: dict, action: dict) -> clicks.Click:
@@ -59,7 +51,7 @@ def register(app: App, runtime: Runtime) -> None:
         ack()
         click = click_of(body, action)
         result = clicks.approve(kit, click)
-        _tell(runtime, click.channel, click.user, (":white_check_mark: " if result.ok else ":no_entry: ") + result.message)
+        tell(runtime, click.channel, click.user, (":white_check_mark: " if result.ok else ":no_entry: ") + result.message)
         runtime.workers.wake_stages()
 
     @app.action(REJECT_ACTION_ID)
@@ -68,7 +60,7 @@ def register(app: App, runtime: Runtime) -> None:
         click = click_of(body, action)
         checked = clicks.check_reject(kit, click)
         if not checked.ok:
-            _tell(runtime, click.channel, click.user, ":no_entry: " + checked.message)
+            tell(runtime, click.channel, click.user, ":no_entry: " + checked.message)
             return
         trigger = body.get("trigger_id")
         if isinstance(trigger, str) and trigger:
@@ -78,7 +70,7 @@ def register(app: App, runtime: Runtime) -> None:
             except SlackError as exc:
                 log.warning("reason dialog not opened (%s): rejecting without a reason", exc)
         result = clicks.reject(kit, click, "")
-        _tell(runtime, click.channel, click.user, (":no_entry_sign: " if result.ok else ":no_entry: ") + result.message)
+        tell(runtime, click.channel, click.user, (":no_entry_sign: " if result.ok else ":no_entry: ") + result.message)
         runtime.workers.wake_stages()
 
     @app.view(REJECT_VIEW)

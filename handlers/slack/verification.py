@@ -1,14 +1,17 @@
-"""Roll back / Accept on a step that could not be verified. Thin: ack, call the flow, answer the
-clicker (ephemeral) with what happened or why not; the flow writes the timeline."""
+"""Roll back / Accept on a step that could not be verified. Thin: ack, read who clicked what where
+from the signed payload (`bot.slack.inbound`), call the flow, answer the clicker (ephemeral)
+with what happened or why not; the flow writes the timeline."""
 
 from __future__ import annotations
 
 from slack_bolt import Ack, App
 
 from bot.remediation import unverified
+from bot.remediation.clicks import Click
 from bot.runtime import Runtime
+from bot.slack import inbound
 from bot.slack.render.proposal import VERIFY_ACCEPT_ACTION_ID, VERIFY_ROLLBACK_ACTION_ID
-from handlers.slack.approvals import _tell
+from handlers.slack.ephemeral import tell
 
 BUTTONS = {VERIFY_ROLLBACK_ACTION_ID: unverified.ROLLBACK, VERIFY_ACCEPT_ACTION_ID: unverified.ACCEPT}
 
@@ -18,10 +21,10 @@ def register(app: App, runtime: Runtime) -> None:
 
     def decided(ack: Ack, body: dict, action: dict) -> None:
         ack()
-        user = body.get("user", {}).get("id", "")
-        channel = (body.get("channel") or {}).get("id")
-        result = unverified.click(kit, BUTTONS[action.get("action_id")], action.get("value", ""), user, channel)
-        _tell(runtime, channel, user, (":white_check_mark: " if result.ok else ":no_entry: ") + result.message)
+        click = Click(inbound.field(action, "value") or "", inbound.user_id(body), inbound.channel_id(body),
+                      inbound.message_ts(body))
+        result = unverified.click(kit, BUTTONS[action.get("action_id")], click)
+        tell(runtime, click.channel, click.user, (":white_check_mark: " if result.ok else ":no_entry: ") + result.message)
         runtime.workers.wake_stages()
 
     for action_id in BUTTONS:

@@ -9,88 +9,31 @@ answer; the server is SIGKILLed during the hold and started again.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import requests
 from sqlalchemy import update
 
 from bot.db.models import Incident, Investigation
-from bot.sandbox.promstack import free_port
 from bot.sandbox.scenario_alerts import webhook_body
 from bot.sandbox.slack_emulator import SlackEmulator
 from tests.conftest import SIGNING_SECRET, WEBHOOK_TOKEN
 from tests.context.sandbox import served, shared
 from tests.payloads import am_alert, am_body
+from tests.server_process import ServerProcess
 
 HOLD_SECONDS = 120  # far longer than the test needs: the kill always lands inside the hold
 RCA = "Root cause analysis"
 
 
-class BotProcess:
-    """`python -m bot serve` with the given environment; `kill()` is SIGKILL, as a crash."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path):
-        self._env, self._log_dir = env, log_dir
-        self._process: subprocess.Popen | None = None
-        self._runs = 0
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self._runs += 1
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSBOT_") and k != "DATABASE_URL"}
-        log = (self._log_dir / f"serve-{self._runs}.log").open("w")
-        self._process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(self.port)],
-                                         env={**clean, **self._env}, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self._process.poll() is None, self.logs()
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"serve did not become ready:\n{self.logs()}")
-
-    def kill(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGKILL)
-        self._process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-
-    def logs(self) -> str:
-        return "\n".join(path.read_text() for path in sorted(self._log_dir.glob("serve-*.log")))
-
-    def post_alerts(self, body: bytes) -> None:
-        response = requests.post(f"{self.url}/webhooks/alertmanager", data=body, timeout=10,
-                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {WEBHOOK_TOKEN}"})
-        assert response.status_code == 202, response.text
-
-
 @pytest.fixture
 def serve(database_url, engine, slack, tmp_path) -> Iterator:  # engine: the database is migrated
-    """serve(**env): a `BotProcess` on this test's database and emulator, started."""
+    """serve(**env): a `ServerProcess` on this test's database and emulator, started."""
     stack = ExitStack()
 
-    def start(**env: str) -> BotProcess:
+    def start(**env: str) -> ServerProcess:
         settings = {
             "OPSBOT_DATABASE_URL": database_url, "OPSBOT_SLACK_API_URL": slack.base_url,
             "OPSBOT_SLACK_BOT_TOKEN": slack.bot_token, "OPSBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -99,7 +42,7 @@ def serve(database_url, engine, slack, tmp_path) -> Iterator:  # engine: the dat
             "OPSBOT_INTAKE_PROCESSES": "0", "OPSBOT_DATA_DIR": str(tmp_path), "OPSBOT_LOG_FORMAT": "text",
             **env,
         }
-        process = BotProcess(settings, tmp_path)
+        process = ServerProcess(settings, tmp_path)
         stack.callback(process.stop)
         process.start()
         return process
@@ -119,7 +62,7 @@ def leases_run_out(engine) -> None:
                            .values(lease_until=past))
 
 
-def kill_during_the_held_answer(bot: BotProcess, slack: SlackEmulator, engine, match) -> dict:
+def kill_during_the_held_answer(bot: ServerProcess, slack: SlackEmulator, engine, match) -> dict:
     """Hold the answer to the next post that `match`es, SIGKILL the bot while it waits for it,
     restart it; returns the message Slack applied."""
     held = slack.delay_answer("chat.postMessage", HOLD_SECONDS, match=match)

@@ -11,32 +11,27 @@ not denied as "already running".
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
 import pytest
-import requests
 from sqlalchemy import select
 
 from bot.clock import utc_now
 from bot.db.engine import make_session_factory, unit_of_work
 from bot.db.models import Proposal, TimelineEntry
+from bot.remediation import recovery
 from bot.runtime import REPO
 from bot.sandbox.kube import KubeApiServer, SandboxCluster
 from bot.sandbox.kube.state_metrics import StateMetricsServer
 from bot.sandbox.paths import shared_scenarios_dir
-from bot.sandbox.promstack import free_port
 from bot.sandbox.scenario import Scenario
 from bot.sandbox.scenario_io import read_single_document
 from bot.sandbox.scenario_metrics import load_metrics_into
-from tests.concurrency import eventually
 from tests.conftest import SIGNING_SECRET, WEBHOOK_TOKEN, RunningBot
 from tests.remediation.world import ALICE, BOB, POLICY, World
+from tests.server_process import ServerProcess
 
 pytestmark = pytest.mark.prometheus
 DEPLOYMENT_PATH = "/apis/apps/v1/namespaces/orders/deployments/orders-api"
@@ -51,54 +46,9 @@ def scenario_now(name: str) -> Scenario:
 
 
 @dataclass
-class Server:
-    """`python -m bot serve` as a user runs it, with its settings in the environment."""
-
-    env: dict[str, str]
-    process: subprocess.Popen | None = None
-    url: str = ""
-
-    def start(self) -> str:
-        self.launch()
-        return self.wait_ready()
-
-    def launch(self) -> None:
-        port = free_port()
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSBOT_") and k != "DATABASE_URL"}
-        self.process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(port)],
-                                        env={**clean, **self.env}, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def wait_ready(self) -> str:
-        def ready() -> bool:
-            assert self.process.poll() is None, "the server exited"
-            try:
-                return requests.get(f"{self.url}/readyz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-        eventually(ready, timeout=60, interval=0.1)
-        return self.url
-
-    def kill(self) -> None:
-        """SIGKILL: no handler runs, nothing is flushed or released by the process itself."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@dataclass
 class Crash:
-    server: Server
-    replica: Server
+    server: ServerProcess
+    replica: ServerProcess
     kube: KubeApiServer
     world: Callable[[], World]
     rollback: Callable[[], Proposal]
@@ -121,15 +71,16 @@ def crash_world(database_url, engine, slack, prometheus_factory, tmp_path) -> It
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "test.yaml").write_text(POLICY)
-    server = Server({
+    server = ServerProcess({
         "OPSBOT_DATABASE_URL": database_url, "OPSBOT_SLACK_API_URL": slack.base_url,
         "OPSBOT_SLACK_BOT_TOKEN": slack.bot_token, "OPSBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "OPSBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "OPSBOT_KUBE_MODE": "url", "OPSBOT_KUBE_API_URL": kube.base_url,
         "OPSBOT_PROMETHEUS_URL": prom.url, "OPSBOT_POLICIES_DIR": str(policies),
         "OPSBOT_RUNBOOKS_DIR": str(REPO / "runbooks"), "OPSBOT_DATA_DIR": str(tmp_path / "data"),
         "OPSBOT_STEP_LEASE_SECONDS": str(LEASE_SECONDS), "OPSBOT_WORKER_POLL_SECONDS": "0.1",
-        "OPSBOT_CARD_MIN_INTERVAL_SECONDS": "0", "OPSBOT_INTAKE_PROCESSES": "0", "OPSBOT_LOG_FORMAT": "text"})
-    replica = Server(server.env)  # a second replica for the restart: the recovery is claimed once
+        "OPSBOT_CARD_MIN_INTERVAL_SECONDS": "0", "OPSBOT_INTAKE_PROCESSES": "0", "OPSBOT_LOG_FORMAT": "text"},
+        tmp_path)
+    replica = ServerProcess(server.env, tmp_path, "replica")  # a second replica for the restart: one recovery
     stack.callback(server.stop)
     stack.callback(replica.stop)
     factory = make_session_factory(engine)
@@ -187,7 +138,8 @@ def test_a_step_killed_after_its_write_landed_is_found_applied_and_verified(cras
     assert "found applied" in str(done["blocks"])
     assert len(patches(w)) == 1, "applied exactly once"
     assert images(w) == ["ghcr.io/northwind/orders-api:4.11.3"]
-    assert crash_world.rollback().result["note"].startswith("The bot restarted while applying this step")
+    assert crash_world.rollback().result["note"] == recovery.SETTLED[recovery.NOTES[("running", "applied")]]
+    assert "verifying it now" not in str(done["blocks"]), "the note says what happened, not what is next"
     assert [e["found"] for e in crash_world.recovered()] == ["applied"], "two replicas, one recovery"
     no_longer_blocked(w)
 

@@ -39,6 +39,7 @@ class World:
     cluster: SandboxCluster
     scenario: Scenario
     slack: object
+    kube: KubeApiServer | None = None  # its API server, for injected faults
 
     def deliver(self) -> None:
         assert self.bot.post_webhook("alertmanager", webhook_body(self.scenario)).status_code == 202
@@ -121,7 +122,7 @@ def world(database_url, slack, engine, prometheus_factory, tmp_path) -> Iterator
                                  prometheus_url=prometheus_url, policies_dir=policies_dir, runbooks_dir=runbooks_dir,
                                  **overrides)
         bot = serve_on(stack, settings, slack, clock=scenario_clock(scenario.now))
-        return World(bot, cluster, scenario, slack)
+        return World(bot, cluster, scenario, slack, kube)
 
     yield start
     stack.close()

@@ -5,7 +5,9 @@ would be stored, or raise `ApiError` with the status a real API server answers: 
 mismatched name/namespace or a resourceVersion on create, 409 for a stale resourceVersion, 422
 for invalid fields (selector not matching the template labels, negative replicas, immutable
 fields, a Job copied with its old selector, a PVC shrink), 403 for resizing a PVC whose
-StorageClass does not allow expansion.
+StorageClass does not allow expansion. What is stored is what a real API server stores: container
+resource quantities in canonical form (`quantity`: `1024Mi` reads back `1Gi`), a Node's false
+`spec.unschedulable` left out.
 
 Invariants kept for every kind: uid and creationTimestamp are the server's; `metadata.generation`
 increases exactly when something outside metadata and status changes; a write to the main
@@ -24,6 +26,7 @@ from typing import Any
 from kubernetes.utils import parse_quantity
 
 from bot.sandbox.kube.errors import ApiError, bad_request, conflict, invalid
+from bot.sandbox.kube.quantity import canonical_resources
 from bot.sandbox.kube.resources import ResourceType
 from bot.sandbox.kube.selectors import match_label_selector
 from bot.sandbox.kube.store import Naming
@@ -221,6 +224,8 @@ def _default_and_validate(rt: ResourceType, obj: dict[str, Any], current: dict[s
         obj.setdefault("metadata", {}).setdefault("labels", {})["kubernetes.io/metadata.name"] = name
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         obj.setdefault("status", {"phase": "Active"})
+    elif rt.kind == "Node" and isinstance(spec, dict) and spec.get("unschedulable") is False:
+        del spec["unschedulable"]  # omitempty: a real API server never returns it false
     elif rt.kind == "CronJob" and isinstance(spec, dict):
         spec.setdefault("suspend", False)
         spec.setdefault("concurrencyPolicy", "Allow")
@@ -326,6 +331,7 @@ def _validate_pod_spec(rt: ResourceType, name: str, spec: dict[str, Any], field:
                         f"{field}.containers[{index}].resources.{key}[{resource}]",
                         f'Invalid value: "{quantity}": quantities must match the regular expression',
                     ) from exc
+        canonical_resources(container.get("resources"))  # stored as a real API server stores them
 
 
 def _quantity(value: Any) -> Decimal | None:

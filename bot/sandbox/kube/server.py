@@ -5,7 +5,8 @@ each connection gets its own thread and every request is served under the cluste
 `api.handle`. Port 0 picks a free port; `start()` returns the base URL. Usable as a context
 manager; `stop()` is idempotent, closes the listening socket and every open keep-alive
 connection, so tests do not leak ports or threads. `hold(...)` injects a write held in flight
-(`faults.Hold`): stored with its answer delayed, or delayed and dropped unstored.
+(`faults.Hold`): stored with its answer delayed, or delayed and dropped unstored; `slow(...)`
+makes matching writes wait before they are processed (`faults.Slow`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
@@ -21,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 from bot.sandbox.kube.api import ApiRequest, ApiResponse, handle
 from bot.sandbox.kube.cluster import SandboxCluster
 from bot.sandbox.kube.errors import ApiError
-from bot.sandbox.kube.faults import Faults, Hold
+from bot.sandbox.kube.faults import Faults, Hold, Slow
 from bot.sandbox.loopback_http import TrackingHTTPServer
 
 
@@ -50,7 +52,11 @@ class _Handler(BaseHTTPRequestHandler):
             content_type=self.headers.get("Content-Type"),
             server_address=host,
         )
-        hold = self.faults.find(self.command, parts.path, query)
+        dry_run = _dry_run(query, body)
+        delay = self.faults.delay(self.command, parts.path, dry_run)
+        if delay:
+            time.sleep(delay)  # an injected slow server (`faults.Slow`)
+        hold = self.faults.find(self.command, parts.path, dry_run)
         if hold is not None and hold.when == "before_write":
             hold.wait()
             self.close_connection = True  # dropped: no answer, nothing stored
@@ -81,6 +87,18 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: the mutation record is the audit trail."""
 
 
+def _dry_run(query: dict[str, str], body: bytes) -> bool:
+    """Whether a request asks for a dry run: in the query, or (an eviction) in its deleteOptions."""
+    if "dryRun" in query:
+        return True
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        return False
+    options = parsed.get("deleteOptions") if isinstance(parsed, dict) else None
+    return isinstance(options, dict) and bool(options.get("dryRun"))
+
+
 class _Server(TrackingHTTPServer):
     """The sandbox's HTTP server (see `TrackingHTTPServer`)."""
 
@@ -100,6 +118,10 @@ class KubeApiServer:
     def hold(self, method: str, path: str, when: str = "after_write", seconds: float = 60.0) -> Hold:
         """Hold the next matching non-dry-run request in flight (see `faults.Hold`)."""
         return self.faults.add(Hold(method, path, when, seconds))
+
+    def slow(self, method: str, pattern: str, seconds: float) -> Slow:
+        """Make every matching non-dry-run request wait `seconds` first (see `faults.Slow`)."""
+        return self.faults.add_slow(Slow(method, pattern, seconds))
 
     @property
     def base_url(self) -> str:

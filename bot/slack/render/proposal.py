@@ -33,6 +33,7 @@ STATES = {
     "rollback_failed": (":rotating_light:", "verification failed and the rollback failed"),
     "unverified": (":warning:", "applied, could not be verified: roll back or accept"),
     "accepted": (":ballot_box_with_check:", "applied, accepted without verification"),
+    "unverified_expired": (":hourglass:", "applied, could not be verified, nobody decided in time"),
     "rollback_requested": (":leftwards_arrow_with_hook:", "applied, unverified, rolling back"),
     "rolling_back": (":leftwards_arrow_with_hook:", "applied, unverified, rolling back"),
     "rejected": (":no_entry_sign:", "rejected"),
@@ -42,6 +43,7 @@ STATES = {
 UNVERIFIED_FOLLOW_UP = {  # status -> what the thread says about an unverified step
     "unverified": "Nothing was rolled back: someone decides, Roll back or Accept it as it is.",
     "accepted": "Nothing was rolled back: <@{accepted_by}> accepted it as it is.",
+    "unverified_expired": "Nothing was rolled back.",
     "rollback_requested": "<@{requested_by}> asked for it to be rolled back.",
     "rolling_back": "<@{requested_by}> asked for it to be rolled back.",
     "rolled_back": "Rolled back at <@{requested_by}>'s request.",

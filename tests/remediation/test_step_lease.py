@@ -1,0 +1,75 @@
+"""Issue 12, item 2 (review): a live write made of many calls is never taken for a dead one.
+
+A drain is a cordon and then one eviction per pod. With every request slow (each within the
+request bound, half the lease, but all together longer than the lease), a second replica runs
+its executor rounds the whole time: it must never find the step's lease lapsed, recover it and
+mark it failed while the first worker is still evicting pods. The lease is renewed before each
+request, on the condition that the worker still holds it.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.db.engine import unit_of_work
+from bot.db.models import Proposal, TimelineEntry
+from bot.remediation.execute import Executor
+from tests.concurrency import eventually
+from tests.context.sandbox import shared
+from tests.remediation.world import ALICE, BOB, world  # noqa: F401 - fixture
+
+LEASE_SECONDS = 4
+SLOW_SECONDS = 1.5  # under the request bound (LEASE_SECONDS / 2); three of them outlast the lease
+NODE = "k8s-worker-01.dc1.northwind.internal"
+
+
+@pytest.fixture(scope="module")
+def orders():
+    return shared("orders-api-revision-22-panics-on-start")
+
+
+def drain_of(w) -> Proposal:
+    with unit_of_work(w.bot.runtime.factory) as session:
+        return session.execute(select(Proposal).where(Proposal.runbook_id == "drain-node")).scalar_one()
+
+
+def kinds(w) -> list[str]:
+    with unit_of_work(w.bot.runtime.factory) as session:
+        return list(session.execute(select(TimelineEntry.kind).order_by(TimelineEntry.id)).scalars())
+
+
+def test_a_drain_longer_than_the_lease_is_not_recovered_by_another_replica(world, orders):
+    w = world(orders, prometheus=False, step_lease_seconds=LEASE_SECONDS)
+    cordons = w.kube.slow("PATCH", f"/api/v1/nodes/{NODE}", SLOW_SECONDS)
+    evictions = w.kube.slow("POST", r"/api/v1/namespaces/[^/]+/pods/[^/]+/eviction", SLOW_SECONDS)
+    pods = [p["metadata"]["name"] for p in w.cluster.list("Pod") if p["spec"].get("nodeName") == NODE]
+    assert len(pods) >= 2, "a cordon and at least two evictions: longer than the lease in all"
+    w.deliver()
+    w.proposal("rollback-deployment")
+    assert w.command(f"run INC-1 drain-node node={NODE}", BOB).status_code == 200
+    message = w.proposal("drain-node")
+    replica = Executor(w.bot.runtime.remediation, "replica-2", timedelta(seconds=LEASE_SECONDS))
+    stop = threading.Event()
+
+    def second_replica() -> None:  # its rounds look for lapsed leases all along
+        while not stop.is_set():
+            replica.round()
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=second_replica, daemon=True)
+    thread.start()
+    try:
+        w.click(message, "step_approve", ALICE)
+        eventually(lambda: drain_of(w).status not in ("proposed", "approved", "running"), timeout=60)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    drain = drain_of(w)
+    assert "remediation.recovered" not in kinds(w), "a live worker's step was taken over"
+    assert drain.status == "unverified", (drain.status, drain.result)  # applied; no Prometheus to verify it
+    assert cordons.count == 1 and evictions.count == len(pods), "every pod evicted once"
+    assert w.cluster.get("Node", None, NODE)["spec"]["unschedulable"] is True
