@@ -12,10 +12,13 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
+from sqlalchemy import update
 
+from bot.db.models import Incident, Investigation
 from bot.sandbox.promstack import free_port
 from tests.concurrency import eventually
 from tests.conftest import WEBHOOK_TOKEN
@@ -74,3 +77,16 @@ class ServerProcess:
         response = requests.post(f"{self.url}/webhooks/alertmanager", data=body, timeout=10,
                                  headers={"Content-Type": "application/json", "Authorization": f"Bearer {WEBHOOK_TOKEN}"})
         assert response.status_code == 202, response.text
+
+
+def leases_run_out(engine) -> None:
+    """The time that lets a dead process's claims lapse (`OPSBOT_CLAIM_LEASE_SECONDS`, a minute
+    at least: an incident's Slack write slot, an investigation), passed at once: every such lease
+    it held now ends in the past. Step leases are left to lapse on their own (they are short in
+    these tests)."""
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    with engine.begin() as connection:
+        connection.execute(update(Incident).where(Incident.card_lease_until.is_not(None))
+                           .values(card_lease_until=past))
+        connection.execute(update(Investigation).where(Investigation.lease_until.is_not(None))
+                           .values(lease_until=past))

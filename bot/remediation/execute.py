@@ -6,11 +6,13 @@
 3. the operation is planned again on the live object and dry-run; the calls the dry run made
    (the *intent*, `bot.remediation.intent`) and the captured undo are recorded with the lease
    renewed, in one conditional UPDATE on this worker's lease, *before* the write; then the write,
-   retrying only the failures the step allows (conflict, unavailable, timeout). A write whose
-   answer was lost (timeout, connection dropped) is judged against its intent before any retry;
+   with the lease renewed (still conditionally) before each of its requests, retrying only the
+   failures the step allows (conflict, unavailable, timeout). A write whose answer was lost
+   (timeout, connection dropped) is judged against its intent before any retry;
 4. `verifying`: the step's PromQL is polled until it holds (`succeeded`) or its window ends
-   (`failed`, then the rollback when `on_failure: rollback`: the captured undo is applied and the
-   thread says so with the numbers before and after).
+   (`failed`, then the rollback when `on_failure: rollback`: `rolling_back` under a lease, the
+   undo's intent recorded before it is applied, as for a rollback a person asks for; the thread
+   says so with the numbers before and after).
 5. a runbook's next step is proposed when this one succeeded (or failed with `on_failure:
    continue`), and goes through the same approval and checks as the first.
 Verification is a state, not a loop: each poll is a short unit of work, so a worker is never
@@ -21,8 +23,10 @@ holds succeeds at once; at the end of the window, when at least one real sample 
 last real one decides (nulls between them change nothing: a null is "could not read", not
 "bad"); when no real sample was read in the whole window (Prometheus unreachable, not
 configured, or the query matches no series), the step is `unverified`: nothing is rolled back,
-the thread says so and offers Roll back / Accept to a person (`bot.remediation.unverified`).
-Without a Prometheus URL the step is unverified at once rather than after the window.
+the thread says so and offers Roll back / Accept to a person (`bot.remediation.unverified`)
+for `DECIDE_WINDOW`; nobody deciding by then ends it `unverified_expired` (the change stays).
+A requested Roll back is checked against `ROLLBACK_GATES` (kill switch, freeze) just before it
+writes. Without a Prometheus URL the step is unverified at once rather than after the window.
 
 A worker that dies mid-step leaves `running` with a lease that lapses; `recovery` takes it over
 (exactly once across replicas) and never writes again. The worker's own later transitions are

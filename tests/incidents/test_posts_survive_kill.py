@@ -11,18 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
 
-from bot.db.models import Incident, Investigation
+from bot.db.models import Investigation
 from bot.sandbox.scenario_alerts import webhook_body
 from bot.sandbox.slack_emulator import SlackEmulator
 from tests.conftest import SIGNING_SECRET, WEBHOOK_TOKEN
 from tests.context.sandbox import served, shared
 from tests.payloads import am_alert, am_body
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, leases_run_out
 
 HOLD_SECONDS = 120  # far longer than the test needs: the kill always lands inside the hold
 RCA = "Root cause analysis"
@@ -49,17 +47,6 @@ def serve(database_url, engine, slack, tmp_path) -> Iterator:  # engine: the dat
 
     yield start
     stack.close()
-
-
-def leases_run_out(engine) -> None:
-    """The time that lets a dead process's leases lapse (`OPSBOT_CLAIM_LEASE_SECONDS`, a minute
-    at least), passed at once: every lease it held now ends in the past."""
-    past = datetime.now(UTC) - timedelta(seconds=1)
-    with engine.begin() as connection:
-        connection.execute(update(Incident).where(Incident.card_lease_until.is_not(None))
-                           .values(card_lease_until=past))
-        connection.execute(update(Investigation).where(Investigation.lease_until.is_not(None))
-                           .values(lease_until=past))
 
 
 def kill_during_the_held_answer(bot: ServerProcess, slack: SlackEmulator, engine, match) -> dict:

@@ -11,12 +11,13 @@ not denied as "already running".
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from bot.clock import utc_now
 from bot.db.engine import make_session_factory, unit_of_work
@@ -30,8 +31,9 @@ from bot.sandbox.scenario import Scenario
 from bot.sandbox.scenario_io import read_single_document
 from bot.sandbox.scenario_metrics import load_metrics_into
 from tests.conftest import SIGNING_SECRET, WEBHOOK_TOKEN, RunningBot
+from tests.remediation.test_approval_flow import VERIFY_NEVER_HOLDS
 from tests.remediation.world import ALICE, BOB, POLICY, World
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, leases_run_out
 
 pytestmark = pytest.mark.prometheus
 DEPLOYMENT_PATH = "/apis/apps/v1/namespaces/orders/deployments/orders-api"
@@ -50,8 +52,10 @@ class Crash:
     server: ServerProcess
     replica: ServerProcess
     kube: KubeApiServer
+    engine: Engine
     world: Callable[[], World]
     rollback: Callable[[], Proposal]
+    proposal: Callable[[str], Proposal]
     recovered: Callable[[], list[dict]]
 
 
@@ -68,15 +72,17 @@ def crash_world(database_url, engine, slack, prometheus_factory, tmp_path) -> It
         "job_name": "sandbox-state", "scrape_interval": "1s", "static_configs": [{"targets": [state.target]}]}])
     load_metrics_into(prom, scenario)
     prom.start()
-    policies = tmp_path / "policies"
+    policies, runbooks = tmp_path / "policies", tmp_path / "runbooks"
     policies.mkdir()
     (policies / "test.yaml").write_text(POLICY)
+    shutil.copytree(REPO / "runbooks", runbooks)
+    (runbooks / "scale-and-check.yaml").write_text(VERIFY_NEVER_HOLDS)
     server = ServerProcess({
         "OPSBOT_DATABASE_URL": database_url, "OPSBOT_SLACK_API_URL": slack.base_url,
         "OPSBOT_SLACK_BOT_TOKEN": slack.bot_token, "OPSBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "OPSBOT_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "OPSBOT_KUBE_MODE": "url", "OPSBOT_KUBE_API_URL": kube.base_url,
         "OPSBOT_PROMETHEUS_URL": prom.url, "OPSBOT_POLICIES_DIR": str(policies),
-        "OPSBOT_RUNBOOKS_DIR": str(REPO / "runbooks"), "OPSBOT_DATA_DIR": str(tmp_path / "data"),
+        "OPSBOT_RUNBOOKS_DIR": str(runbooks), "OPSBOT_DATA_DIR": str(tmp_path / "data"),
         "OPSBOT_STEP_LEASE_SECONDS": str(LEASE_SECONDS), "OPSBOT_WORKER_POLL_SECONDS": "0.1",
         "OPSBOT_CARD_MIN_INTERVAL_SECONDS": "0", "OPSBOT_INTAKE_PROCESSES": "0", "OPSBOT_LOG_FORMAT": "text"},
         tmp_path)
@@ -88,16 +94,19 @@ def crash_world(database_url, engine, slack, prometheus_factory, tmp_path) -> It
     def world() -> World:
         return World(RunningBot(None, server.url, slack), cluster, scenario, slack)  # type: ignore[arg-type]
 
-    def rollback() -> Proposal:
+    def proposal(runbook: str) -> Proposal:
         with unit_of_work(factory) as session:
-            return session.execute(select(Proposal).where(Proposal.runbook_id == "rollback-deployment")).scalar_one()
+            return session.execute(select(Proposal).where(Proposal.runbook_id == runbook)).scalar_one()
+
+    def rollback() -> Proposal:
+        return proposal("rollback-deployment")
 
     def recovered() -> list[dict]:
         with unit_of_work(factory) as session:
             return list(session.execute(select(TimelineEntry.payload)
                                         .where(TimelineEntry.kind == "remediation.recovered")).scalars())
 
-    yield Crash(server, replica, kube, world, rollback, recovered)
+    yield Crash(server, replica, kube, engine, world, rollback, proposal, recovered)
     stack.close()
 
 
@@ -122,6 +131,7 @@ def kill_during_the_patch(crash: Crash, when: str, replicas: int = 1) -> World:
     assert hold.arrived.wait(30), "the PATCH never came"
     crash.server.kill()
     hold.release()
+    leases_run_out(crash.engine)  # its Slack write slot, if the kill landed in a message update
     stuck = crash.rollback()
     assert stuck.status == "running" and stuck.result.get("intent"), "killed mid-write, the intent on record"
     restarted = [crash.server, crash.replica][:replicas]
@@ -152,6 +162,30 @@ def test_a_step_killed_before_its_write_landed_is_failed_with_a_note_and_not_ret
     assert patches(w) == [], "never applied, never retried"
     assert images(w) != ["ghcr.io/northwind/orders-api:4.11.3"]
     no_longer_blocked(w)
+
+
+def test_a_rollback_after_a_failed_check_killed_mid_write_is_recovered_not_applied_again(crash_world):
+    """`on_failure: rollback`: the undo's intent is recorded before its write, like any write."""
+    crash = crash_world
+    crash.server.start()
+    w = crash.world()
+    w.deliver()
+    w.proposal("rollback-deployment", timeout=60)
+    assert w.command("run INC-1 scale-and-check namespace=orders name=orders-api replicas=4", BOB).status_code == 200
+    message = w.proposal("scale-and-check", timeout=30)
+    hold = crash.kube.hold("PATCH", f"{DEPLOYMENT_PATH}/scale", when="after_write", seconds=60, skip=1)
+    assert w.click(message, "step_approve", ALICE).status_code == 200
+    assert hold.arrived.wait(60), "the rollback's scale never came"
+    crash.server.kill()
+    hold.release()
+    leases_run_out(crash.engine)  # its Slack write slot, if the kill landed in a message update
+    stuck = crash.proposal("scale-and-check")
+    assert stuck.status == "rolling_back" and stuck.result.get("rollback_intent"), "the undo's intent on record"
+    crash.server.start()
+    done = w.wait_status("scale-and-check", "rolled back", timeout=60)
+    assert "rollback was found applied" in str(done["blocks"])
+    assert [m.body["spec"]["replicas"] for m in w.writes() if m.subresource == "scale"] == [4, 3], "undone once"
+    assert [e["found"] for e in crash.recovered()] == ["applied"]
 
 
 def no_longer_blocked(w: World) -> None:

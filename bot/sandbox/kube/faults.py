@@ -3,7 +3,7 @@ holds it. A dry run (`?dryRun=All`, or an eviction's `deleteOptions.dryRun`) nev
 fault: it changes nothing.
 
 `Hold(method, path, when, seconds)` matches the first request with its method and path (dry
-runs never match: they change nothing) and keeps it in flight for up to `seconds`, or until `release()`:
+runs never match: they change nothing), after letting `skip` of them through, and keeps it in flight for up to `seconds`, or until `release()`:
 
 - `after_write`: the write is stored first and the answer held, as when the server applied a
   PATCH and the connection died before the answer arrived (the client cannot tell);
@@ -32,6 +32,7 @@ class Hold:
     path: str
     when: Literal["after_write", "before_write"] = "after_write"
     seconds: float = 60.0
+    skip: int = 0  # matching requests let through untouched before the one held
     arrived: threading.Event = field(default_factory=threading.Event)
     taken: bool = False
     _released: threading.Event = field(default_factory=threading.Event)
@@ -88,6 +89,9 @@ class Faults:
     def find(self, method: str, path: str, dry_run: bool) -> Hold | None:
         with self._lock:
             hold = next((h for h in self.holds if h.matches(method, path, dry_run)), None)
+            if hold is not None and hold.skip:
+                hold.skip -= 1
+                return None
             if hold is not None:
                 hold.taken = True
             return hold

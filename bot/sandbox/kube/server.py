@@ -115,9 +115,9 @@ class KubeApiServer:
         self._lock = threading.Lock()
         self.faults = Faults()
 
-    def hold(self, method: str, path: str, when: str = "after_write", seconds: float = 60.0) -> Hold:
-        """Hold the next matching non-dry-run request in flight (see `faults.Hold`)."""
-        return self.faults.add(Hold(method, path, when, seconds))
+    def hold(self, method: str, path: str, when: str = "after_write", seconds: float = 60.0, skip: int = 0) -> Hold:
+        """Hold a matching non-dry-run request in flight, the first after `skip` (see `faults.Hold`)."""
+        return self.faults.add(Hold(method, path, when, seconds, skip))
 
     def slow(self, method: str, pattern: str, seconds: float) -> Slow:
         """Make every matching non-dry-run request wait `seconds` first (see `faults.Slow`)."""
