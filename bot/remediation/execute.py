@@ -195,7 +195,7 @@ class Executor:
         try:
             applied = self._apply(self.writer(api_client, step), step, params, proposal_id, owner)
         except LeaseLost:
-            log.warning("step %s was recovered by another worker before its write: not writing", proposal_id)
+            log.warning("step %s: its lease was lost (another worker recovered it): no further writes", proposal_id)
             return "taken"
         finally:
             api_client.close()

@@ -13,7 +13,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.db.engine import unit_of_work
 from bot.db.models import Proposal, TimelineEntry
@@ -73,3 +73,25 @@ def test_a_drain_longer_than_the_lease_is_not_recovered_by_another_replica(world
     assert drain.status == "unverified", (drain.status, drain.result)  # applied; no Prometheus to verify it
     assert cordons.count == 1 and evictions.count == len(pods), "every pod evicted once"
     assert w.cluster.get("Node", None, NODE)["spec"]["unschedulable"] is True
+
+
+def test_a_worker_that_lost_its_lease_stops_before_its_next_request(world, orders, caplog):
+    """A worker that hung past its lease (another replica recovered the step meanwhile) must not
+    go on writing under the recovery: it stops before its next request."""
+    w = world(orders, prometheus=False)
+    pods = [p for p in w.cluster.list("Pod") if p["spec"].get("nodeName") == NODE]
+    first = pods[0]["metadata"]
+    hold = w.kube.hold("POST", f"/api/v1/namespaces/{first['namespace']}/pods/{first['name']}/eviction",
+                       when="after_write", seconds=20)
+    w.deliver()
+    w.proposal("rollback-deployment")
+    assert w.command(f"run INC-1 drain-node node={NODE}", BOB).status_code == 200
+    w.click(w.proposal("drain-node"), "step_approve", ALICE)
+    assert hold.arrived.wait(30), "the first eviction never came"
+    with unit_of_work(w.bot.runtime.factory) as session:  # what `store.claim_lapsed` does for a recovery
+        session.execute(update(Proposal).where(Proposal.runbook_id == "drain-node")
+                        .values(lease_owner="replica-2:recovering"))
+    hold.release()
+    eventually(lambda: "its lease was lost" in caplog.text, timeout=30)
+    assert len([m for m in w.writes() if m.subresource == "eviction"]) == 1, "no request after the lease was lost"
+    assert drain_of(w).status == "running", "the recovery decides what became of it"
