@@ -129,7 +129,7 @@ def test_a_storm_into_one_incident_is_debounced(configured_bot, slack):
 def merge_click(bot, value, user="U0ALICE"):
     payload = {"type": "block_actions", "user": {"id": user, "username": "alice", "team_id": "T0EMULATOR"},
                "api_app_id": "A0OPSBOT", "team": {"id": "T0EMULATOR"}, "channel": {"id": "C0OPSBOT"},
-               "container": {"type": "message", "channel_id": "C0OPSBOT"}, "trigger_id": "1.2.3",
+               "container": {"type": "message", "channel_id": "C0OPSBOT"}, "trigger_id": slack_signing.new_trigger_id(),
                "actions": [{"type": "button", "action_id": "incident_merge", "block_id": "incident_related",
                             "value": value, "action_ts": "1763721600.000200"}],
                "response_url": "http://127.0.0.1:9/unused"}

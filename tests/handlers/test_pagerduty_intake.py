@@ -131,7 +131,7 @@ def ack_click(bot, incident_id, user="U0ALICE", name="alice"):
 
     payload = {"type": "block_actions", "user": {"id": user, "username": name, "name": name, "team_id": "T0EMULATOR"},
                "api_app_id": "A0OPSBOT", "team": {"id": "T0EMULATOR"}, "channel": {"id": "C0OPSBOT"},
-               "container": {"type": "message", "channel_id": "C0OPSBOT"}, "trigger_id": "1.2.3",
+               "container": {"type": "message", "channel_id": "C0OPSBOT"}, "trigger_id": slack_signing.new_trigger_id(),
                "actions": [{"type": "button", "action_id": "incident_ack", "block_id": "incident_actions",
                             "value": str(incident_id), "action_ts": "1763721600.000300"}],
                "response_url": "http://127.0.0.1:9/unused"}
