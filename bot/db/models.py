@@ -267,7 +267,9 @@ class Proposal(Base):
     running -> verifying -> succeeded | failed | rolled_back | rollback_failed; or rejected,
     expired, denied (policy said no at click or execution time); or, when verification read no
     data at all, verifying -> unverified (Roll back / Accept buttons) -> accepted, or
-    rollback_requested -> rolling_back -> rolled_back | rollback_failed. A `running` or
+    rollback_requested -> rolling_back -> rolled_back | rollback_failed, or, nobody deciding
+    within the buttons' window, unverified_expired. A failed verification's automatic rollback
+    goes verifying -> rolling_back too. A `running` or
     `rolling_back` step whose lease lapsed (its worker died) is recovered once, never re-applied:
     `result.intent` / `result.rollback_intent` record the write before it is sent
     (`bot.remediation.recovery`). Every transition is a
