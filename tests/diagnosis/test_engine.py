@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from bot.context.model import DependencyView, Gap, ObjectRef, ServiceView
+from datetime import timedelta
+
+from bot.context.model import ChangePoint, DependencyView, Gap, ObjectRef, ServiceView, Signal
 from bot.diagnosis.engine import diagnose, is_inconclusive, rank
 from bot.diagnosis.model import Hypothesis
-from tests.diagnosis.builders import alert, container, context, deployment, event, pod
+from tests.diagnosis.builders import NOW, alert, container, context, deployment, event, pod
 
 WEB = ObjectRef("Deployment", "shop", "web")
 
@@ -87,6 +89,27 @@ def test_a_recovered_system_is_not_an_issue_but_a_failing_pod_is_never_called_he
                       pods=[pod("web-7d9f-a", ready=False, containers=[container(ready=False)])],
                       workloads=[deployment(available=1)], focus=[WEB])
     assert "not_an_issue" not in [x.category for x in diagnose(failing).hypotheses]
+
+
+def test_ready_pods_with_a_bad_golden_signal_are_never_called_healthy():
+    """A release that returns 5xx, or a saturated pool that answers slowly, keeps every pod
+    Ready: a bad signal is never "nothing is broken" (issue 13, class 5)."""
+    def healthy_pods_with(*signals: Signal):
+        ctx = context(alerts=[alert("ApiErrorBudgetBurn", status="resolved", ended_minutes_ago=4)],
+                      pods=[pod("web-7d9f-a")], workloads=[deployment()], focus=[WEB])
+        ctx.signals = list(signals)
+        return [x.category for x in diagnose(ctx).hypotheses]
+
+    def series(key: str, values: list[float], change: ChangePoint | None = None) -> Signal:
+        points = [(NOW - timedelta(minutes=len(values) - i), v) for i, v in enumerate(values)]
+        return Signal(key, key.replace("_", " "), f"{key}{{}}", "ratio", points, change=change)
+
+    assert "not_an_issue" in healthy_pods_with(series("error_ratio", [0.001, 0.002, 0.001]))
+    assert "not_an_issue" not in healthy_pods_with(series("error_ratio", [0.001, 0.2, 0.31]))
+    slow = ChangePoint(NOW - timedelta(minutes=2), 0.12, 0.9)
+    assert "not_an_issue" not in healthy_pods_with(series("latency_p95", [0.12, 0.11, 0.9, 0.85], slow))
+    recovered = ChangePoint(NOW - timedelta(minutes=3), 0.12, 0.9)
+    assert "not_an_issue" in healthy_pods_with(series("latency_p95", [0.12, 0.9, 0.9, 0.13], recovered))
 
 
 def test_an_analyzer_that_breaks_is_a_gap_and_the_others_still_run():

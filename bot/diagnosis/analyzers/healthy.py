@@ -2,20 +2,57 @@
 
 A heartbeat (Watchdog, InfoInhibitor, ...) fires by design to prove the alerting pipeline
 works. Otherwise "healthy" must be shown, not assumed: the alerted workloads have every
-replica available, no pod is failing, and no fresh Warning event concerns them; it weighs
-more when the alerts have already resolved. Anything the investigation could not check
-lowers the confidence: "could not check" is not "found nothing".
+replica available, no pod is failing, no fresh Warning event concerns them, and no golden
+signal is bad now (pods can be Ready while a release returns 5xx or a saturated pool answers
+slowly: a bad signal is never "nothing is broken", see `BAD_NOW`); it weighs more when the
+alerts have already resolved. Anything the investigation could not check lowers the
+confidence: "could not check" is not "found nothing".
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
-from bot.context.model import Context
+from bot.context.model import Context, Signal
 from bot.diagnosis.findings import WorkloadFindings
 from bot.diagnosis.model import Evidence, Hypothesis
 
 FRESH = timedelta(minutes=15)
+ERROR_RATIO_BAD = 0.05  # 5xx in more than one request in twenty
+LATENCY_JUMP_BAD = 2.0  # p95 latency at least doubled at a change point...
+LATENCY_STILL_UP = 0.8  # ...and still near the higher level at the last sample
+
+
+def _error_ratio_bad(signal: Signal) -> str | None:
+    latest = signal.latest
+    if latest is not None and latest >= ERROR_RATIO_BAD:
+        return f"{signal.title} is {latest:.1%} now"
+    return None
+
+
+def _latency_bad(signal: Signal) -> str | None:
+    change, latest = signal.change, signal.latest
+    if change is None or latest is None or change.before <= 0:
+        return None
+    if change.ratio >= LATENCY_JUMP_BAD and latest >= LATENCY_STILL_UP * change.after:
+        return f"{signal.title} went from {change.before:.3g}s to {change.after:.3g}s and is {latest:.3g}s now"
+    return None
+
+
+# golden signal key -> what makes it bad now (a sentence), declared here rather than in the body
+BAD_NOW: dict[str, Callable[[Signal], str | None]] = {"error_ratio": _error_ratio_bad, "latency_p95": _latency_bad}
+
+
+def bad_signals(ctx: Context) -> list[Evidence]:
+    """The golden signals that are bad at the last sample, as evidence against "healthy"."""
+    bad = []
+    for signal in ctx.signals:
+        judge = BAD_NOW.get(signal.key)
+        why = judge(signal) if judge else None
+        if why:
+            bad.append(Evidence(why, "prometheus", f"PromQL: {signal.query}"))
+    return bad
 
 
 def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
@@ -52,6 +89,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         if fresh:
             contradicting.append(Evidence(f"{len(fresh)} fresh Warning event(s) about {found.ref}", "event",
                                           f"events of {found.ref}"))
+    contradicting += bad_signals(ctx)
     if not supporting or contradicting:
         return []
     if resolved:
