@@ -27,7 +27,6 @@ SUPERSEDED_BY = {"FailedScheduling": ("Scheduled",), "FailedAttachVolume": ("Suc
                  "ProvisioningFailed": ("ProvisioningSucceeded",), "Unhealthy": ()}
 # A rollout this long before the trouble began can still be its cause.
 ROLLOUT_WINDOW = timedelta(hours=3)
-OOM_EXIT_CODE = 137
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,7 @@ def workload_findings(ctx: Context, ref: ObjectRef) -> WorkloadFindings:
             if c.state == "waiting" and c.reason:
                 waiting[c.reason].append((pod, c))
             reason, code, _at = _recent_termination(c, ctx.incident_start)
-            if reason == "OOMKilled" or (code == OOM_EXIT_CODE and reason == "OOMKilled"):
+            if reason == "OOMKilled":  # exit 137 alone is any SIGKILL (a liveness kill too): a crash
                 found.oom.append((pod, c))
             elif reason and reason != "Completed" and (code or 0) != 0:
                 found.crashes.append((pod, c))
