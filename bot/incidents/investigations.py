@@ -7,9 +7,10 @@ workers or two replicas never run or post the same investigation twice:
 - post lease: a `done`, unposted investigation whose post lease is free or lapsed;
 - give up: a `running` one whose lease lapsed after its last attempt (its worker died or hung
   each time) becomes `failed`, as `fail` makes one that raised on its last attempt;
-- tell: a `failed` one, once its incident's card is in Slack, queues a thread note saying the
-  RCA could not be made and why (`posted_at` then means "the thread was told"). Every give-up
-  is told exactly once, so an investigation never fails silently.
+- tell: a `failed` or `skipped` one, once its incident's card is in Slack, queues a thread
+  note saying the RCA could not be made and why (`posted_at` then means "the thread was told").
+  Every give-up and every skip (alerts that name no Kubernetes object, nothing configured to
+  read) is told exactly once, so the thread is never silent about an RCA that will not come.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.db.locks import ROW_LOCK
-from bot.db.models import Incident, Investigation, SlackMessage
+from bot.db.models import Alert, Incident, Investigation, SlackMessage
 from bot.redaction import redact, redact_data
 from bot.timeline import chain
 
@@ -111,7 +112,8 @@ def _untold():
     card = select(SlackMessage.id).where(SlackMessage.incident_id == Investigation.incident_id,
                                          SlackMessage.purpose == "card").exists()
     still_open = select(Incident.id).where(Incident.id == Investigation.incident_id, Incident.is_open.is_(True)).exists()
-    return and_(Investigation.status == "failed", Investigation.posted_at.is_(None), card, still_open)
+    return and_(Investigation.status.in_(("failed", "skipped")), Investigation.posted_at.is_(None), card,
+                still_open)
 
 
 def untold_failures(session: Session, limit: int = 10) -> list[int]:
@@ -132,16 +134,30 @@ def tell_failure(session: Session, investigation_id: int, now: datetime) -> bool
     earlier = session.execute(select(Investigation.id).where(
         Investigation.incident_id == row.incident_id, Investigation.id != row.id, Investigation.status == "done",
         Investigation.posted_at.is_not(None)).limit(1)).first()
-    reason = (f"{'a new investigation' if earlier else 'the investigation'} gave up after {row.attempts} "
-              f"attempt{'s' if row.attempts != 1 else ''} ({redact(row.error or 'no error recorded')[:MAX_REASON_CHARS]})"
-              + ("; the analysis posted earlier in this thread still stands" if earlier else ""))
+    if row.status == "skipped":
+        reason = _skip_reason(session, row)
+    else:
+        reason = (f"{'a new investigation' if earlier else 'the investigation'} gave up after {row.attempts} "
+                  f"attempt{'s' if row.attempts != 1 else ''} "
+                  f"({redact(row.error or 'no error recorded')[:MAX_REASON_CHARS]})")
+    reason += "; the analysis posted earlier in this thread still stands" if earlier else ""
     incident = session.execute(select(Incident).where(Incident.id == row.incident_id)
                                .with_for_update(**ROW_LOCK)).scalar_one()
     incident.note_pending = {**(incident.note_pending or {}), NOTE_FLAG: reason}
     incident.card_version += 1
-    chain.append(session, incident.id, "investigation.gave_up", ACTOR, {"reason": reason, "note": "queued"}, now,
-                 locked=incident)
+    chain.append(session, incident.id, "investigation.gave_up" if row.status == "failed" else "investigation.told",
+                 ACTOR, {"reason": reason, "note": "queued"}, now, locked=incident)
     return True
+
+
+def _skip_reason(session: Session, row: Investigation) -> str:
+    """Why nothing was investigated, and what the alerts do carry (label names only: values are
+    untrusted and may be long), so a person sees what the bot had to go on."""
+    why = str((row.result or {}).get("skipped") or "nothing could be investigated")
+    names = sorted({name for labels in session.execute(select(Alert.labels).where(Alert.incident_id == row.incident_id))
+                    .scalars() for name in (labels or {})})
+    carried = f" (their labels: {', '.join(names[:12])}{', …' if len(names) > 12 else ''})" if names else ""
+    return redact(f"{why}{carried}: nothing was checked, so no cause can be named")[:MAX_REASON_CHARS * 2]
 
 
 def _postable(now: datetime):

@@ -79,8 +79,9 @@ def test_a_slack_ack_of_a_pagerduty_incident_reaches_pagerduty_and_its_echo_chan
     assert incident.acknowledged_by == "alice", "our own acknowledgement's echo does not rename who acknowledged"
     assert (incident.pagerduty_status_wanted, incident.pagerduty_status_synced) == ("acknowledged", "acknowledged")
     assert "pagerduty.acknowledged" not in kinds(bot)
-    assert [text for text in replies(slack) if "Acknowledged" in text] == [
-        ":eyes: Acknowledged by alice — now 1 firing / 1"], "one note, not a second one from the echo"
+    # one note, not a second one from the echo (it may also say why there is no RCA: no Kubernetes labels)
+    (said,) = [text for text in replies(slack) if "Acknowledged" in text]
+    assert said.startswith(":eyes: Acknowledged by alice") and said.count("Acknowledged") == 1
     (acting,) = entries(bot, "pagerduty.acknowledging")
     assert acting["as"] == pd.incident(pd_id)["acknowledgements"][-1]["acknowledger"]["id"]
 

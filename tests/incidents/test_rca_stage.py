@@ -102,6 +102,15 @@ def test_alerts_that_name_no_kubernetes_object_are_not_investigated(bot, slack):
     slack.wait_for(lambda emu: emu.messages(), timeout=10)
     eventually(lambda: "investigation.skipped" in timeline_kinds(bot))
     assert rca_messages(slack) == []
+    (note,) = slack.wait_for(lambda emu: [m["text"] for m in thread_replies(emu)
+                                          if "No root cause analysis" in m.get("text", "")], timeout=15)
+    assert "name no Kubernetes object" in note and "alertname, service_tier, severity" in note
+    assert "nothing was checked" in note, "the thread is never silent about an RCA that will not come"
+
+
+def thread_replies(slack) -> list[dict]:
+    root = slack.messages()[0]
+    return slack.thread(root["channel"], root["ts"])[1:]
 
 
 def test_an_alert_from_a_cluster_the_bot_does_not_know_says_so_in_the_thread(orders, scenario_bot, slack):
@@ -177,3 +186,6 @@ def test_a_bot_that_can_read_neither_kubernetes_nor_prometheus_posts_no_empty_rc
     slack.wait_for(lambda emu: emu.messages(), timeout=10)
     eventually(lambda: "investigation.skipped" in timeline_kinds(bot))
     assert rca_messages(slack) == []
+    (note,) = slack.wait_for(lambda emu: [m["text"] for m in thread_replies(emu)
+                                          if "No root cause analysis" in m.get("text", "")], timeout=15)
+    assert "neither Kubernetes nor Prometheus is configured" in note
