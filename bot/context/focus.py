@@ -61,6 +61,10 @@ def find_focus(ctx: Context) -> list[ObjectRef]:
         if pod is not None and pod.workload in known:
             _add(focus, pod.workload)
     for ref in subject.other:
+        if ref.kind == "Service":  # located from an alert's labels: the workloads behind it
+            service = next((s for s in ctx.services if s.ref == ref), None)
+            for backend in backends_of(ctx, service) if service is not None else []:
+                _add(focus, backend)
         if ref.kind == "HorizontalPodAutoscaler":
             hpa = next((h for h in ctx.hpas if h.ref == ref), None)
             if hpa is not None and hpa.target in known:

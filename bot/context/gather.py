@@ -1,6 +1,7 @@
 """GATHER: run every gatherer for one incident within a time budget; none can fail it.
 
-Order: subject (from the alerts) → Kubernetes snapshot → focus → logs and Prometheus in
+Order: subject (from the alerts; located from application labels when they name no object,
+see `locate`) → Kubernetes snapshot → focus → logs and Prometheus in
 parallel → dependencies named by the logs. Each step has its share of the budget; what it
 could not do in time is a `Gap`, and whatever else was found is still used. An exception in a
 gatherer is caught here, logged, and becomes a gap too: the investigation always produces a
@@ -20,6 +21,7 @@ from bot.context.dependencies import fill_dependencies
 from bot.context.focus import find_focus, focus_pods
 from bot.context.kube_gather import fill_kubernetes
 from bot.context.kube_read import KubeReader
+from bot.context.locate import locate
 from bot.context.logs import gather_logs
 from bot.context.metrics import (
     PrometheusGatherer,
@@ -93,7 +95,7 @@ def gather(alerts: Sequence[AlertView], now: datetime, access: ClusterAccess | N
     try:
         if api_client is not None:
             reader = KubeReader(api_client, started + budget_seconds * KUBE_SHARE)
-            _timed(ctx, "kubernetes", lambda: fill_kubernetes(ctx, reader))
+            _timed(ctx, "kubernetes", lambda: (locate(ctx, reader), fill_kubernetes(ctx, reader)))
         ctx.focus = find_focus(ctx)
         logs_deadline = time.monotonic() + budget_seconds * LOGS_SHARE
         prom_deadline = started + budget_seconds

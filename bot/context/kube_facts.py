@@ -15,6 +15,7 @@ from bot.context.model import (
     EventView,
     HpaView,
     LimitRangeView,
+    NetworkPolicyView,
     NodeView,
     ObjectRef,
     PodView,
@@ -98,7 +99,8 @@ def pod_view(pod: dict[str, Any], workload_of: dict[ObjectRef, ObjectRef]) -> Po
     """`workload_of` maps a controller (ReplicaSet, Job) to its own owner (Deployment, CronJob)."""
     meta, spec, status = _meta(pod), pod.get("spec") or {}, pod.get("status") or {}
     owner = controller_of(pod)
-    workload = workload_of.get(owner, owner) if owner else None
+    # a bare pod (no controller) is its own workload: it is the object a person edits
+    workload = workload_of.get(owner, owner) if owner else ref_of(pod, "Pod")
     statuses = {s.get("name"): s for s in status.get("containerStatuses") or []}
     init_statuses = {s.get("name"): s for s in status.get("initContainerStatuses") or []}
     containers = [_container_view(c, init_statuses.get(c.get("name")), True) for c in spec.get("initContainers") or []]
@@ -116,8 +118,17 @@ def pod_view(pod: dict[str, Any], workload_of: dict[ObjectRef, ObjectRef]) -> Po
 
 
 def workload_view(obj: dict[str, Any]) -> WorkloadView:
+    """A Deployment, StatefulSet, DaemonSet, Job, CronJob, a ReplicaSet that no Deployment owns,
+    or a bare Pod (its own template, one replica)."""
     kind = obj.get("kind") or "?"
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if kind == "Pod":
+        ready = int(conditions_of(obj).get("Ready", ("False",))[0] == "True")
+        return WorkloadView(
+            ref=ref_of(obj), desired=1, ready=ready, available=ready, updated=None, conditions=conditions_of(obj),
+            created_at=parse_time(_meta(obj).get("creationTimestamp")),
+            template={"metadata": _meta(obj), "spec": spec}, selector={},
+            annotations=_meta(obj).get("annotations") or {}, raw=obj)
     if kind == "CronJob":
         template = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
     else:
@@ -138,6 +149,17 @@ def workload_view(obj: dict[str, Any]) -> WorkloadView:
         selector=((spec.get("selector") or {}).get("matchLabels") or {}),
         annotations=_meta(obj).get("annotations") or {}, raw=obj,
     )
+
+
+def network_policy_view(policy: dict[str, Any]) -> NetworkPolicyView:
+    spec = policy.get("spec") or {}
+    types = list(spec.get("policyTypes") or [])
+    if not types:  # the API server's defaulting: Ingress always, Egress when egress rules exist
+        types = ["Ingress"] + (["Egress"] if spec.get("egress") else [])
+    return NetworkPolicyView(ref=ref_of(policy, "NetworkPolicy"), pod_selector=spec.get("podSelector") or {},
+                             policy_types=types, ingress=list(spec.get("ingress") or []),
+                             egress=list(spec.get("egress") or []),
+                             created_at=parse_time(_meta(policy).get("creationTimestamp")))
 
 
 def event_view(event: dict[str, Any], incident_start: datetime) -> EventView:
@@ -216,6 +238,8 @@ def service_view(service: dict[str, Any], endpoints: dict[str, Any] | None) -> S
         ports=[int(p.get("port")) for p in spec.get("ports") or [] if isinstance(p.get("port"), int)],
         ready_endpoints=ready, not_ready_endpoints=not_ready, external_name=spec.get("externalName"),
         cluster_ip=spec.get("clusterIP") if spec.get("clusterIP") not in (None, "None") else None,
+        target_ports={int(p["port"]): p.get("targetPort", p["port"]) for p in spec.get("ports") or []
+                      if isinstance(p.get("port"), int)},
     )
 
 

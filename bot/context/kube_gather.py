@@ -2,9 +2,10 @@
 
 For each namespace the alerts name (at most MAX_NAMESPACES), the objects a diagnosis reads are
 listed in parallel: pods, events, workloads and their ReplicaSets / ControllerRevisions, Jobs,
-Services and Endpoints, ConfigMaps, PVCs, quotas, limit ranges and HPAs; cluster-wide: nodes,
+Services and Endpoints, ConfigMaps, PVCs, quotas, limit ranges, HPAs and NetworkPolicies; cluster-wide: nodes,
 storage classes and node events; for node alerts, the pods on those nodes. From the snapshot
-it decides the *focus*: the workloads the investigation is about (named by the alerts, owning
+it decides the *focus*: the workloads (a ReplicaSet that no Deployment owns and a bare pod
+count as workloads: they are what a person edits) the investigation is about (named by the alerts, owning
 the alerted pods, targeted by an alerted HPA, using an alerted PVC, or, when the alerts name
 only a namespace, the workloads with unhealthy pods there).
 
@@ -27,7 +28,7 @@ MAX_NAMESPACES = 3
 MAX_EVENTS = 400
 PARALLEL_CALLS = 8
 CONFIG_VALUE_CHARS = 4000  # enough for an application.yaml; bounded all the same
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet")
 
 
 def _namespace_reads(reader: KubeReader, ns: str) -> dict[str, Callable[[], Any]]:
@@ -52,6 +53,8 @@ def _namespace_reads(reader: KubeReader, ns: str) -> dict[str, Callable[[], Any]
         "limitranges": lambda: r.items(f"limit ranges in {ns}", r.core.list_namespaced_limit_range, ns),
         "hpas": lambda: r.items(f"horizontal pod autoscalers in {ns}",
                                 r.autoscaling.list_namespaced_horizontal_pod_autoscaler, ns),
+        "networkpolicies": lambda: r.items(f"network policies in {ns}",
+                                           r.networking.list_namespaced_network_policy, ns),
     }
 
 
@@ -135,6 +138,10 @@ def fill_kubernetes(ctx: Context, reader: KubeReader) -> None:
     pods = _dedupe_pods(_all(snapshot, "pods") + [p for k, v in snapshot.items() if k.startswith("pods_on:")
                                                   for p in v or []])
     ctx.pods = [facts.pod_view(p, workload_of) for p in pods]
+    # what a person edits when no Deployment, Job or other controller stands above: a ReplicaSet
+    # created on its own, or a bare pod
+    raw_workloads += [rs for rs in replicasets if facts.controller_of(rs) is None]
+    raw_workloads += [dict(p, kind="Pod") for p in pods if not (p.get("metadata") or {}).get("ownerReferences")]
     ctx.workloads = [facts.workload_view(w) for w in raw_workloads]
     events = _all(snapshot, "events") + (snapshot.get("node_events") or [])
     views = [facts.event_view(e, ctx.incident_start) for e in events]
@@ -147,6 +154,8 @@ def fill_kubernetes(ctx: Context, reader: KubeReader) -> None:
     ctx.quotas = [facts.quota_view(q) for q in _all(snapshot, "quotas")]
     ctx.limit_ranges = [facts.limit_range_view(x) for x in _all(snapshot, "limitranges")]
     ctx.hpas = [facts.hpa_view(h) for h in _all(snapshot, "hpas")]
+    if snapshot_has(snapshot, "networkpolicies"):
+        ctx.network_policies = [facts.network_policy_view(n) for n in _all(snapshot, "networkpolicies")]
     endpoints = {facts.ref_of(e, "Endpoints"): e for e in _all(snapshot, "endpoints")}
     ctx.services = [facts.service_view(s, endpoints.get(facts.ref_of(s, "Endpoints")) if snapshot_has(
         snapshot, "endpoints") else None) for s in _all(snapshot, "services")]

@@ -55,6 +55,7 @@ class KubeReader:
         self.batch = k8s.BatchV1Api(api_client)
         self.autoscaling = k8s.AutoscalingV2Api(api_client)
         self.storage = k8s.StorageV1Api(api_client)
+        self.networking = k8s.NetworkingV1Api(api_client)
         self.apiregistration = k8s.ApiregistrationV1Api(api_client)
         self._deadline, self._request_seconds = deadline, request_seconds
         self._lock = threading.Lock()

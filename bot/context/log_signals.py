@@ -36,7 +36,10 @@ FAMILIES: dict[str, re.Pattern[str]] = {
         r"setting|field)|failed to (?:load|parse|read|decode) (?:config|configuration|settings)|"
         r"(?:config|configuration) (?:error|invalid|validation failed)|KeyError: |could not parse|"
         r"cannot unmarshal|yaml: line \d+|json: cannot|ParseError|ValidationError|"
-        r"unrecognized (?:arguments|option)|flag provided but not defined|unknown (?:flag|shorthand flag|option)",
+        r"unrecognized (?:arguments|option)|flag provided but not defined|unknown (?:flag|shorthand flag|option)|"
+        # a command or script that cannot run as written (a shell's own words)
+        r"syntax error near unexpected token|Syntax error: |unexpected EOF while looking for matching|"
+        r"command not found|: not found$|unbound variable|bad substitution|can't open '?/",
         re.I),
     "code": re.compile(
         r"^panic: |\bpanic\(|goroutine \d+ \[running\]|Traceback \(most recent call last\)|"

@@ -246,6 +246,7 @@ class ServiceView:
     not_ready_endpoints: int | None
     external_name: str | None = None
     cluster_ip: str | None = None
+    target_ports: dict[int, int | str] = field(default_factory=dict)  # port -> targetPort (number or name)
 
 
 @dataclass
@@ -260,6 +261,18 @@ class DependencyView:
     service: ObjectRef | None = None  # the in-cluster Service the host resolves to, when it does
     ready_endpoints: int | None = None
     backends: list[ObjectRef] = field(default_factory=list)  # workloads behind the Service
+
+
+@dataclass
+class NetworkPolicyView:
+    """A NetworkPolicy as written: which pods it selects and what it lets through."""
+
+    ref: ObjectRef
+    pod_selector: dict[str, Any]  # {matchLabels, matchExpressions}; empty selects every pod
+    policy_types: list[str]  # Ingress and/or Egress (as the API server defaults them)
+    ingress: list[dict[str, Any]]  # rules: {from: [peers], ports: [...]}
+    egress: list[dict[str, Any]]  # rules: {to: [peers], ports: [...]}
+    created_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -318,10 +331,23 @@ class Subject:
     claims: list[ObjectRef]
     other: list[ObjectRef]
     heartbeat: bool = False
+    # labels that name no Kubernetes object by convention but may lead to one (`service`, `job`,
+    # `app`, `instance`...): label -> values, read by `bot.context.locate`
+    hints: dict[str, list[str]] = field(default_factory=dict)
+    located: list[str] = field(default_factory=list)  # how hints were mapped, in words
 
     @property
     def empty(self) -> bool:
         return not (self.namespaces or self.pods or self.workloads or self.nodes or self.claims or self.other)
+
+    @property
+    def names_objects(self) -> bool:
+        """The alerts name an object (not only a namespace)."""
+        return bool(self.pods or self.workloads or self.nodes or self.claims or self.other)
+
+    @property
+    def investigable(self) -> bool:
+        return not self.empty or bool(self.hints)
 
 
 @dataclass
@@ -347,6 +373,7 @@ class Context:
     services: list[ServiceView] = field(default_factory=list)
     dependencies: list[DependencyView] = field(default_factory=list)
     api_services: list[ApiServiceView] = field(default_factory=list)
+    network_policies: list[NetworkPolicyView] | None = None  # None: could not be read
     config_maps: dict[ObjectRef, dict[str, str]] = field(default_factory=dict)
     secret_names: set[ObjectRef] | None = None  # None: not read (no RBAC for Secrets by design)
     signals: list[Signal] = field(default_factory=list)

@@ -28,6 +28,10 @@ _WORKLOAD_LABELS = (
     ("job_name", "Job"),
     ("cronjob", "CronJob"),
 )
+# labels that lead to an object without naming it by the mixin's conventions (application
+# metrics, blackbox probes, Prometheus targets): `bot.context.locate` maps them
+HINT_LABELS = ("service", "job", "app", "app_kubernetes_io_name", "k8s_app", "application", "service_name",
+               "deployment", "container", "instance")
 _EXPORTER_PODS = ("kube-state-metrics", "prometheus-node-exporter", "node-exporter", "blackbox-exporter")
 # The mixin's alerts fire after their `for:` window (mostly 15 minutes): the problem began before.
 RULE_FOR_WINDOW = timedelta(minutes=15)
@@ -73,6 +77,10 @@ def resolve_subject(alerts: Iterable[AlertView]) -> Subject:
         node = labels.get("node")
         if valid_name(node):
             _append(subject.nodes, node)
+        for label in HINT_LABELS:
+            value = labels.get(label)
+            if value and len(value) <= 253 and value not in subject.hints.get(label, []):
+                subject.hints.setdefault(label, []).append(value)
     return subject
 
 

@@ -5,7 +5,9 @@ the first in their confidences (a crash loop is never a category; OOMKilled, an 
 certificate or a missing ConfigMap is), and an explicit hypothesis gets a small bonus over a
 timing-based one of equal confidence. Two hypotheses for the same category and object are one.
 The diagnosis is inconclusive when nothing reaches CONCLUSIVE, or when a different cause is
-within TIE of the first: the RCA then says so instead of sounding sure.
+within TIE of the first: the RCA then says so instead of sounding sure. When nothing reaches
+CONCLUSIVE (or nothing was proposed at all) the first answer is `unknown` (`unknown.py`): the
+unexplained symptoms and the object to look at first, the weak leads after it.
 
 An analyzer that raises is logged and recorded as a gap; the others still run. No analyzer
 ever looks at an incident's or scenario's name: they read evidence only.
@@ -26,6 +28,7 @@ from bot.diagnosis.analyzers import (
     healthy,
     image,
     memory,
+    network,
     node,
     quota,
     scheduling,
@@ -33,10 +36,11 @@ from bot.diagnosis.analyzers import (
 )
 from bot.diagnosis.findings import all_findings
 from bot.diagnosis.model import Diagnosis, Hypothesis
+from bot.diagnosis.unknown import unknown_hypothesis
 
 log = logging.getLogger(__name__)
-ANALYZERS = (memory, cpu, deploy, config, image, dependency, scheduling, node, storage, capacity, certificate, quota,
-             healthy)
+ANALYZERS = (memory, cpu, deploy, config, image, dependency, network, scheduling, node, storage, capacity, certificate,
+             quota, healthy)
 EXPLICIT_BONUS = 0.04
 CONCLUSIVE = 0.5
 TIE = 0.05
@@ -74,7 +78,7 @@ def rank(hypotheses: list[Hypothesis]) -> list[Hypothesis]:
 
 
 def is_inconclusive(ranked: list[Hypothesis]) -> bool:
-    if not ranked or ranked[0].confidence < CONCLUSIVE:
+    if not ranked or ranked[0].category == "unknown" or ranked[0].confidence < CONCLUSIVE:
         return True
     rival = next((h for h in ranked[1:] if h.category != ranked[0].category), None)
     return rival is not None and score(rival) >= score(ranked[0]) - TIE
@@ -84,7 +88,8 @@ def describe_subject(ctx: Context) -> str:
     names = sorted({a.name for a in ctx.alerts if a.status == "firing"} or {a.name for a in ctx.alerts})
     focus = ", ".join(str(ref) for ref in ctx.focus[:3]) or ", ".join(ctx.subject.namespaces) or "the cluster"
     where = f" in cluster {ctx.cluster}" if ctx.cluster else ""
-    return f"{focus}{where} (alerts: {', '.join(names[:4])}{'…' if len(names) > 4 else ''})"
+    located = f"; found from the alert labels: {'; '.join(ctx.subject.located[:3])}" if ctx.subject.located else ""
+    return f"{focus}{where} (alerts: {', '.join(names[:4])}{'…' if len(names) > 4 else ''}{located})"
 
 
 def diagnose(ctx: Context, analyzers=ANALYZERS) -> Diagnosis:
@@ -100,5 +105,7 @@ def diagnose(ctx: Context, analyzers=ANALYZERS) -> Diagnosis:
             log.exception("analyzer %s failed", name)
             gaps.append(Gap(f"the {name} analysis", f"it failed ({type(exc).__name__})"))
     ranked = rank(proposed)
+    if not ctx.subject.heartbeat and (not ranked or ranked[0].confidence < CONCLUSIVE):
+        ranked = [unknown_hypothesis(ctx, findings, ranked), *ranked][:MAX_HYPOTHESES]
     return Diagnosis(hypotheses=ranked, inconclusive=is_inconclusive(ranked), gaps=gaps,
                      subject=describe_subject(ctx))

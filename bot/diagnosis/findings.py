@@ -65,6 +65,10 @@ class WorkloadFindings:
     def error_lines(self, family: str, include_noise: bool = False) -> list[ErrorLine]:
         return [e for e in self.errors if family in e.families and (include_noise or not e.healthy_pod)]
 
+    def connection_errors(self) -> list[ErrorLine]:
+        """Lines saying a connection failed (a certificate refused is its own cause)."""
+        return [e for e in self.error_lines("dependency") if "certificate" not in e.families]
+
     def key_lines(self, families: tuple[str, ...], limit: int = 3) -> list[ErrorLine]:
         """The most telling error lines of the pods in trouble: lines of `families` first, then
         other error-level lines; one per shape (numbers ignored), so a repeated line shows once."""

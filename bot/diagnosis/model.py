@@ -2,7 +2,8 @@
 
 Invariants:
 - a hypothesis names one taxonomy category (`CATEGORIES`, the root-cause taxonomy of
-  SCENARIOS.md) and the object to fix (None only for `not_an_issue`);
+  SCENARIOS.md) and the object to fix (None only for `not_an_issue`), or `unknown`: the honest
+  answer that symptoms are real and no rule explains them, naming the object to look at first;
 - every evidence item carries a reference a person can follow (an object and field, an event,
   a log template, a PromQL query), so nothing in the RCA is unsupported;
 - confidence is in [0, 1]; `explicit` marks hypotheses backed by a message that names the cause
@@ -18,6 +19,7 @@ from bot.context.model import Gap, ObjectRef
 CATEGORIES: tuple[str, ...] = (
     "memory_limit", "cpu_limit", "bad_deploy", "config_error", "image_pull", "dependency_unreachable",
     "scheduling", "node_failure", "storage", "capacity", "certificate_expired", "quota_exceeded", "not_an_issue",
+    "unknown",
 )
 
 CATEGORY_TITLES = {
@@ -26,6 +28,7 @@ CATEGORY_TITLES = {
     "dependency_unreachable": "Dependency unreachable", "scheduling": "Pods cannot be scheduled",
     "node_failure": "Node failure", "storage": "Storage problem", "capacity": "Capacity exhausted",
     "certificate_expired": "Certificate expired", "quota_exceeded": "Quota exceeded", "not_an_issue": "Nothing to fix",
+    "unknown": "Cause unknown",
 }
 
 

@@ -8,7 +8,7 @@ Shape (version 1):
     {"version": 1, "subject": str, "inconclusive": bool,
      "hypotheses": [{"category", "resource", "confidence", "summary", "explicit", "action",
                      "supporting": [{"text", "source", "ref"}], "contradicting": [...]}],
-     "gaps": [{"what", "why"}], "timings": {gatherer: seconds},
+     "gaps": [{"what", "why"}], "nearby": [str], "timings": {gatherer: seconds},
      "graph": {"title", "unit", "query", "series": [{"label", "points": [[epoch, value]]}],
                "marks": [{"label", "at": epoch}]} | null,
      "material": {"filename", "text"} | null}
@@ -21,6 +21,7 @@ from typing import Any
 from bot.context.model import Context, Signal
 from bot.diagnosis.findings import all_findings
 from bot.diagnosis.model import Diagnosis, Hypothesis
+from bot.diagnosis.nearby import broken_nearby
 from bot.redaction import redact, redact_data
 
 VERSION = 1
@@ -117,6 +118,7 @@ def build_report(ctx: Context, diagnosis: Diagnosis) -> dict[str, Any]:
         "version": VERSION, "subject": diagnosis.subject, "inconclusive": diagnosis.inconclusive,
         "hypotheses": [_hypothesis(h) for h in diagnosis.hypotheses],
         "gaps": [{"what": g.what, "why": g.why} for g in diagnosis.gaps],
+        "nearby": broken_nearby(ctx, diagnosis.hypotheses),
         "timings": {k: round(v, 4) for k, v in ctx.timings.items()},
         "graph": _graph(ctx, diagnosis), "material": _material(ctx, diagnosis),
         "now": ctx.now.timestamp(),
@@ -133,6 +135,7 @@ def rca_text(report: dict[str, Any]) -> str:
             lines += [f"- {e['text']}" for e in h.get("supporting") or []]
             lines += [f"- against: {e['text']}" for e in h.get("contradicting") or []]
             lines.append(f"Next: {h.get('action', '')}")
+    lines += [f"Also broken nearby: {line}" for line in report.get("nearby") or []]
     lines += [f"Could not check {g['what']}: {g['why']}" for g in report.get("gaps") or []]
     return "\n".join(lines)
 

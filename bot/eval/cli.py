@@ -2,7 +2,11 @@
 
 Prints one row per scenario as it finishes (progress on a long run), then one summary line:
 
-    eval: 24 scenarios, top1 21/24, top3 24/24, mentions 22/24, runbook 15/16, forbidden 0
+    eval: 24 scenarios, top1 21/24, top3 24/24, mentions 22/24, runbook 15/16, forbidden 0, unknown 2, confident-wrong 1
+
+Before it: per-category precision and recall, the confusion matrix, abstention (`unknown`
+answers, right where a scenario accepts it) and calibration (`bot.eval.summary`). `--json`
+keeps every hypothesis with its evidence for and against, so two runs can be diffed.
 
 The runbook column counts the scenarios that expect a runbook and got it proposed (with nothing
 forbidden); forbidden counts forbidden proposals over every scenario. A file that breaks the scenario
@@ -20,6 +24,7 @@ from pathlib import Path
 
 from bot.eval.runner import Outcome, run_scenario
 from bot.eval.scoring import Score, score
+from bot.eval.summary import summary_lines
 from bot.sandbox.scenario import ScenarioError, load_scenario
 
 
@@ -74,7 +79,8 @@ def run_eval(paths: list[Path], jobs: int = 2, json_path: Path | None = None, mi
         for future in as_completed(futures):
             outcome = future.result()
             result = None if outcome.report is None else score(outcome.scenario.expect, outcome.hypotheses,
-                                                                outcome.rca_text, outcome.proposed)
+                                                                outcome.rca_text, outcome.proposed,
+                                                                bool(outcome.report.get("inconclusive")))
             errors += result is None
             results.append((outcome, result))
             print(_row(outcome, result), file=out, flush=True)
@@ -87,18 +93,24 @@ def run_eval(paths: list[Path], jobs: int = 2, json_path: Path | None = None, mi
     runbook_hits = sum(1 for o, r in results if r is not None and o.scenario.expect.runbook and r.runbook_ok)
     runbook = f"{runbook_hits}/{expecting}"
     forbidden = str(sum(len(r.forbidden) for r in scored))
+    for line in summary_lines(scored):
+        print(line, file=out)
     times = sorted(o.seconds_to_rca for o, _ in results if o.seconds_to_rca is not None)
     if times:
         print(f"time to RCA: median {times[len(times) // 2]:.2f} s, max {times[-1]:.2f} s over {len(times)} "
               f"incident(s); whole run {time.monotonic() - started:.0f} s", file=out)
     print(f"eval: {total} scenarios, top1 {top1}/{total}, top3 {top3}/{total}, mentions {mentions}/{total}, "
-          f"runbook {runbook}, forbidden {forbidden}", file=out, flush=True)
+          f"runbook {runbook}, forbidden {forbidden}, unknown {sum(r.abstained for r in scored)}, "
+          f"confident-wrong {sum(r.confident_wrong for r in scored)}", file=out, flush=True)
     if json_path is not None:
         json_path.write_text(json.dumps([{
             "id": o.scenario.id, "path": str(o.path), "seconds_to_rca": o.seconds_to_rca, "timings": o.timings,
             "error": o.error, "top1": r.top1 if r else None, "top3": r.top3 if r else None,
             "missing_mentions": r.missing_mentions if r else None,
-            "hypotheses": [{k: h[k] for k in ("category", "resource", "confidence")} for h in o.hypotheses[:3]],
+            "inconclusive": (o.report or {}).get("inconclusive"),
+            "abstained": r.abstained if r else None, "confident_wrong": r.confident_wrong if r else None,
+            "hypotheses": [{k: h.get(k) for k in ("category", "resource", "confidence", "summary", "explicit",
+                                                  "supporting", "contradicting", "rules")} for h in o.hypotheses],
             "proposed": o.proposed, "runbook_ok": r.runbook_ok if r else None,
         } for o, r in results], indent=2))
     if errors:

@@ -4,7 +4,10 @@
 - top-3: one of the first three does;
 - mentions: every `mentions` string occurs in the posted RCA text (case-insensitive);
 - runbook: the expected runbook is proposed and nothing in `forbid` is (None until the bot
-  proposes runbooks: then the columns stay empty).
+  proposes runbooks: then the columns stay empty);
+- abstention: a first answer `unknown` is right where the scenario accepts `unknown` (and names
+  the resource to look at), and merely not right elsewhere; a wrong first answer that the RCA
+  stated as conclusive is `confident_wrong`, counted apart as worse than not knowing.
 Resources compare case-insensitively on the kind and exactly on namespace and name.
 """
 
@@ -29,10 +32,15 @@ class Score:
     missing_mentions: list[str]
     runbook_ok: bool | None  # None: no runbook expected, or the bot proposes none yet
     forbidden: list[str] = field(default_factory=list)
+    abstained: bool = False  # the first answer is `unknown`
+    confident_wrong: bool = False  # a wrong first cause, stated as conclusive
+    expected: str = ""  # the first acceptable category (for the confusion matrix)
+    got: str = "none"  # the first answer's category
+    confidence: float | None = None  # the first answer's confidence
 
 
 def score(expect: Any, hypotheses: list[dict[str, Any]], rca_text: str,
-          proposed_runbooks: list[str] | None = None) -> Score:
+          proposed_runbooks: list[str] | None = None, inconclusive: bool = False) -> Score:
     categories = expect.category if isinstance(expect.category, list) else [expect.category]
 
     def good(h: dict[str, Any]) -> bool:
@@ -44,6 +52,12 @@ def score(expect: Any, hypotheses: list[dict[str, Any]], rca_text: str,
     if proposed_runbooks is not None:
         forbidden = [r for r in expect.forbid or [] if r in proposed_runbooks]
         runbook_ok = (expect.runbook in proposed_runbooks if expect.runbook else True) and not forbidden
-    return Score(top1=bool(hypotheses) and good(hypotheses[0]), top3=any(good(h) for h in hypotheses[:3]),
+    top1 = bool(hypotheses) and good(hypotheses[0])
+    first = hypotheses[0] if hypotheses else None
+    abstained = first is not None and first["category"] == "unknown"
+    return Score(top1=top1, top3=any(good(h) for h in hypotheses[:3]),
                  mentions_ok=not missing, missing_mentions=missing, runbook_ok=runbook_ok,
-                 forbidden=forbidden or [])
+                 forbidden=forbidden or [], abstained=abstained,
+                 confident_wrong=first is not None and not top1 and not abstained and not inconclusive,
+                 expected=categories[0], got=first["category"] if first else "none",
+                 confidence=first.get("confidence") if first else None)

@@ -118,8 +118,9 @@ class RcaStage:
             alerts = _alert_views(session, incident_id)
         with incident_context(incident_id):
             access = self._clusters.resolve(cluster)
-            if resolve_subject(alerts).empty:
-                return self._skip(investigation_id, owner, incident_id, "the alerts name no Kubernetes object")
+            if not resolve_subject(alerts).investigable:
+                return self._skip(investigation_id, owner, incident_id, "the alerts name no Kubernetes object "
+                                  "and carry no label that could lead to one (service, job, app, instance...)")
             if access is not None and access.api_client is None and not access.prometheus_url:
                 return self._skip(investigation_id, owner, incident_id,
                                   "neither Kubernetes nor Prometheus is configured (OPSBOT_KUBE_MODE, "

@@ -89,8 +89,10 @@ CATEGORIES: tuple[str, ...] = (
     "certificate_expired",
     "quota_exceeded",
     "not_an_issue",
+    "unknown",
 )
-"""The root-cause taxonomy of SCENARIOS.md, in its order."""
+"""The root-cause taxonomy of SCENARIOS.md, in its order, and `unknown`: the honest answer that
+the evidence names no cause (a scenario may accept it among its categories)."""
 
 BUILTIN_RUNBOOKS: tuple[str, ...] = (
     "rollback-deployment",

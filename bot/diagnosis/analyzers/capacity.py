@@ -1,5 +1,9 @@
 """capacity: load exceeds what the workload can serve.
 
+The object to fix is what bounds the replicas: an HPA pinned at its maximum is named first
+(scaling the Deployment directly would be undone by the HPA within seconds; the runbook raises
+the HPA's maxReplicas), the Deployment second. Without a maxed HPA, the workload.
+
 Evidence: its HorizontalPodAutoscaler at maxReplicas while wanting more (ScalingLimited,
 KubeHpaMaxedOut), traffic that stepped up (a change point in the request rate), CPU use near
 the pods' requests across replicas, latency rising with the load. Against: pods crashing or
@@ -94,11 +98,13 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             summary += f"; traffic is ×{surge.change.after / surge.change.before:.1f}"
         base = hpa.max_replicas if maxed and hpa and hpa.max_replicas else (found.view.desired if found.view else None)
         facts = {"suggested_replicas": str(max(base + 1, math.ceil(base * 1.5)))} if base else {}
-        hypotheses.append(Hypothesis(
-            "capacity", found.ref, confidence, summary + ".", supporting, contradicting, explicit=maxed, facts=facts,
-            action="Scale out (raise the HPA's maxReplicas or the replica count) and check the nodes have room; "
-                   "find where the extra traffic comes from.", signal_key="request_rate" if surge else "hpa_replicas"))
+        facts["scale_target"] = found.ref.name
+        action = ("Raise the maxReplicas of HPA " + hpa.ref.name if maxed and hpa else "Scale out") + \
+            " and check the nodes have room; find where the extra traffic comes from."
+        signal_key = "request_rate" if surge else "hpa_replicas"
+        hypotheses.append(Hypothesis("capacity", found.ref, confidence - 0.1 * maxed, summary + ".", supporting,
+                                     contradicting, explicit=maxed, facts=facts, action=action, signal_key=signal_key))
         if hpa is not None and maxed:
-            hypotheses.append(Hypothesis("capacity", hpa.ref, confidence - 0.1, summary + ".", supporting,
-                                         contradicting, True, action=hypotheses[-1].action, signal_key="hpa_replicas"))
+            hypotheses.append(Hypothesis("capacity", hpa.ref, confidence, summary + ".", supporting, contradicting,
+                                         True, facts=facts, action=action, signal_key=signal_key))
     return hypotheses

@@ -37,7 +37,7 @@ def dependency_state(ctx: Context, dep: DependencyView, down_signals: list) -> s
 def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
     hypotheses = []
     for found in findings:
-        lines = [e for e in found.error_lines("dependency") if "certificate" not in e.families]
+        lines = found.connection_errors()
         if not lines:
             continue
         deps = _deps_for(ctx, found)

@@ -7,6 +7,10 @@ env, config references, probes). Against: pods of the old revision fail too (the
 not follow the version), the new revision changes nothing that runs, the new pods are only
 Pending (that is scheduling), or there is no previous revision to go back to (a first deploy:
 config_error or image_pull then).
+
+Pods need not fail: a release that returns 5xx or answers slowly keeps every pod Ready. A
+golden signal that stepped up shortly after the new revision was created (`REGRESSIONS`) and
+is still up is the evidence then, with the same checks of what the revision changed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,26 @@ from bot.redaction import MASK
 RUNTIME_FIELDS = (".image", ".command", ".args", ".env", ".envFrom", "Probe", ".volumeMounts", "spec.volumes",
                   "annotations.checksum", ".securityContext", ".workingDir", ".ports", "serviceAccountName")
 CHANGE_POINT_WINDOW = timedelta(minutes=30)
+# golden signal -> (how much it must have grown at the change point, floor after, still-up share now)
+REGRESSIONS = {"error_ratio": (2.0, 0.02, 0.5), "latency_p95": (1.5, 0.0, 0.7)}
+HEALTHY_PODS_REGRESSION = 0.7
+
+
+def signal_regressions(ctx: Context, created_at) -> list[Evidence]:
+    """Golden signals that stepped up within CHANGE_POINT_WINDOW after `created_at` and are still up."""
+    found = []
+    for key, (factor, floor, still) in REGRESSIONS.items():
+        for signal in ctx.signal(key):
+            change, latest = signal.change, signal.latest
+            if change is None or latest is None or created_at is None:
+                continue
+            grew = change.after >= max(factor * change.before, floor) and change.after > change.before
+            if grew and created_at <= change.at <= created_at + CHANGE_POINT_WINDOW and latest >= still * change.after:
+                delay = int((change.at - created_at).total_seconds())
+                what = (f"5xx ratio rose from {ev.pct(change.before)} to {ev.pct(change.after)}" if key == "error_ratio"
+                        else f"p95 latency rose from {change.before * 1000:.0f} ms to {change.after * 1000:.0f} ms")
+                found.append(ev.signal(signal, f"{what} {delay} s after the new revision was created"))
+    return found
 
 
 def _runtime_changes(changes: list[TemplateChange]) -> list[TemplateChange]:
@@ -48,11 +72,14 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
     hypotheses = []
     for found in findings:
         rollout = found.rollout
-        if rollout is None or rollout.current is None or rollout.previous is None or not found.failing:
+        if rollout is None or rollout.current is None or rollout.previous is None:
             continue
         if not found.rollout_recent:
             continue  # a scale-up of an old revision is "in progress" too, but no rollout happened
         current, previous = rollout.current, rollout.previous
+        regressions = signal_regressions(ctx, current.created_at)
+        if not found.failing and not regressions:
+            continue
         supporting: list[Evidence] = []
         contradicting: list[Evidence] = []
         image = _image_of(found)
@@ -75,7 +102,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
                 split += f" while {found.healthy_old} pod(s) of revision {previous.number} keep serving"
             supporting.append(Evidence(split, "kubernetes", f"pods of {found.ref} by pod-template-hash"))
         healthy_new = [p for p in found.healthy if p.revision_hash == current.hash and p.ready]
-        if healthy_new and current.hash:
+        if healthy_new and current.hash and found.failing:
             contradicting.append(Evidence(f"{len(healthy_new)} pod(s) of revision {current.number} itself are healthy",
                                           "kubernetes", f"pods of {found.ref} by pod-template-hash"))
         if found.failing_old:
@@ -87,15 +114,8 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
                                           f"pods of {found.ref}"))
         code_errors = found.key_lines(("code", "config"))
         supporting += [ev.log_line(e) for e in code_errors]
-        for signal in ctx.signal("error_ratio"):
-            change = signal.change
-            if change and change.after > change.before and current.created_at and \
-                    current.created_at <= change.at <= current.created_at + CHANGE_POINT_WINDOW:
-                delay = int((change.at - current.created_at).total_seconds())
-                supporting.append(ev.signal(signal, f"5xx ratio rose from {ev.pct(change.before)} to "
-                                                    f"{ev.pct(change.after)} {delay} s after revision {current.number} "
-                                                    f"was created"))
-        confidence = 0.55
+        supporting += regressions
+        confidence = 0.55 if found.failing else HEALTHY_PODS_REGRESSION
         if found.failing_new and not found.failing_old and (found.healthy_old or previous.ready):
             confidence = 0.85
         elif found.failing_new and not found.failing_old:
@@ -106,12 +126,13 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             confidence -= 0.35
         if found.failing_old:
             confidence -= 0.35
-        if healthy_new and current.hash:
+        if healthy_new and current.hash and found.failing:
             confidence -= 0.3
         if only_pending:
             confidence -= 0.4
-        summary = f"Revision {current.number} of {found.ref}" + (f" ({image})" if image else "") + \
-            f" broke it: {found.failing_new or len(found.failing)} pod(s) of the new revision fail"
+        summary = f"Revision {current.number} of {found.ref}" + (f" ({image})" if image else "") + (
+            f" broke it: {found.failing_new or len(found.failing)} pod(s) of the new revision fail" if found.failing
+            else f" made it worse with every pod Ready: {regressions[0].text}")
         if found.healthy_old:
             summary += f" while revision {previous.number} keeps serving"
         hypotheses.append(Hypothesis(

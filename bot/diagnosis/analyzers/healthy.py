@@ -5,7 +5,9 @@ works. Otherwise "healthy" must be shown, not assumed: the alerted workloads hav
 replica available, no pod is failing, no fresh Warning event concerns them, and no golden
 signal is bad now (pods can be Ready while a release returns 5xx or a saturated pool answers
 slowly: a bad signal is never "nothing is broken", see `BAD_NOW`); it weighs more when the
-alerts have already resolved. Anything the investigation could not check lowers the
+alerts have already resolved. An actionable alert (not of an informational severity) that still
+fires says its own expression is still true: "healthy" then stays below conclusive, and the
+engine answers `unknown` with "nothing is broken" as a weak lead. Anything the investigation could not check lowers the
 confidence: "could not check" is not "found nothing".
 """
 
@@ -19,6 +21,8 @@ from bot.diagnosis.findings import WorkloadFindings
 from bot.diagnosis.model import Evidence, Hypothesis
 
 FRESH = timedelta(minutes=15)
+INFORMATIONAL_SEVERITIES = ("info", "none")  # the kubernetes-mixin's non-actionable alerts
+STILL_FIRING = 0.45  # below the engine's CONCLUSIVE: an actionable alert's expression is still true
 ERROR_RATIO_BAD = 0.05  # 5xx in more than one request in twenty
 LATENCY_JUMP_BAD = 2.0  # p95 latency at least doubled at a change point...
 LATENCY_STILL_UP = 0.8  # ...and still near the higher level at the last sample
@@ -94,7 +98,13 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         return []
     if resolved:
         supporting.append(Evidence("every alert of the incident has resolved", "alert", "incident alerts"))
-    confidence = (0.8 if resolved else 0.5) - 0.15 * min(2, len(ctx.gaps))
+    actionable = [a for a in ctx.alerts if a.status == "firing"
+                  and a.labels.get("severity", "").lower() not in INFORMATIONAL_SEVERITIES]
+    if actionable:  # shown against it, yet not a veto: alerts lag, and Ready pods are facts
+        contradicting.append(Evidence(f"{actionable[0].name} (severity {actionable[0].labels.get('severity', 'none')})"
+                                      " still fires: its expression is still true", "alert",
+                                      f"Alert {actionable[0].name}"))
+    confidence = (0.8 if resolved else STILL_FIRING if actionable else 0.5) - 0.15 * min(2, len(ctx.gaps))
     return [Hypothesis(
         "not_an_issue", None, confidence,
         "Nothing is broken now: " + "; ".join(e.text for e in supporting[:2]) + ".", supporting, contradicting,

@@ -106,6 +106,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         placed = [p for p in found.pods if p not in found.pending and p.phase == "Running"]
         if anti_affinity_only and placed and target.kind == "Deployment":
             facts["suggested_replicas"] = str(len(placed))  # as many as the nodes can take one each
+            facts["scale_target"] = found.ref.name
         hypotheses.append(Hypothesis(
             "scheduling", target, confidence, summary + ".", supporting, contradicting, explicit=True, facts=facts,
             action="Free or add capacity that matches the pods' requests, selectors and tolerations, or relax them; "

@@ -1,9 +1,10 @@
 """The RCA message in the incident thread: a pure function from a stored report to Block Kit.
 
 Layout: the most likely cause in one sentence (with the resource and the numbers), how sure
-and why (inconclusive said plainly), the evidence as bullets each followed by where it comes
-from, what speaks against it, the next step, the other hypotheses, and what could not be
-checked. Every untrusted string (log lines, event messages, annotations) goes through
+and why (inconclusive said plainly; an unknown cause says so first and lists the unexplained
+symptoms, with the weak leads after it), the evidence as bullets each followed by where it comes
+from, what speaks against it, the next step, the other hypotheses, workloads also broken
+nearby that the evidence does not connect, and what could not be checked. Every untrusted string (log lines, event messages, annotations) goes through
 `untrusted` (redacted, escaped); every block stays inside Block Kit's limits, and long
 material goes in a file instead (see `bot.incidents.rca_stage`).
 """
@@ -54,22 +55,30 @@ def render_rca(report: dict[str, Any], reference: str) -> dict[str, Any]:
     else:
         top = hypotheses[0]
         title = CATEGORY_TITLES.get(top["category"], top["category"])
-        sure = "inconclusive — the evidence points several ways" if report.get("inconclusive") \
-            else _confidence_words(top["confidence"])
+        unknown = top["category"] == "unknown"
+        sure = ("no rule explains the symptoms" if unknown else
+                "inconclusive — the evidence points several ways" if report.get("inconclusive")
+                else _confidence_words(top["confidence"]))
         text = f"{reference} RCA: {truncate(top['summary'], 300)}"
         blocks.append(_section(f":mag: *Root cause analysis of {reference}* — {title} ({sure})\n"
                                f"*{untrusted(top['summary'], 900)}*"))
         if top.get("supporting"):
-            blocks.append(_section("*Evidence*\n" + _bullets(top["supporting"])))
+            heading = "Unexplained symptoms" if unknown else "Evidence"
+            blocks.append(_section(f"*{heading}*\n" + _bullets(top["supporting"])))
         if top.get("contradicting"):
             blocks.append(_section("*Against it*\n" + _bullets(top["contradicting"], 3)))
         if top.get("action"):
             blocks.append(_section(f"*Next step:* {untrusted(top['action'], 600)}"))
         others = hypotheses[1:1 + MAX_OTHERS]
         if others:
+            heading = "Weak leads (not enough evidence)" if unknown else "Other hypotheses"
             lines = [f"{i + 2}. {CATEGORY_TITLES.get(h['category'], h['category'])} — `{untrusted(h['resource'], 120)}` "
                      f"({h['confidence'] * 100:.0f} %): {untrusted(h['summary'], 300)}" for i, h in enumerate(others)]
-            blocks.append(_section("*Other hypotheses*\n" + "\n".join(lines)))
+            blocks.append(_section(f"*{heading}*\n" + "\n".join(lines)))
+    nearby = report.get("nearby") or []
+    if nearby:
+        blocks.append(_context("*Also broken nearby* (not connected to this incident by the evidence): "
+                               + "; ".join(untrusted(line, 200) for line in nearby)))
     gaps = report.get("gaps") or []
     if gaps:
         blocks.append(_context("*Could not check:* " + "; ".join(
