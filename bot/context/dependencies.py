@@ -3,8 +3,10 @@
 Hosts named by error lines of the dependency family (`log_signals`) are resolved the way
 cluster DNS resolves them: `name.namespace.svc[.cluster.local]`, `name.namespace`, or a bare
 `name` in the pod's own namespace. A Service found is checked for ready endpoints and the
-workloads behind its selector; a Service in a namespace not yet read is read (at most
-EXTRA_NAMESPACES more). Anything else (an external host) is reported as named.
+workloads behind its selector; a Service in a namespace not yet read is read completely (at
+most EXTRA_NAMESPACES more). Anything else (an external host) is reported as named. The
+workloads behind the Services (`ctx.upstream`) are the chain's next link: the gatherer reads
+their logs and the engine diagnoses them too (client → Service → endpoints → pods → evidence).
 """
 
 from __future__ import annotations
@@ -12,26 +14,50 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from bot.context import kube_facts as facts
+from bot.context.kube_gather import add_namespace
 from bot.context.kube_read import KubeReader
-from bot.context.log_signals import classify, hosts_in
+from bot.context.log_signals import HostMention, classify, hosts_in
 from bot.context.model import Context, DependencyView, ObjectRef, ServiceView
 from bot.context.subject import valid_name
 
 EXTRA_NAMESPACES = 2
 _IP = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 MAX_DEPENDENCIES = 5
+MAX_UPSTREAM = 3  # dependency workloads whose own evidence is read (the chain's next link)
+
+
+def configured_hosts(ctx: Context, pod: ObjectRef) -> list[HostMention]:
+    """In-cluster hosts the pod is configured to call: env values (and the ConfigMaps it reads
+    with envFrom) shaped like `scheme://host:port` or a `*.svc` name. Used when its connection
+    errors do not say where they were going (`The connection attempt failed`)."""
+    view = next((p for p in ctx.pods if p.ref == pod), None)
+    if view is None:
+        return []
+    values = []
+    for container in view.spec.get("containers") or []:
+        values += [str(e.get("value")) for e in container.get("env") or [] if e.get("value")]
+        for source in container.get("envFrom") or []:
+            name = (source.get("configMapRef") or {}).get("name")
+            values += list(ctx.config_maps.get(ObjectRef("ConfigMap", pod.namespace, name), {}).values()) if name else []
+    found: list[HostMention] = []
+    for value in values:
+        for mention in hosts_in(value):
+            if ".svc" in mention.host and mention.host not in [m.host for m in found]:
+                found.append(mention)
+    return found[:3]
 
 
 def dependency_mentions(ctx: Context) -> list[DependencyView]:
-    """Hosts the focus pods' error lines could not reach, most mentioned first."""
+    """Hosts the focus pods' error lines could not reach, most mentioned first; where the lines
+    name no host, the in-cluster hosts the pod is configured to call (`configured_hosts`)."""
     found: dict[str, DependencyView] = {}
     counts: dict[str, int] = defaultdict(int)
     for view in ctx.logs:
         for line in view.lines:
             if "dependency" not in classify(line):
                 continue
-            for mention in [m for m in hosts_in(line) if m.port != 53][:2]:  # 53: the resolver, not the target
+            named = [m for m in hosts_in(line) if m.port != 53] or configured_hosts(ctx, view.pod)
+            for mention in named[:2]:  # 53: the resolver, not the target
                 counts[mention.host] += 1
                 dep = found.get(mention.host)
                 if dep is None:
@@ -68,7 +94,7 @@ def fill_dependencies(ctx: Context, reader: KubeReader | None) -> None:
         if service is None:
             continue
         if service.namespace not in read_namespaces and reader is not None and extra < EXTRA_NAMESPACES:
-            _read_namespace(ctx, reader, service.namespace or "")
+            add_namespace(ctx, reader, service.namespace or "")
             read_namespaces.add(service.namespace)
             extra += 1
         view = next((s for s in ctx.services if s.ref == service), None)
@@ -80,6 +106,8 @@ def fill_dependencies(ctx: Context, reader: KubeReader | None) -> None:
         dep.service, dep.ready_endpoints = view.ref, view.ready_endpoints
         dep.backends = backends_of(ctx, view)
     ctx.dependencies = deps
+    upstream = [b for dep in deps for b in dep.backends if b not in ctx.focus]
+    ctx.upstream = list(dict.fromkeys(upstream))[:MAX_UPSTREAM]
 
 
 def _by_ip(ctx: Context, dep: DependencyView) -> bool:
@@ -110,16 +138,3 @@ def backends_of(ctx: Context, service: ServiceView) -> list[ObjectRef]:
     found |= {w.ref for w in ctx.workloads if w.ref.namespace == service.ref.namespace and w.ref.kind != "CronJob"
               and matches((w.template.get("metadata") or {}).get("labels") or {})}
     return sorted(found)
-
-
-def _read_namespace(ctx: Context, reader: KubeReader, namespace: str) -> None:
-    r = reader
-    services = r.items(f"services in {namespace}", r.core.list_namespaced_service, namespace) or []
-    endpoints = r.items(f"endpoints in {namespace}", r.core.list_namespaced_endpoints, namespace)
-    pods = r.items(f"pods in {namespace}", r.core.list_namespaced_pod, namespace) or []
-    sets = r.items(f"replicasets in {namespace}", r.apps.list_namespaced_replica_set, namespace) or []
-    by_ref = {facts.ref_of(e, "Endpoints"): e for e in endpoints or []}
-    ctx.services += [facts.service_view(s, by_ref.get(facts.ref_of(s, "Endpoints")) if endpoints is not None
-                                        else None) for s in services]
-    owners = {facts.ref_of(rs, "ReplicaSet"): owner for rs in sets if (owner := facts.controller_of(rs))}
-    ctx.pods += [facts.pod_view(p, owners) for p in pods]

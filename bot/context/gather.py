@@ -2,7 +2,7 @@
 
 Order: subject (from the alerts; located from application labels when they name no object,
 see `locate`) → Kubernetes snapshot → focus → logs and Prometheus in
-parallel → dependencies named by the logs. Each step has its share of the budget; what it
+parallel → dependencies named by the logs → the logs of the workloads behind them (upstream). Each step has its share of the budget; what it
 could not do in time is a `Gap`, and whatever else was found is still used. An exception in a
 gatherer is caught here, logged, and becomes a gap too: the investigation always produces a
 Context. `ctx.timings` records the seconds each gatherer took (the benchmark reports them).
@@ -70,6 +70,15 @@ def _queries(ctx: Context) -> list[SignalQuery]:
     return queries
 
 
+def _upstream_logs(ctx: Context, reader: KubeReader) -> None:
+    """The logs of the dependency workloads' pods, once the focus' errors led to them."""
+    known = {view.pod for view in ctx.logs}
+    upstream = set(ctx.upstream)
+    pods = [p for p in ctx.pods if (p.workload in upstream or p.owner in upstream) and p.ref not in known]
+    if pods:
+        ctx.logs += gather_logs(reader, pods, ctx.incident_start, ctx.now)
+
+
 def gather(alerts: Sequence[AlertView], now: datetime, access: ClusterAccess | None,
            budget_seconds: float = DEFAULT_BUDGET_SECONDS, cluster: str | None = None) -> Context:
     """Everything the investigation can find about `alerts` at `now` (the incident's clock)."""
@@ -121,7 +130,7 @@ def gather(alerts: Sequence[AlertView], now: datetime, access: ClusterAccess | N
                 future.result()
         if reader is not None:
             dep_reader = KubeReader(api_client, time.monotonic() + max(0.5, started + budget_seconds - time.monotonic()))
-            _timed(ctx, "dependencies", lambda: fill_dependencies(ctx, dep_reader))
+            _timed(ctx, "dependencies", lambda: (fill_dependencies(ctx, dep_reader), _upstream_logs(ctx, dep_reader)))
             ctx.gaps.extend(g for g in dep_reader.gaps if g not in ctx.gaps)
     finally:
         if api_client is not None:

@@ -56,6 +56,31 @@ def controller_of(obj: dict[str, Any]) -> ObjectRef | None:
     return ObjectRef(owner.get("kind", "?"), namespace, owner.get("name", "?"))
 
 
+# markers a GitOps controller leaves on what it applies: (where, key, controller)
+GITOPS_MARKERS = (
+    ("annotations", "argocd.argoproj.io/tracking-id", "Argo CD"),
+    ("labels", "argocd.argoproj.io/instance", "Argo CD"),
+    ("labels", "kustomize.toolkit.fluxcd.io/name", "Flux"),
+    ("labels", "helm.toolkit.fluxcd.io/name", "Flux"),
+)
+GITOPS_MANAGERS = {"argocd-controller": "Argo CD", "argocd-application-controller": "Argo CD",
+                   "kustomize-controller": "Flux", "helm-controller": "Flux"}
+
+
+def gitops_owner(obj: dict[str, Any]) -> str | None:
+    """Which GitOps controller applies this object ("Argo CD (tracking-id ...)"), if any."""
+    meta = _meta(obj)
+    for where, key, controller in GITOPS_MARKERS:
+        value = (meta.get(where) or {}).get(key)
+        if value:
+            return f"{controller} ({key}={value})"
+    for entry in meta.get("managedFields") or []:
+        controller = GITOPS_MANAGERS.get(entry.get("manager", ""))
+        if controller:
+            return f"{controller} (field manager {entry['manager']})"
+    return None
+
+
 def conditions_of(obj: dict[str, Any]) -> dict[str, tuple[str, str | None, str | None]]:
     return {c.get("type", "?"): (str(c.get("status", "Unknown")), c.get("reason"), c.get("message"))
             for c in (obj.get("status") or {}).get("conditions") or []}

@@ -55,6 +55,7 @@ def _namespace_reads(reader: KubeReader, ns: str) -> dict[str, Callable[[], Any]
                                 r.autoscaling.list_namespaced_horizontal_pod_autoscaler, ns),
         "networkpolicies": lambda: r.items(f"network policies in {ns}",
                                            r.networking.list_namespaced_network_policy, ns),
+        "namespace": lambda: [obj] if (obj := r.one(f"namespace {ns}", r.core.read_namespace, ns)) else None,
     }
 
 
@@ -72,12 +73,14 @@ def _cluster_reads(reader: KubeReader, nodes: list[str]) -> dict[str, Callable[[
     return reads
 
 
-def read_snapshot(reader: KubeReader, namespaces: list[str], nodes: list[str]) -> dict[str, list[dict] | None]:
+def read_snapshot(reader: KubeReader, namespaces: list[str], nodes: list[str], cluster: bool = True
+                  ) -> dict[str, list[dict] | None]:
     """Every read at once (bounded parallelism); keys are `<namespace>:<kind>` or cluster keys."""
     reads: dict[str, Callable[[], Any]] = {}
     for ns in namespaces[:MAX_NAMESPACES]:
         reads.update({f"{ns}:{kind}": call for kind, call in _namespace_reads(reader, ns).items()})
-    reads.update(_cluster_reads(reader, nodes))
+    if cluster:
+        reads.update(_cluster_reads(reader, nodes))
     with ThreadPoolExecutor(PARALLEL_CALLS, thread_name_prefix="opsbot-kube") as pool:
         futures = {key: pool.submit(call) for key, call in reads.items()}
         return {key: future.result() for key, future in futures.items()}
@@ -120,7 +123,18 @@ def fill_kubernetes(ctx: Context, reader: KubeReader) -> None:
     """Read the snapshot for `ctx.subject` and fill the Kubernetes parts of `ctx`."""
     subject = ctx.subject
     _read_api_services(ctx, reader)
-    snapshot = read_snapshot(reader, subject.namespaces, subject.nodes)
+    merge_snapshot(ctx, read_snapshot(reader, subject.namespaces, subject.nodes))
+    _check_named_pods(ctx)
+    ctx.gaps.extend(reader.gaps)
+
+
+def add_namespace(ctx: Context, reader: KubeReader, namespace: str) -> None:
+    """Read one more namespace completely (a dependency's) and add it to `ctx`."""
+    merge_snapshot(ctx, read_snapshot(reader, [namespace], [], cluster=False))
+
+
+def merge_snapshot(ctx: Context, snapshot: dict[str, list[dict] | None]) -> None:
+    """Add what a snapshot holds to `ctx` (pods, workloads and their histories, events...)."""
     kinds = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets", "Job": "jobs",
              "CronJob": "cronjobs"}
     raw_workloads = []
@@ -135,33 +149,43 @@ def fill_kubernetes(ctx: Context, reader: KubeReader) -> None:
         owner = facts.controller_of(item)
         if owner is not None:
             workload_of[facts.ref_of(item, item.get("kind"))] = owner
-    pods = _dedupe_pods(_all(snapshot, "pods") + [p for k, v in snapshot.items() if k.startswith("pods_on:")
-                                                  for p in v or []])
-    ctx.pods = [facts.pod_view(p, workload_of) for p in pods]
+    known_pods = {p.ref for p in ctx.pods}
+    pods = [p for p in _dedupe_pods(_all(snapshot, "pods") + [p for k, v in snapshot.items() if k.startswith("pods_on:")
+                                                              for p in v or []])
+            if facts.ref_of(p, "Pod") not in known_pods]
+    ctx.pods += [facts.pod_view(p, workload_of) for p in pods]
     # what a person edits when no Deployment, Job or other controller stands above: a ReplicaSet
     # created on its own, or a bare pod
     raw_workloads += [rs for rs in replicasets if facts.controller_of(rs) is None]
     raw_workloads += [dict(p, kind="Pod") for p in pods if not (p.get("metadata") or {}).get("ownerReferences")]
-    ctx.workloads = [facts.workload_view(w) for w in raw_workloads]
+    ctx.workloads += [facts.workload_view(w) for w in raw_workloads]
     events = _all(snapshot, "events") + (snapshot.get("node_events") or [])
-    views = [facts.event_view(e, ctx.incident_start) for e in events]
+    views = ctx.events + [facts.event_view(e, ctx.incident_start) for e in events]
     views.sort(key=lambda e: e.last_at or ctx.incident_start, reverse=True)
     ctx.events = views[:MAX_EVENTS]
-    ctx.nodes = [facts.node_view(n) for n in snapshot.get("nodes") or []]
-    classes_raw = snapshot.get("storageclasses")
-    classes = None if classes_raw is None else {(c.get("metadata") or {}).get("name"): c for c in classes_raw}
-    ctx.claims = [facts.claim_view(c, classes) for c in _all(snapshot, "pvcs")]
-    ctx.quotas = [facts.quota_view(q) for q in _all(snapshot, "quotas")]
-    ctx.limit_ranges = [facts.limit_range_view(x) for x in _all(snapshot, "limitranges")]
-    ctx.hpas = [facts.hpa_view(h) for h in _all(snapshot, "hpas")]
+    if "nodes" in snapshot:
+        ctx.nodes = [facts.node_view(n) for n in snapshot.get("nodes") or []]
+        classes_raw = snapshot.get("storageclasses")
+        ctx.storage_classes = None if classes_raw is None else \
+            {(c.get("metadata") or {}).get("name"): c for c in classes_raw}
+    ctx.claims += [facts.claim_view(c, ctx.storage_classes) for c in _all(snapshot, "pvcs")]
+    ctx.quotas += [facts.quota_view(q) for q in _all(snapshot, "quotas")]
+    ctx.limit_ranges += [facts.limit_range_view(x) for x in _all(snapshot, "limitranges")]
+    ctx.hpas += [facts.hpa_view(h) for h in _all(snapshot, "hpas")]
     if snapshot_has(snapshot, "networkpolicies"):
-        ctx.network_policies = [facts.network_policy_view(n) for n in _all(snapshot, "networkpolicies")]
+        ctx.network_policies = (ctx.network_policies or []) + [facts.network_policy_view(n)
+                                                               for n in _all(snapshot, "networkpolicies")]
+    for namespace in _all(snapshot, "namespace"):
+        meta = namespace.get("metadata") or {}
+        ctx.namespace_labels[meta.get("name", "?")] = dict(meta.get("labels") or {})
     endpoints = {facts.ref_of(e, "Endpoints"): e for e in _all(snapshot, "endpoints")}
-    ctx.services = [facts.service_view(s, endpoints.get(facts.ref_of(s, "Endpoints")) if snapshot_has(
-        snapshot, "endpoints") else None) for s in _all(snapshot, "services")]
-    ctx.config_maps = {facts.ref_of(c, "ConfigMap"): {k: str(v)[:CONFIG_VALUE_CHARS]
-                                                      for k, v in (c.get("data") or {}).items()}
-                       for c in _all(snapshot, "configmaps")}
+    known_services = {s.ref for s in ctx.services}
+    ctx.services += [facts.service_view(s, endpoints.get(facts.ref_of(s, "Endpoints")) if snapshot_has(
+        snapshot, "endpoints") else None) for s in _all(snapshot, "services")
+        if facts.ref_of(s, "Service") not in known_services]
+    ctx.config_maps.update({facts.ref_of(c, "ConfigMap"): {k: str(v)[:CONFIG_VALUE_CHARS]
+                                                           for k, v in (c.get("data") or {}).items()}
+                            for c in _all(snapshot, "configmaps")})
     for workload in raw_workloads:
         if workload["kind"] == "Deployment":
             ctx.rollouts.append(rollout_view(workload, replicasets))
@@ -172,8 +196,6 @@ def fill_kubernetes(ctx: Context, reader: KubeReader) -> None:
                 owned = [p for p in pods if facts.controller_of(p) == ref]
                 view = rollout_from_pods(workload, owned) or view
             ctx.rollouts.append(view)
-    _check_named_pods(ctx)
-    ctx.gaps.extend(reader.gaps)
 
 
 def snapshot_has(snapshot: dict[str, list[dict] | None], kind: str) -> bool:

@@ -17,9 +17,11 @@ FAMILIES: dict[str, re.Pattern[str]] = {
         r"CERT_HAS_EXPIRED|certificate_expired|expired certificate|cert(?:ificate)? (?:is )?expired|"
         r"not_after=.*\bexpired|SSL routines.*certificate (?:verify failed|expired)", re.I),
     "dependency": re.compile(
-        r"connection refused|ECONNREFUSED|no such host|ENOTFOUND|Name or service not known|"
+        r"connection refused|\bECONNREFUSED\b|no such host|\bENOTFOUND\b|Name or service not known|"
         r"Temporary failure in name resolution|could not translate host name|i/o timeout|"
-        r"connection timed out|connect(?:ion)? timeout|ETIMEDOUT|timed out connecting|"
+        r"connection timed out|connect(?:ion)? timeout|connect timed out|\bETIMEDOUT\b|timed out connecting|"
+        r"upstream (?:is )?slow|slow upstream|upstream request timeout|upstream timed out|"
+        r"The connection attempt failed|java\.net\.(?:Socket(?:Timeout)?|Connect|NoRouteToHost)Exception|"
         r"upstream connect error|connection reset by peer|ECONNRESET|no route to host|EHOSTUNREACH|"
         r"could not connect to|couldn't connect to|can't connect to|unable to connect to|failed to connect to|"
         r"Connection to .* (?:failed|refused)|is the server running|server closed the connection unexpectedly|"
@@ -39,7 +41,17 @@ FAMILIES: dict[str, re.Pattern[str]] = {
         r"unrecognized (?:arguments|option)|flag provided but not defined|unknown (?:flag|shorthand flag|option)|"
         # a command or script that cannot run as written (a shell's own words)
         r"syntax error near unexpected token|Syntax error: |unexpected EOF while looking for matching|"
-        r"command not found|: not found$|unbound variable|bad substitution|can't open '?/",
+        r"command not found|: not found$|unbound variable|bad substitution|can't open '?/|"
+        # a configuration file or value the program refuses (nginx, PostgreSQL, Redis, MySQL, runtimes)
+        r"\[emerg\]|unknown directive|invalid parameter|configuration file .* contains errors|"
+        r"invalid value for parameter|unrecognized configuration parameter|FATAL CONFIG FILE ERROR|"
+        r"Bad directive or wrong number of arguments|unknown variable '|"
+        r"invalid literal for int\(\)|could not convert string to|invalid duration|time: (?:invalid|unknown unit)|"
+        r"strconv\.Parse\w+: parsing|NumberFormatException|invalid input syntax for|"
+        # a file the program was told to read is not where it looks
+        r"No such file or directory|FileNotFoundError|ENOENT|"
+        # a binary built for another CPU
+        r"exec format error",
         re.I),
     "code": re.compile(
         r"^panic: |\bpanic\(|goroutine \d+ \[running\]|Traceback \(most recent call last\)|"
@@ -52,6 +64,19 @@ FAMILIES: dict[str, re.Pattern[str]] = {
     "storage": re.compile(
         r"No space left on device|ENOSPC|disk (?:is )?full|could not extend file|Read-only file system|"
         r"not enough space|insufficient disk|disk quota exceeded|out of disk", re.I),
+    # the program says it has no capacity left for more work (its own workers, queue or pool)
+    "saturation": re.compile(
+        r"listen queue .*full|no (?:free|idle|available) workers|all workers (?:are )?busy|"
+        r"(?:worker|thread|process) pool (?:is )?(?:exhausted|full|saturated)|RejectedExecutionException|"
+        r"(?:request|work|task) queue (?:is )?full|server (?:is )?(?:too )?(?:busy|overloaded)|"
+        r"backlog (?:is )?full|max(?:imum)? (?:number of )?(?:workers|clients|concurrent requests) reached|"
+        r"server reached (?:max_children|MaxRequestWorkers)|too many concurrent requests", re.I),
+    # the peer was reached and refused the credentials: not an unreachable dependency
+    "credentials": re.compile(
+        r"password authentication failed|Access denied for user|invalid (?:username or password|credentials|"
+        r"password|api key|token)|WRONGPASS|NOAUTH Authentication required|SASL authentication failed|"
+        r"\b28P01\b|Login failed for user|InvalidClientTokenId|SignatureDoesNotMatch|ExpiredToken|bad credentials|"
+        r"authentication failed for user|\b401 Unauthorized\b|status(?:_code)?[=: ]+401\b", re.I),
     "permission": re.compile(r"permission denied|EACCES|access denied|forbidden|unauthori[sz]ed|"
                              r"authentication failed|password authentication failed", re.I),
     "startup_timeout": re.compile(r"context deadline exceeded|Client\.Timeout exceeded|"
@@ -60,12 +85,16 @@ FAMILIES: dict[str, re.Pattern[str]] = {
 
 # (pattern, whether a bare name without dot, dash or port is believable from it)
 _HOST_PATTERNS: tuple[tuple[re.Pattern[str], bool], ...] = (
-    (re.compile(r"lookup ([A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])"), True),
+    (re.compile(r"lookup ([A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])(?: on |: )"), True),
     (re.compile(r"getaddrinfo (?:ENOTFOUND|EAI_AGAIN) ([A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])"), True),
     (re.compile(r"\b([a-z0-9][a-z0-9-]*(?:\.[a-z0-9][a-z0-9-]*)*\.svc(?:\.cluster\.local)?)\b(?::(\d+))?"), True),
     (re.compile(r"(?:connect(?:ion)? to|connecting to|reach|upstream|server at|host)\s+(?:server\s+)?(?:at\s+)?"
                 r"[\"'(]?([A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])[\"')]?(?::(\d+))?", re.I), False),
     (re.compile(r"(?://|@)([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])(?::(\d+))"), False),
+    # structured logs: {"upstream":"pricing-engine"}, host=orders-db
+    (re.compile(r"[\"']?\b(?:upstream|host|peer|remote|target|dependency|backend)[\"']?\s*[:=]\s*[\"']?"
+                r"([a-z0-9][a-z0-9.-]*[a-z0-9])(?::(\d+))?\b"), True),
+    (re.compile(r"https?://([A-Za-z0-9][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)+)(?![:\w.-])"), False),
     (re.compile(r"(?<![\w./-])([a-z][a-z0-9-]*[a-z0-9](?:\.[a-z0-9-]+)*):(\d{2,5})\b"), True),
 )
 _IP_HOST = re.compile(r"\b(\d{1,3}(?:\.\d{1,3}){3}):(\d{2,5})\b")

@@ -43,7 +43,7 @@ def choose_pods(pods: list[PodView], since: datetime) -> list[tuple[PodView, boo
     unhealthy = [p for p in pods if pod_unhealthy(p, since)]
     unhealthy.sort(key=lambda p: (p.phase == "Pending", -max((c.restarts for c in p.containers), default=0)))
     if not unhealthy:  # nothing failing (an error-rate or disk alert): the running pods may say why
-        return [(p, False) for p in pods if p.phase == "Running"][:MAX_PODS // 2]
+        return [(p, False) for p in pods if p.phase == "Running"][:MAX_PODS]
     chosen: list[tuple[PodView, bool]] = [(p, False) for p in unhealthy[:MAX_PODS]]
     workloads = {p.workload for p, _ in chosen}
     for pod in pods:

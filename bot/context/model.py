@@ -375,6 +375,9 @@ class Context:
     api_services: list[ApiServiceView] = field(default_factory=list)
     network_policies: list[NetworkPolicyView] | None = None  # None: could not be read
     config_maps: dict[ObjectRef, dict[str, str]] = field(default_factory=dict)
+    storage_classes: dict[str, dict[str, Any]] | None = None  # None: could not be read
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)  # the namespaces read
+    upstream: list[ObjectRef] = field(default_factory=list)  # dependency workloads the focus' errors lead to
     secret_names: set[ObjectRef] | None = None  # None: not read (no RBAC for Secrets by design)
     signals: list[Signal] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)

@@ -7,10 +7,10 @@
   passes. A pod no policy isolates may connect freely.
 - A rule allows a connection when one of its ports matches (no ports: every port) and one of
   its peers matches (no peers: every destination). A `podSelector` peer alone means the
-  policy's namespace; a `namespaceSelector` is judged on the only namespace label known without
-  reading Namespaces, `kubernetes.io/metadata.name` (set by the API server since 1.21); a
-  selector on other namespace labels, a named port or an `ipBlock` for an in-cluster peer is
-  "maybe".
+  policy's namespace; a `namespaceSelector` is judged on the namespace's labels when they were
+  read, else on the one label every namespace has, `kubernetes.io/metadata.name` (set by the
+  API server since 1.21); a selector on other labels of a namespace not read, a named port or
+  an `ipBlock` for an in-cluster peer is "maybe".
 
 Answers are three-valued: True (allowed), False (denied), None (cannot tell). A diagnosis
 blames a policy only on False.
@@ -28,10 +28,12 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One side of a connection: a pod's namespace and labels (an unknown peer has labels None)."""
+    """One side of a connection: a pod's namespace and labels (an unknown peer has labels None),
+    and its namespace's labels when they were read."""
 
     namespace: str | None
     labels: dict[str, str] | None
+    namespace_labels: dict[str, str] | None = None
 
 
 DNS = Endpoint("kube-system", {"k8s-app": "kube-dns"})
@@ -56,14 +58,16 @@ def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str] | N
     return True
 
 
-def _namespace_matches(selector: dict[str, Any], namespace: str | None) -> bool | None:
+def _namespace_matches(selector: dict[str, Any], other: Endpoint) -> bool | None:
     if not selector.get("matchLabels") and not selector.get("matchExpressions"):
         return True
-    if namespace is None:
+    if other.namespace is None:
         return None
+    if other.namespace_labels is not None:
+        return selector_matches(selector, {**other.namespace_labels, NAMESPACE_NAME_LABEL: other.namespace})
     if set(selector.get("matchLabels") or {}) - {NAMESPACE_NAME_LABEL} or selector.get("matchExpressions"):
-        return None  # other namespace labels are not read
-    return selector_matches(selector, {NAMESPACE_NAME_LABEL: namespace})
+        return None  # other namespace labels were not read
+    return selector_matches(selector, {NAMESPACE_NAME_LABEL: other.namespace})
 
 
 def _all_of(*answers: bool | None) -> bool | None:
@@ -79,7 +83,7 @@ def _peer_matches(peer: dict[str, Any], policy_namespace: str | None, other: End
         return True if (peer["ipBlock"] or {}).get("cidr") in ("0.0.0.0/0", "::/0") \
             and not (peer["ipBlock"] or {}).get("except") else None
     if "namespaceSelector" in peer:
-        in_namespace = _namespace_matches(peer.get("namespaceSelector") or {}, other.namespace)
+        in_namespace = _namespace_matches(peer.get("namespaceSelector") or {}, other)
     else:
         in_namespace = None if other.namespace is None else other.namespace == policy_namespace
     return _all_of(in_namespace, selector_matches(peer.get("podSelector"), other.labels))

@@ -30,8 +30,12 @@ _WORKLOAD_LABELS = (
 )
 # labels that lead to an object without naming it by the mixin's conventions (application
 # metrics, blackbox probes, Prometheus targets): `bot.context.locate` maps them
+# (Prometheus targets, blackbox probes, Sloth SLOs, OpenTelemetry and Istio metrics)
 HINT_LABELS = ("service", "job", "app", "app_kubernetes_io_name", "k8s_app", "application", "service_name",
-               "deployment", "container", "instance")
+               "sloth_service", "k8s_deployment_name", "destination_workload", "destination_service_name",
+               "deployment", "container", "instance", "target", "url")
+# where a namespace hides when the scrape renamed it or the metric comes from OpenTelemetry / Istio
+NAMESPACE_LABELS = ("namespace", "exported_namespace", "k8s_namespace_name", "destination_workload_namespace")
 _EXPORTER_PODS = ("kube-state-metrics", "prometheus-node-exporter", "node-exporter", "blackbox-exporter")
 # The mixin's alerts fire after their `for:` window (mostly 15 minutes): the problem began before.
 RULE_FOR_WINDOW = timedelta(minutes=15)
@@ -55,7 +59,7 @@ def resolve_subject(alerts: Iterable[AlertView]) -> Subject:
         return subject
     for alert in ordered:
         labels = alert.labels
-        namespace = labels.get("namespace") if valid_name(labels.get("namespace")) else None
+        namespace = next((labels[k] for k in NAMESPACE_LABELS if valid_name(labels.get(k))), None)
         if namespace:
             _append(subject.namespaces, namespace)
             pod = labels.get("pod")

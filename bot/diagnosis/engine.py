@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 
-from bot.context.model import Context, Gap
+from bot.context.kube_facts import gitops_owner
+from bot.context.model import Context, Gap, ObjectRef
 from bot.diagnosis.analyzers import (
     capacity,
     certificate,
@@ -34,13 +35,18 @@ from bot.diagnosis.analyzers import (
     scheduling,
     storage,
 )
-from bot.diagnosis.findings import all_findings
-from bot.diagnosis.model import Diagnosis, Hypothesis
+from bot.diagnosis.findings import WorkloadFindings, all_findings, workload_findings
+from bot.diagnosis.model import Diagnosis, Evidence, Hypothesis
 from bot.diagnosis.unknown import unknown_hypothesis
 
 log = logging.getLogger(__name__)
 ANALYZERS = (memory, cpu, deploy, config, image, dependency, network, scheduling, node, storage, capacity, certificate,
              quota, healthy)
+# analyzers that judge the whole incident, not one workload's cause: not run on dependencies
+SYMPTOM_ONLY = (healthy,)
+UPSTREAM_BONUS = 0.05  # a cause in a dependency the focus' errors name explains the symptom
+CONFIDENT_UPSTREAM = 0.7
+EXPLAINED_PENALTY = 0.15
 EXPLICIT_BONUS = 0.04
 CONCLUSIVE = 0.5
 TIE = 0.05
@@ -64,6 +70,7 @@ def _demote_consequences(hypotheses: list[Hypothesis]) -> None:
     for hypothesis in hypotheses:
         if hypothesis.category in demoted:
             hypothesis.confidence = max(0.0, hypothesis.confidence - CONSEQUENCE_PENALTY)
+            hypothesis.rules.append(f"consequence_of_a_confident_cause -{CONSEQUENCE_PENALTY}")
 
 
 def rank(hypotheses: list[Hypothesis]) -> list[Hypothesis]:
@@ -92,19 +99,103 @@ def describe_subject(ctx: Context) -> str:
     return f"{focus}{where} (alerts: {', '.join(names[:4])}{'…' if len(names) > 4 else ''}{located})"
 
 
+def _run(analyzer, ctx: Context, findings: list[WorkloadFindings], gaps: list[Gap]) -> list[Hypothesis]:
+    name = getattr(analyzer, "__name__", type(analyzer).__name__).rsplit(".", 1)[-1]
+    try:
+        return list(analyzer.analyze(ctx, findings))
+    except Exception as exc:  # noqa: BLE001 - one analyzer's bug must not cost the diagnosis
+        log.exception("analyzer %s failed", name)
+        gap = Gap(f"the {name} analysis", f"it failed ({type(exc).__name__})")
+        if gap not in gaps:
+            gaps.append(gap)
+        return []
+
+
+def _chain(ctx: Context, backend) -> Evidence | None:
+    """How the focus' errors lead to `backend`: client → host → Service → endpoints → workload."""
+    dep = next((d for d in ctx.dependencies if backend in d.backends), None)
+    if dep is None:
+        return None
+    client = dep.pods[0].name if dep.pods else "the alerted pods"
+    service = f" → Service {dep.service}" + (f" ({dep.ready_endpoints} ready endpoint(s))"
+                                             if dep.ready_endpoints is not None else "") if dep.service else ""
+    return Evidence(f"chain: {client}'s errors name {dep.host}{service} → {backend}", "kubernetes",
+                    f"logs of {client}; {dep.service or dep.host}")
+
+
+def _upstream(ctx: Context, analyzers, gaps: list[Gap]) -> list[Hypothesis]:
+    """What the dependency workloads' own evidence says: a cause upstream of the symptom
+    explains it (rule `upstream_cause`), with the chain as its first evidence."""
+    hypotheses = []
+    for found in (workload_findings(ctx, ref) for ref in ctx.upstream):
+        if not (found.failing or found.errors or found.events or found.rollout_recent):
+            continue
+        chain = _chain(ctx, found.ref)
+        for analyzer in analyzers:
+            for hypothesis in _run(analyzer, ctx, [found], gaps):
+                if chain is not None:
+                    hypothesis.supporting.insert(0, chain)
+                hypothesis.confidence = min(1.0, hypothesis.confidence + UPSTREAM_BONUS)
+                hypothesis.rules.append(f"upstream_cause +{UPSTREAM_BONUS}")
+                hypotheses.append(hypothesis)
+    return hypotheses
+
+
+def _objects_of(ctx: Context, workload: ObjectRef) -> set[ObjectRef]:
+    """The workload and what its pods use: the objects a cause "in" a dependency may name."""
+    used = {workload}
+    for pod in ctx.pods:
+        if pod.workload != workload and pod.owner != workload:
+            continue
+        kinds = {"configMap": "ConfigMap", "secret": "Secret", "persistentVolumeClaim": "PersistentVolumeClaim"}
+        used |= {ObjectRef(kinds[v.kind], pod.ref.namespace, v.source) for v in pod.volumes if v.kind in kinds
+                 and v.source}
+        if pod.node:
+            used.add(ObjectRef("Node", None, pod.node))
+    return used
+
+
+def _demote_explained(ctx: Context, hypotheses: list[Hypothesis]) -> None:
+    """A dependency that "is not serving" is a symptom once its own evidence names why (an
+    explicit cause on it or on what its pods use): rule `explained_by_its_cause`."""
+    for backend in dict.fromkeys(b for dep in ctx.dependencies for b in dep.backends):
+        objects = _objects_of(ctx, backend)
+        explained = any((h.explicit or h.confidence >= CONFIDENT_UPSTREAM + 0.1) and h.confidence >= CONFIDENT_UPSTREAM
+                        and h.category != "dependency_unreachable" and h.resource in objects for h in hypotheses)
+        if not explained:
+            continue
+        for hypothesis in hypotheses:
+            if hypothesis.category == "dependency_unreachable" and hypothesis.resource == backend:
+                hypothesis.confidence = max(0.0, hypothesis.confidence - EXPLAINED_PENALTY)
+                hypothesis.rules.append(f"explained_by_its_cause -{EXPLAINED_PENALTY}")
+
+
+def _mark_gitops(ctx: Context, hypotheses: list[Hypothesis]) -> None:
+    """A workload that Argo CD or Flux applies: a direct change would be reverted at the next
+    sync, so the hypothesis says so and carries `gitops` (no runbook is proposed for it)."""
+    for hypothesis in hypotheses:
+        view = ctx.workload(hypothesis.resource)
+        owner = gitops_owner(view.raw) if view is not None else None
+        if owner is not None:
+            hypothesis.facts["gitops"] = owner
+            hypothesis.supporting.append(Evidence(f"{hypothesis.resource} is applied by {owner}: a direct change "
+                                                  "would be reverted at its next sync", "kubernetes",
+                                                  f"{hypothesis.resource} metadata"))
+            hypothesis.action += f" Make the change in Git: {owner.split(' (')[0]} would revert a direct one."
+
+
 def diagnose(ctx: Context, analyzers=ANALYZERS) -> Diagnosis:
-    """Rank what `analyzers` (modules or objects with `analyze(ctx, findings)`) propose."""
+    """Rank what `analyzers` (modules or objects with `analyze(ctx, findings)`) propose, about
+    the focus and about the dependency workloads its errors lead to."""
     findings = all_findings(ctx)
     proposed: list[Hypothesis] = []
     gaps = list(ctx.gaps)
     for analyzer in analyzers:
-        name = getattr(analyzer, "__name__", type(analyzer).__name__).rsplit(".", 1)[-1]
-        try:
-            proposed += analyzer.analyze(ctx, findings)
-        except Exception as exc:  # noqa: BLE001 - one analyzer's bug must not cost the diagnosis
-            log.exception("analyzer %s failed", name)
-            gaps.append(Gap(f"the {name} analysis", f"it failed ({type(exc).__name__})"))
+        proposed += _run(analyzer, ctx, findings, gaps)
+    proposed += _upstream(ctx, [a for a in analyzers if a not in SYMPTOM_ONLY], gaps)
+    _demote_explained(ctx, proposed)
     ranked = rank(proposed)
+    _mark_gitops(ctx, ranked)
     if not ctx.subject.heartbeat and (not ranked or ranked[0].confidence < CONCLUSIVE):
         ranked = [unknown_hypothesis(ctx, findings, ranked), *ranked][:MAX_HYPOTHESES]
     return Diagnosis(hypotheses=ranked, inconclusive=is_inconclusive(ranked), gaps=gaps,

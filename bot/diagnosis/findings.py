@@ -66,8 +66,9 @@ class WorkloadFindings:
         return [e for e in self.errors if family in e.families and (include_noise or not e.healthy_pod)]
 
     def connection_errors(self) -> list[ErrorLine]:
-        """Lines saying a connection failed (a certificate refused is its own cause)."""
-        return [e for e in self.error_lines("dependency") if "certificate" not in e.families]
+        """Lines saying a connection failed (a certificate or credentials refused by a peer that
+        was reached are causes of their own)."""
+        return [e for e in self.error_lines("dependency") if not e.families & {"certificate", "credentials"}]
 
     def key_lines(self, families: tuple[str, ...], limit: int = 3) -> list[ErrorLine]:
         """The most telling error lines of the pods in trouble: lines of `families` first, then
@@ -120,7 +121,8 @@ def _errors(ctx: Context, pods: list[PodView], healthy: set[ObjectRef]) -> list[
             parsed = parse_line(line, ctx.now.year)
             last_at = parsed.at or last_at
             families = classify(line)
-            if not families and parsed.level != "error":
+            # what a program logs at info level is not an error, whatever words it holds
+            if parsed.level == "info" or (not families and parsed.level != "error"):
                 continue
             if last_at and last_at < ctx.incident_start - timedelta(hours=1):
                 continue  # old noise, long before the trouble
@@ -183,9 +185,9 @@ def _rollout_split(ctx: Context, found: WorkloadFindings) -> None:
         return
     created = rollout.current.created_at
     found.rollout_recent = bool(created and created >= ctx.incident_start - ROLLOUT_WINDOW)
-    current_hash = rollout.current.hash
+    current = rollout.current
     for pod in found.pods:
-        new = pod.revision_hash == current_hash if current_hash else True
+        new = of_revision(pod, current) if current.hash else True
         if pod in found.failing:
             if new:
                 found.failing_new += 1
@@ -193,6 +195,14 @@ def _rollout_split(ctx: Context, found: WorkloadFindings) -> None:
                 found.failing_old += 1
         elif not new and pod.ready:
             found.healthy_old += 1
+
+
+def of_revision(pod: PodView, revision) -> bool:
+    """Whether the pod belongs to `revision`: Deployments label pods with the template hash, a
+    StatefulSet with its ControllerRevision's whole name, a DaemonSet with the bare hash."""
+    label = pod.revision_hash
+    return bool(label) and label in (revision.hash, revision.name) or bool(
+        label and revision.hash and label.endswith("-" + revision.hash))
 
 
 def lowered_limit(found: WorkloadFindings, resource: str) -> tuple[str, str] | None:

@@ -51,6 +51,7 @@ class Hypothesis:
     action: str = ""  # what a person should do next
     signal_key: str | None = None  # the metric that shows it best (for the graph)
     facts: dict[str, str] = field(default_factory=dict)  # values runbooks can use (container, suggested limit...)
+    rules: list[str] = field(default_factory=list)  # the engine's ranking rules that raised or lowered it
 
     def __post_init__(self) -> None:
         if self.category not in CATEGORIES:

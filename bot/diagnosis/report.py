@@ -34,7 +34,7 @@ def _hypothesis(h: Hypothesis) -> dict[str, Any]:
     return {"category": h.category, "resource": h.resource_text, "confidence": round(h.confidence, 3),
             "summary": h.summary, "explicit": h.explicit, "action": h.action,
             "supporting": [vars(e) for e in h.supporting], "contradicting": [vars(e) for e in h.contradicting],
-            "facts": resource_facts(h) | h.facts}
+            "facts": resource_facts(h) | h.facts, "rules": list(h.rules)}
 
 
 def resource_facts(h: Hypothesis) -> dict[str, str]:

@@ -193,6 +193,9 @@ def match(catalog: Catalog, category: str, facts: dict[str, str], alerts: list[d
     candidates: list[Candidate] = []
     skipped: list[str] = []
     labels = next((a["labels"] for a in alerts if a.get("status") == "firing"), alerts[0]["labels"] if alerts else {})
+    if facts.get("gitops"):  # a GitOps controller would revert any direct change at its next sync
+        return [], [f"{r.id}: {facts['gitops']} applies the object; change it in Git"
+                    for r in catalog.runbooks.values() if r.enabled and category in r.match.categories]
     for runbook in catalog.runbooks.values():
         rule = runbook.match
         if not runbook.enabled or category not in rule.categories:

@@ -86,7 +86,7 @@ def test_a_service_whose_target_port_no_pod_serves_is_the_object_to_fix():
     ctx = _client_context("2026-10-01T11:59:00Z ERROR could not connect to db:5432: connection refused",
                           {5432: 5433}, backend_ports=(5432,))
     top = diagnose(ctx).top
-    assert (top.category, str(top.resource)) == ("dependency_unreachable", "Service/shop/db")
+    assert (top.category, str(top.resource)) == ("config_error", "Service/shop/db")
     assert "5433" in top.summary
 
 
@@ -95,7 +95,7 @@ def test_a_service_whose_selector_matches_nothing_is_the_object_to_fix():
                           {5432: 5432}, selector={"app": "db", "track": "stable"})
     ctx.services[0].ready_endpoints = 0
     top = diagnose(ctx).top
-    assert (top.category, str(top.resource)) == ("dependency_unreachable", "Service/shop/db")
+    assert (top.category, str(top.resource)) == ("config_error", "Service/shop/db")
     assert "selects no pod" in top.summary
 
 

@@ -6,7 +6,9 @@ the HPA's maxReplicas), the Deployment second. Without a maxed HPA, the workload
 
 Evidence: its HorizontalPodAutoscaler at maxReplicas while wanting more (ScalingLimited,
 KubeHpaMaxedOut), traffic that stepped up (a change point in the request rate), CPU use near
-the pods' requests across replicas, latency rising with the load. Against: pods crashing or
+the pods' requests across replicas, latency rising with the load, the program saying that its
+workers, queue or pool are full (uWSGI's listen queue, a rejected execution, php-fpm's
+max_children). Against: pods crashing or
 printing program errors (a fault, not load), heavy CPU throttling at a low limit (cpu_limit).
 """
 
@@ -73,6 +75,8 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             if signal.change and signal.change.after > signal.change.before * 1.3:
                 supporting.append(ev.signal(signal, f"p95 latency rose from {signal.change.before * 1000:.0f} ms to "
                                                     f"{signal.change.after * 1000:.0f} ms"))
+        saturated = found.key_lines(("saturation",)) if found.error_lines("saturation") else []
+        supporting += [ev.log_line(e) for e in saturated[:2]]
         crashes = found.crashes or found.oom or found.waiting.get("CrashLoopBackOff")
         if crashes:
             contradicting.append(Evidence("pods are crashing: a fault, not only load", "kubernetes", f"pods of {found.ref}"))
@@ -84,6 +88,8 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             confidence = 0.85 if (surge or alerts or (limited and limited[0] == "True")) else 0.7
         elif alerts:
             confidence = 0.6
+        elif saturated and not found.crashes:  # the program's own words: no worker left
+            confidence = 0.75 if surge else 0.7
         elif backlog is not None and not found.crashes:
             confidence = 0.65
         elif surge and found.failing:
@@ -99,6 +105,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         base = hpa.max_replicas if maxed and hpa and hpa.max_replicas else (found.view.desired if found.view else None)
         facts = {"suggested_replicas": str(max(base + 1, math.ceil(base * 1.5)))} if base else {}
         facts["scale_target"] = found.ref.name
+        facts["replicas_owner"] = "hpa" if hpa is not None else "deployment"
         action = ("Raise the maxReplicas of HPA " + hpa.ref.name if maxed and hpa else "Scale out") + \
             " and check the nodes have room; find where the extra traffic comes from."
         signal_key = "request_rate" if surge else "hpa_replicas"

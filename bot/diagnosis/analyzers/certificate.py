@@ -21,7 +21,8 @@ from bot.diagnosis.findings import WorkloadFindings, fix_target
 from bot.diagnosis.model import Evidence, Hypothesis
 
 _TLS_NAME = re.compile(r"tls|cert|ssl|x509|pki|mtls|crt", re.I)
-_PEER = re.compile(r"remote error|failed to verify|verify(?:ing)? certificate|handshake|Get \"https|dial tcp|"
+_PEER = re.compile(r"remote error|failed to verify|verify(?:ing)? certificate|certificate verify failed|"
+                   r"CERTIFICATE_VERIFY_FAILED|PKIX path|handshake|Get \"https|dial tcp|"
                    r"x509: certificate has expired or is not yet valid|unable to get|peer", re.I)
 _NOT_AFTER = re.compile(r"(?:not_after|notAfter|NotAfter|is after|expired on|expiry)[=: ]+\s*([0-9T:\-+Z. ]{10,30})")
 
@@ -39,6 +40,23 @@ def secret_for(pod: PodView, paths: list[str]) -> str | None:
     projected_tls = [s.get("secret", {}).get("name") for v in pod.spec.get("volumes") or []
                      for s in (v.get("projected") or {}).get("sources") or [] if s.get("secret")]
     return next((n for n in projected_tls if n and _TLS_NAME.search(n)), None)
+
+
+# the client itself refused the peer's chain (its trust store decides), not the peer refusing ours
+_VERIFYING = re.compile(r"certificate verify failed|CERTIFICATE_VERIFY_FAILED|failed to verify|PKIX path|"
+                        r"unable to get local issuer|x509: certificate has expired or is not yet valid", re.I)
+_CA_NAME = re.compile(r"ca[-_.]?(?:bundle|cert|certs|crt)?\b|bundle|trust|cacert|root|pki|tls|cert", re.I)
+
+
+def ca_bundle_for(pod: PodView, paths: list[str]) -> str | None:
+    """The ConfigMap mounted at one of `paths`, else one whose name says it holds CA certificates:
+    where a client's trust store lives when the certificate it refuses is a peer's chain."""
+    maps = {v.name: v.source for v in pod.volumes if v.kind == "configMap" and v.source}
+    for container in pod.containers:
+        for mount, volume in sorted(container.mounts.items(), key=lambda item: -len(item[0])):
+            if volume in maps and any(p == mount or p.startswith(mount.rstrip("/") + "/") for p in paths):
+                return maps[volume]
+    return next((name for volume, name in maps.items() if _CA_NAME.search(name) or _CA_NAME.search(volume)), None)
 
 
 def _peer_secret(ctx: Context, line: str, namespace: str | None) -> ObjectRef | None:
@@ -110,9 +128,15 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         secret = None
         for line in lines:
             pod = pods.get(line.pod)
-            own = secret_for(pod, paths_in(line.line)) if pod else None
-            peer = _peer_secret(ctx, line.line, found.ref.namespace) if _PEER.search(line.line) else None
-            chosen = peer or (ObjectRef("Secret", found.ref.namespace, own) if own else None)
+            paths = paths_in(line.line)
+            own = secret_for(pod, paths) if pod else None
+            is_peer = bool(_PEER.search(line.line))
+            peer = _peer_secret(ctx, line.line, found.ref.namespace) if is_peer else None
+            # a peer outside the cluster: what we can fix is the trust bundle the client verifies with
+            verifying = bool(_VERIFYING.search(line.line)) and "remote error" not in line.line.lower()
+            bundle = ca_bundle_for(pod, paths) if pod and verifying and peer is None else None
+            chosen = peer or (ObjectRef("ConfigMap", found.ref.namespace, bundle) if bundle else None) or \
+                (ObjectRef("Secret", found.ref.namespace, own) if own else None)
             if chosen:
                 secret = chosen
                 break
@@ -122,7 +146,8 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         when = next((m.group(1).strip() for e in lines for m in [_NOT_AFTER.search(e.line)] if m), None)
         target = fix_target(found)
         resource = secret or target
-        summary = (f"The TLS certificate in {secret} has expired" if secret else
+        summary = (f"The TLS certificate in {secret} has expired" if secret and secret.kind == "Secret" else
+                   f"A certificate in the trust bundle {secret} has expired" if secret else
                    f"A TLS certificate {target} depends on has expired")
         if when:
             summary += f" (not after {when})"

@@ -16,7 +16,7 @@ import re
 from bot.context.log_signals import env_names_in, paths_in, quoted_in
 from bot.context.model import Context, ObjectRef, PodView
 from bot.diagnosis import evidence as ev
-from bot.diagnosis.findings import WorkloadFindings, fix_target, short
+from bot.diagnosis.findings import ErrorLine, WorkloadFindings, fix_target, short
 from bot.diagnosis.model import Evidence, Hypothesis
 
 CONFIG_WAITING = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError", "StartError")
@@ -39,6 +39,15 @@ def _config_maps_used(pod: PodView) -> list[str]:
             if ref:
                 names.append(ref)
     return list(dict.fromkeys(names))
+
+
+def _lines_before(ctx: Context, error: ErrorLine, count: int = 3) -> list[str]:
+    """The lines just before `error` in its stream (the frame that read the bad value)."""
+    for view in ctx.logs:
+        if view.pod == error.pod and view.container == error.container and error.line in view.lines:
+            at = view.lines.index(error.line)
+            return view.lines[max(0, at - count):at]
+    return []
 
 
 def _env_defined(pod: PodView, name: str) -> bool:
@@ -71,9 +80,50 @@ def _holder_by_word(ctx: Context, found: WorkloadFindings, words: list[str]) -> 
     return None
 
 
+def _secrets_read(pod: PodView) -> list[str]:
+    names = []
+    for container in pod.spec.get("containers") or []:
+        names += [((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") for e in container.get("env") or []]
+        names += [(e.get("secretRef") or {}).get("name") for e in container.get("envFrom") or []]
+    return [n for n in dict.fromkeys(names) if n]
+
+
+def _credentials(ctx: Context, found: WorkloadFindings) -> list[Hypothesis]:
+    """A peer that was reached refuses the workload's credentials. When pods started later work
+    while older ones are refused, the older ones hold values from before a rotation: a rolling
+    restart remedies it (`restart_remedies`). Otherwise the credentials themselves are wrong."""
+    lines = found.error_lines("credentials")
+    if not lines:
+        return []
+    refused = {e.pod for e in lines}
+    started = {p.ref: p.created_at for p in found.pods}
+    oldest_refused = max((started[r] for r in refused if started.get(r)), default=None)
+    newer_fine = [p for p in found.healthy if p.ref not in refused and p.created_at and oldest_refused
+                  and p.created_at > oldest_refused]
+    secrets = next((_secrets_read(p) for p in found.pods if _secrets_read(p)), [])
+    supporting = [ev.log_line(e) for e in found.key_lines(("credentials",))]
+    if newer_fine:
+        supporting.append(Evidence(f"{len(newer_fine)} pod(s) started later ({newer_fine[0].ref.name}) are not "
+                                   f"refused: the older pods hold credentials from before a change", "kubernetes",
+                                   f"pods of {found.ref} by start time"))
+    where = f" (it reads Secret {', '.join(secrets[:2])})" if secrets else ""
+    target = fix_target(found)
+    facts = {"restart_remedies": "true"} if newer_fine and target.kind == "Deployment" else {}
+    action = (f"Restart {target.name} so every pod reads the current Secret{where}." if newer_fine else
+              f"Check the credentials {target.name} uses{where} against what the peer expects.")
+    summary = f"{target} is refused by a peer it reaches: its credentials are rejected{where}"
+    hypotheses = [Hypothesis("config_error", target, 0.85 if newer_fine else 0.75, summary + ".", supporting,
+                             explicit=True, action=action, facts=facts, signal_key="error_ratio")]
+    if secrets and not newer_fine:
+        hypotheses.append(Hypothesis("config_error", ObjectRef("Secret", target.namespace, secrets[0]), 0.65,
+                                     summary + ".", supporting, explicit=True, action=action))
+    return hypotheses
+
+
 def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
     hypotheses: list[Hypothesis] = []
     for found in findings:
+        hypotheses += _credentials(ctx, found)
         supporting: list[Evidence] = []
         contradicting: list[Evidence] = []
         explicit = False
@@ -109,7 +159,10 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         crashing = bool(found.crashes) or "CrashLoopBackOff" in found.waiting
         supporting += [ev.log_line(e) for e in found.key_lines(("config",))]
         for line in lines[:5]:
-            named += [w for w in env_names_in(line.line) + quoted_in(line.line) if w not in named]
+            words = env_names_in(line.line) + quoted_in(line.line)
+            for before in _lines_before(ctx, line):  # a traceback names the setting just above its error
+                words += env_names_in(before)
+            named += [w for w in words if w not in named]
         if not explicit and not lines:
             continue
         if found.crashes and not explicit:

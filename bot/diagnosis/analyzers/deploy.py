@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from bot.context.model import Context, TemplateChange
 from bot.diagnosis import evidence as ev
-from bot.diagnosis.findings import WorkloadFindings, short
+from bot.diagnosis.findings import WorkloadFindings, of_revision, short
 from bot.diagnosis.model import Evidence, Hypothesis
 from bot.redaction import MASK
 
@@ -101,7 +101,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             if found.healthy_old:
                 split += f" while {found.healthy_old} pod(s) of revision {previous.number} keep serving"
             supporting.append(Evidence(split, "kubernetes", f"pods of {found.ref} by pod-template-hash"))
-        healthy_new = [p for p in found.healthy if p.revision_hash == current.hash and p.ready]
+        healthy_new = [p for p in found.healthy if of_revision(p, current) and p.ready]
         if healthy_new and current.hash and found.failing:
             contradicting.append(Evidence(f"{len(healthy_new)} pod(s) of revision {current.number} itself are healthy",
                                           "kubernetes", f"pods of {found.ref} by pod-template-hash"))

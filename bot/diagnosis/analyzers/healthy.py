@@ -6,8 +6,9 @@ replica available, no pod is failing, no fresh Warning event concerns them, and 
 signal is bad now (pods can be Ready while a release returns 5xx or a saturated pool answers
 slowly: a bad signal is never "nothing is broken", see `BAD_NOW`); it weighs more when the
 alerts have already resolved. An actionable alert (not of an informational severity) that still
-fires says its own expression is still true: "healthy" then stays below conclusive, and the
-engine answers `unknown` with "nothing is broken" as a weak lead. Anything the investigation could not check lowers the
+fires says its own expression may still be true: unless golden signals were read and are fine
+now, "healthy" then stays below conclusive, and the engine answers `unknown` with "nothing is
+broken" as a weak lead. Anything the investigation could not check lowers the
 confidence: "could not check" is not "found nothing".
 """
 
@@ -104,7 +105,11 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         contradicting.append(Evidence(f"{actionable[0].name} (severity {actionable[0].labels.get('severity', 'none')})"
                                       " still fires: its expression is still true", "alert",
                                       f"Alert {actionable[0].name}"))
-    confidence = (0.8 if resolved else STILL_FIRING if actionable else 0.5) - 0.15 * min(2, len(ctx.gaps))
+    # an alert can keep firing after its cause ended (`keep_firing_for`, a slow `for:`): golden
+    # signals that were read and are fine now show it; without them, "healthy" is not shown
+    signals_fine = any(s.points for key in BAD_NOW for s in ctx.signal(key))
+    confidence = (0.8 if resolved else STILL_FIRING if actionable and not signals_fine else 0.5) \
+        - 0.15 * min(2, len(ctx.gaps))
     return [Hypothesis(
         "not_an_issue", None, confidence,
         "Nothing is broken now: " + "; ".join(e.text for e in supporting[:2]) + ".", supporting, contradicting,

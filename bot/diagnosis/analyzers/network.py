@@ -15,12 +15,16 @@ that times out or is refused). Before blaming the dependency, check the path a p
 
 Each conclusion quotes the rule it rests on and names the object; "cannot tell" (a selector
 on namespace labels not read, a named port) never blames anything. Restarting or rolling back
-the workload does not help.
+the workload does not help. The taxonomy has no category of its own for a broken path: a
+policy that blocks traffic is first `dependency_unreachable` (the dependency cannot be
+reached), a Service that selects or targets nothing first `config_error` (an object written
+wrong); each is offered under the other category too (`SECOND_READING`).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
 
 from bot.context.dependencies import backends_of
@@ -36,15 +40,17 @@ DNS_FAILURE = re.compile(r"Temporary failure in name resolution|EAI_AGAIN|server
                          r"Name or service not known", re.I)
 RECENT_POLICY = timedelta(hours=24)
 # confidences: a policy that denies, written shortly before the trouble, is the most telling
-POLICY_NEW, POLICY_OLD, SERVICE_BROKEN = 0.9, 0.78, 0.86
+POLICY_NEW, POLICY_OLD, SERVICE_BROKEN = 0.92, 0.8, 0.9
+SECOND_READING = {"dependency_unreachable": "config_error", "config_error": "dependency_unreachable"}
+SECOND_READING_PENALTY = 0.06  # more than the engine's TIE: the same cause read twice is no rival
 
 
 def _policies(ctx: Context) -> list[NetworkPolicyView]:
     return ctx.network_policies or []
 
 
-def _endpoint(pod: PodView) -> Endpoint:
-    return Endpoint(pod.ref.namespace, pod.labels)
+def _endpoint(ctx: Context, pod: PodView) -> Endpoint:
+    return Endpoint(pod.ref.namespace, pod.labels, ctx.namespace_labels.get(pod.ref.namespace or ""))
 
 
 def _service(ctx: Context, ref: ObjectRef | None) -> ServiceView | None:
@@ -56,11 +62,16 @@ def _backend_pod(ctx: Context, service: ServiceView) -> PodView | None:
                  and all(p.labels.get(k) == v for k, v in service.selector.items())), None)
 
 
-def _ports(dep: DependencyView, service: ServiceView | None) -> set[int | str]:
+def _ports(dep: DependencyView, service: ServiceView | None, backend: PodView | None = None) -> set[int | str]:
+    """The ports a connection to `dep` uses: the one named, and the Service's targetPort for it
+    (a named targetPort resolved through the backend pod's declared ports)."""
     ports: set[int | str] = {dep.port} if dep.port else set()
-    if service is not None and dep.port in service.target_ports:
-        ports.add(service.target_ports[dep.port])
-    return ports or set(service.target_ports.values()) if service else ports
+    if service is not None:
+        ports |= {service.target_ports[dep.port]} if dep.port in service.target_ports else \
+            set() if ports else set(service.target_ports.values())
+    named = {p.get("name"): p.get("containerPort") for c in (backend.spec.get("containers") or [] if backend else [])
+             for p in c.get("ports") or []}
+    return {named.get(p, p) if isinstance(p, str) else p for p in ports}
 
 
 def _newest(policies: list[NetworkPolicyView]) -> NetworkPolicyView:
@@ -89,13 +100,15 @@ def _egress(ctx: Context, found: WorkloadFindings, pod: PodView, lines: list[Err
     if not isolated:
         return None
     dns_lines = [e for e in lines if DNS_FAILURE.search(e.line)]
-    if dns_lines and allows(policies, "Egress", _endpoint(pod), DNS, {DNS_PORT}) is False:
+    if dns_lines and allows(policies, "Egress", _endpoint(ctx, pod), DNS, {DNS_PORT}) is False:
         return _policy_hypothesis(ctx, found, _newest(isolated), "DNS (port 53 to kube-dns)", dns_lines, "Egress")
     for dep in deps:
         service = _service(ctx, dep.service)
         backend = _backend_pod(ctx, service) if service else None
-        target = _endpoint(backend) if backend else Endpoint(dep.service.namespace if dep.service else None, None)
-        if allows(policies, "Egress", _endpoint(pod), target, _ports(dep, service)) is False:
+        namespace = dep.service.namespace if dep.service else None
+        target = _endpoint(ctx, backend) if backend else \
+            Endpoint(namespace, None, ctx.namespace_labels.get(namespace or "") if namespace else None)
+        if allows(policies, "Egress", _endpoint(ctx, pod), target, _ports(dep, service, backend)) is False:
             named = [e for e in lines if dep.host in e.line.lower()] or lines
             return _policy_hypothesis(ctx, found, _newest(isolated), f"traffic to {dep.host}"
                                       + (f" port {dep.port}" if dep.port else ""), named, "Egress")
@@ -111,7 +124,8 @@ def _ingress(ctx: Context, found: WorkloadFindings, pod: PodView, lines: list[Er
         if backend is None:
             continue
         isolated = isolating(policies, backend.ref.namespace, backend.labels, "Ingress")
-        if isolated and allows(policies, "Ingress", _endpoint(backend), _endpoint(pod), _ports(dep, service)) is False:
+        ports = _ports(dep, service, backend)
+        if isolated and allows(policies, "Ingress", _endpoint(ctx, backend), _endpoint(ctx, pod), ports) is False:
             named = [e for e in lines if dep.host in e.line.lower()] or lines
             return _policy_hypothesis(ctx, found, _newest(isolated), f"traffic from {found.ref.name} to "
                                       f"{backend.ref.name} ({dep.host})", named, "Ingress")
@@ -130,41 +144,62 @@ def _declared_ports(pods: list[PodView]) -> tuple[set[int], set[str]]:
     return numbers, names
 
 
+def _service_fault(ctx: Context, service: ServiceView, port: int | None, who: str,
+                   lines: list[ErrorLine]) -> Hypothesis | None:
+    """A Service that selects no pod and no template, or targets a port its pods do not declare."""
+    if not service.selector:
+        return None
+    selector = ", ".join(f"{k}={v}" for k, v in sorted(service.selector.items()))
+    if service.ready_endpoints == 0 and not backends_of(ctx, service):
+        return Hypothesis(
+            "config_error", service.ref, SERVICE_BROKEN, f"Service {service.ref} selects no pod (selector {selector}), "
+                                                         f"so {who}.",
+            [Evidence(f"no pod and no workload template in {service.ref.namespace} matches the selector {selector} "
+                      f"of {service.ref}; it has no endpoints", "kubernetes", f"{service.ref} spec.selector")]
+            + [ev.log_line(e) for e in lines[:3]],
+            explicit=True, action=f"Fix the selector of {service.ref} (or the pods' labels) so it matches the pods "
+                                  "that serve it.", signal_key="error_ratio")
+    pods = [p for p in ctx.pods if p.ref.namespace == service.ref.namespace
+            and all(p.labels.get(k) == v for k, v in service.selector.items())]
+    numbers, names = _declared_ports(pods)
+    targets = [service.target_ports[port]] if port in service.target_ports else list(service.target_ports.values())
+    wrong = [t for t in targets if (isinstance(t, int) and numbers and t not in numbers)
+             or (isinstance(t, str) and pods and t not in names)]
+    if not wrong or len(wrong) < len(targets):
+        return None
+    declared = ", ".join(str(n) for n in sorted(numbers)) or ", ".join(sorted(names)) or "none"
+    return Hypothesis(
+        "config_error", service.ref, SERVICE_BROKEN,
+        f"Service {service.ref} sends traffic to port {wrong[0]}, which its pods do not serve (they declare "
+        f"{declared}), so {who}.",
+        [Evidence(f"{service.ref} targetPort {wrong[0]}; its pods declare container ports {declared}", "kubernetes",
+                  f"{service.ref} spec.ports")] + [ev.log_line(e) for e in lines[:3]],
+        explicit=True, action=f"Set the targetPort of {service.ref} to the port the pods listen on.",
+        signal_key="error_ratio")
+
+
 def _service_path(ctx: Context, found: WorkloadFindings, lines: list[ErrorLine],
                   deps: list[DependencyView]) -> Hypothesis | None:
     for dep in deps:
         service = _service(ctx, dep.service)
-        if service is None or not service.selector:
-            continue
         named = [e for e in lines if dep.host in e.line.lower()] or lines
-        selector = ", ".join(f"{k}={v}" for k, v in sorted(service.selector.items()))
-        if service.ready_endpoints == 0 and not backends_of(ctx, service):
-            return Hypothesis(
-                "dependency_unreachable", service.ref, SERVICE_BROKEN,
-                f"Service {service.ref} selects no pod (selector {selector}), so {found.ref} cannot reach "
-                f"{dep.host}.", [Evidence(f"no pod and no workload template in {service.ref.namespace} matches the "
-                                          f"selector {selector} of {service.ref}; it has no endpoints", "kubernetes",
-                                          f"{service.ref} spec.selector")] + [ev.log_line(e) for e in named[:3]],
-                explicit=True, action=f"Fix the selector of {service.ref} (or the pods' labels) so it matches the "
-                                      "pods that serve it.", signal_key="error_ratio")
-        pods = [p for p in ctx.pods if p.ref.namespace == service.ref.namespace
-                and all(p.labels.get(k) == v for k, v in service.selector.items())]
-        numbers, names = _declared_ports(pods)
-        target = service.target_ports.get(dep.port) if dep.port in service.target_ports else \
-            (next(iter(service.target_ports.values())) if len(service.target_ports) == 1 else None)
-        wrong = (isinstance(target, int) and numbers and target not in numbers) or \
-            (isinstance(target, str) and pods and target not in names)
-        if wrong:
-            declared = ", ".join(str(n) for n in sorted(numbers)) or ", ".join(sorted(names)) or "none"
-            return Hypothesis(
-                "dependency_unreachable", service.ref, SERVICE_BROKEN,
-                f"Service {service.ref} sends traffic to port {target}, which its pods do not serve (they declare "
-                f"{declared}), so {found.ref} cannot reach {dep.host}.",
-                [Evidence(f"{service.ref} targetPort {target}; its pods declare container ports {declared}",
-                          "kubernetes", f"{service.ref} spec.ports")] + [ev.log_line(e) for e in named[:3]],
-                explicit=True, action=f"Set the targetPort of {service.ref} to the port the pods listen on.",
-                signal_key="error_ratio")
+        fault = _service_fault(ctx, service, dep.port, f"{found.ref} cannot reach {dep.host}", named) \
+            if service is not None else None
+        if fault is not None:
+            return fault
     return None
+
+
+def _located_services(ctx: Context) -> list[Hypothesis]:
+    """Services the alerts' labels led to (a probe's URL, a `service` label): checked as they are."""
+    found = []
+    for ref in ctx.subject.other:
+        service = _service(ctx, ref) if ref.kind == "Service" else None
+        fault = _service_fault(ctx, service, None, "what the alerts probe cannot be reached", []) \
+            if service is not None else None
+        if fault is not None:
+            found.append(fault)
+    return found
 
 
 def _broken_path(ctx: Context, found: WorkloadFindings) -> Hypothesis | None:
@@ -180,4 +215,10 @@ def _broken_path(ctx: Context, found: WorkloadFindings) -> Hypothesis | None:
 
 
 def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
-    return [h for found in findings if (h := _broken_path(ctx, found)) is not None]
+    hypotheses = []
+    for first in [_broken_path(ctx, found) for found in findings] + _located_services(ctx):
+        if first is not None:
+            second = replace(first, category=SECOND_READING[first.category],
+                             confidence=first.confidence - SECOND_READING_PENALTY, rules=[])
+            hypotheses += [first, second]
+    return hypotheses

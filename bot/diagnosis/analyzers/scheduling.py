@@ -107,6 +107,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         if anti_affinity_only and placed and target.kind == "Deployment":
             facts["suggested_replicas"] = str(len(placed))  # as many as the nodes can take one each
             facts["scale_target"] = found.ref.name
+            facts["replicas_owner"] = "hpa" if any(h.target == found.ref for h in ctx.hpas) else "deployment"
         hypotheses.append(Hypothesis(
             "scheduling", target, confidence, summary + ".", supporting, contradicting, explicit=True, facts=facts,
             action="Free or add capacity that matches the pods' requests, selectors and tolerations, or relax them; "
