@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 
 from bot.context.clusters import ClusterAccess
@@ -26,6 +27,7 @@ from bot.context.logs import gather_logs
 from bot.context.metrics import (
     PrometheusGatherer,
     SignalQuery,
+    application_queries,
     claim_queries,
     cluster_queries,
     node_queries,
@@ -77,6 +79,18 @@ def _upstream_logs(ctx: Context, reader: KubeReader) -> None:
     pods = [p for p in ctx.pods if (p.workload in upstream or p.owner in upstream) and p.ref not in known]
     if pods:
         ctx.logs += gather_logs(reader, pods, ctx.incident_start, ctx.now)
+
+
+def _upstream_signals(ctx: Context, prometheus_url: str, deadline: float) -> None:
+    """The golden signals of the dependency workloads (did one of them get slower or fail more
+    after its own release?)."""
+    queries = []
+    for ref in ctx.upstream:
+        names = [p.ref.name for p in ctx.pods if p.workload == ref]
+        queries += [replace(q, subject=ref) for q in application_queries(ref.namespace or "", ref, names)]
+    signals, gaps = PrometheusGatherer(prometheus_url).gather(queries, ctx.now, max(deadline, time.monotonic() + 1.0))
+    ctx.signals += signals
+    ctx.gaps.extend(g for g in gaps if g not in ctx.gaps)
 
 
 def gather(alerts: Sequence[AlertView], now: datetime, access: ClusterAccess | None,
@@ -132,6 +146,8 @@ def gather(alerts: Sequence[AlertView], now: datetime, access: ClusterAccess | N
             dep_reader = KubeReader(api_client, time.monotonic() + max(0.5, started + budget_seconds - time.monotonic()))
             _timed(ctx, "dependencies", lambda: (fill_dependencies(ctx, dep_reader), _upstream_logs(ctx, dep_reader)))
             ctx.gaps.extend(g for g in dep_reader.gaps if g not in ctx.gaps)
+            if access.prometheus_url and ctx.upstream:
+                _timed(ctx, "prometheus", lambda: _upstream_signals(ctx, access.prometheus_url, prom_deadline))
     finally:
         if api_client is not None:
             api_client.close()

@@ -56,6 +56,7 @@ class KubeReader:
         self.autoscaling = k8s.AutoscalingV2Api(api_client)
         self.storage = k8s.StorageV1Api(api_client)
         self.networking = k8s.NetworkingV1Api(api_client)
+        self.custom = k8s.CustomObjectsApi(api_client)
         self.apiregistration = k8s.ApiregistrationV1Api(api_client)
         self._deadline, self._request_seconds = deadline, request_seconds
         self._lock = threading.Lock()
@@ -90,9 +91,10 @@ class KubeReader:
             self._gap(what, why)
             return None
 
-    def items(self, what: str, method, *args, **kwargs) -> list[dict[str, Any]] | None:
-        """A list call's items, or None when it could not be read."""
-        data = self._call(what, method, *args, limit=LIST_LIMIT, **kwargs)
+    def items(self, what: str, method, *args, quiet_404: bool = False, **kwargs) -> list[dict[str, Any]] | None:
+        """A list call's items, or None when it could not be read (`quiet_404`: a kind this
+        cluster may not have, such as a custom resource, is no gap)."""
+        data = self._call(what, method, *args, quiet=(404,) if quiet_404 else (), limit=LIST_LIMIT, **kwargs)
         if data is None:
             return None
         try:

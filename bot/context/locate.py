@@ -95,14 +95,26 @@ def _ingress_backends(reader: KubeReader, hosts: list[str]) -> list[ObjectRef]:
     return found[:MAX_NAMES]
 
 
-def _declared_by(ctx: Context) -> list[ObjectRef]:
-    """The prometheus-operator object a scrape job is named after (`probe/monitoring/edge`)."""
+def _declared_by(ctx: Context, reader: KubeReader) -> list[ObjectRef]:
+    """The prometheus-operator object that declares the alert's target: named by the job
+    (`probe/monitoring/edge`), else a Probe whose jobName is the job or whose static targets
+    hold the instance."""
     refs = []
     for value in ctx.subject.hints.get("job", []):
         match = OPERATOR_JOB.match(value)
         if match:
             refs.append(ObjectRef(OPERATOR_KINDS[match.group(1)], match.group(2), match.group(3)))
-    return refs
+    if refs or not (ctx.subject.hints.get("job") or ctx.subject.hints.get("instance")):
+        return refs
+    jobs, targets = set(ctx.subject.hints.get("job", [])), set(ctx.subject.hints.get("instance", []))
+    probes = reader.items("prometheus-operator Probes", reader.custom.list_cluster_custom_object,
+                          "monitoring.coreos.com", "v1", "probes", quiet_404=True) or []
+    for probe in probes:
+        spec = probe.get("spec") or {}
+        static = (((spec.get("targets") or {}).get("staticConfig") or {}).get("static")) or []
+        if spec.get("jobName") in jobs or targets & set(static):
+            refs.append(facts.ref_of(probe, "Probe"))
+    return refs[:MAX_NAMES]
 
 
 def _reads(reader: KubeReader, ctx: Context, names: list[str], ips: list[str]) -> dict[str, Callable[[], Any]]:
@@ -165,9 +177,9 @@ def locate(ctx: Context, reader: KubeReader) -> None:
             if ref.namespace not in subject.namespaces:
                 subject.namespaces.append(ref.namespace)
     if not subject.names_objects:
-        for ref in _declared_by(ctx):  # nothing in the cluster: the object that declares the target
+        for ref in _declared_by(ctx, reader):  # nothing in the cluster: the object that declares the target
             subject.other.append(ref)
-            subject.located.append(f"alert label job names {ref}, which declares the target")
+            subject.located.append(f"alert labels job/instance → {ref}, which declares the probed target")
     if not subject.names_objects or all(r.kind in OPERATOR_KINDS.values() for r in subject.other) and not (
             subject.pods or subject.workloads):
         tried = ", ".join(f"{label}={', '.join(values[:2])}" for label, values in subject.hints.items())

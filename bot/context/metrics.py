@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from prometheus_api_client import PrometheusConnect
@@ -51,6 +51,7 @@ class SignalQuery:
     title: str
     query: str
     unit: str
+    subject: ObjectRef | None = None
 
 
 def workload_queries(namespace: str, workload: ObjectRef, pods: list[str]) -> list[SignalQuery]:
@@ -79,16 +80,17 @@ def workload_queries(namespace: str, workload: ObjectRef, pods: list[str]) -> li
                     f'max by (pod, container) (kube_pod_container_status_last_terminated_reason{{{sel},reason="OOMKilled"}})',
                     "count"),
     ]
-    queries += application_queries(namespace, workload, pods)
+    queries = [replace(q, subject=workload) for q in queries + application_queries(namespace, workload, pods)]
     kinds = {"Deployment": ("kube_deployment_status_replicas_available", "deployment"),
              "StatefulSet": ("kube_statefulset_status_replicas_ready", "statefulset"),
              "DaemonSet": ("kube_daemonset_status_number_available", "daemonset")}
     if workload.kind in kinds:
         metric, label = kinds[workload.kind]
         queries.append(SignalQuery("available_replicas", "available replicas",
-                                   f"max({metric}{{namespace={ns},{label}={name}}})", "replicas"))
+                                   f"max({metric}{{namespace={ns},{label}={name}}})", "replicas", workload))
         queries.append(SignalQuery("hpa_replicas", "HPA current replicas",
-                                   f"kube_horizontalpodautoscaler_status_current_replicas{{namespace={ns}}}", "replicas"))
+                                   f"kube_horizontalpodautoscaler_status_current_replicas{{namespace={ns}}}", "replicas",
+                                   workload))
     return queries
 
 
@@ -227,5 +229,5 @@ def _signals(query: SignalQuery, result: list[dict]) -> list[Signal]:
             continue
         labels = {k: v for k, v in (series.get("metric") or {}).items()}
         signals.append(Signal(key=query.key, title=query.title, query=query.query, unit=query.unit,
-                              points=points, labels=labels, change=change_point(points)))
+                              points=points, labels=labels, change=change_point(points), subject=query.subject))
     return signals

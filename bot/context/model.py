@@ -306,6 +306,7 @@ class Signal:
     points: list[tuple[datetime, float]]
     labels: dict[str, str] = field(default_factory=dict)
     change: ChangePoint | None = None
+    subject: ObjectRef | None = None  # the workload it was asked about (None: not one workload's)
 
     @property
     def latest(self) -> float | None:
@@ -392,8 +393,9 @@ class Context:
     def node(self, name: str | None) -> NodeView | None:
         return next((n for n in self.nodes if n.name == name), None)
 
-    def signal(self, key: str) -> list[Signal]:
-        return [s for s in self.signals if s.key == key]
+    def signal(self, key: str, workload: ObjectRef | None = None) -> list[Signal]:
+        """Signals of `key`; with `workload`, only its own and those of no one workload."""
+        return [s for s in self.signals if s.key == key and (workload is None or s.subject in (None, workload))]
 
     def events_for(self, ref: ObjectRef) -> list[EventView]:
         return [e for e in self.events if e.involved == ref]

@@ -108,6 +108,7 @@ EXPECTED_READS = frozenset(
         ("", "namespaces"),
         ("networking.k8s.io", "networkpolicies"),
         ("networking.k8s.io", "ingresses"),
+        ("monitoring.coreos.com", "probes"),
     }
 )
 

@@ -114,3 +114,20 @@ def test_a_bare_pod_and_a_replicaset_without_a_deployment_are_their_own_workload
     assert (as_workload.desired, as_workload.ready) == (1, 1)
     assert facts.gitops_owner({"metadata": {"labels": {"kustomize.toolkit.fluxcd.io/name": "apps"}}}).startswith("Flux")
     assert NOW - timedelta(minutes=60) <= as_workload.created_at
+
+
+def test_a_client_that_cannot_verify_an_outside_peer_points_at_its_ca_bundle():
+    failing = pod("web-7d9f-a", containers=[container(ready=False, restarts=3, waiting="CrashLoopBackOff",
+                                                      last="Error", last_exit=1)], ready=False)
+    failing["spec"]["volumes"] = [{"name": "partner-ca", "configMap": {"name": "partner-ca-bundle"}},
+                                  {"name": "serving", "secret": {"secretName": "web-tls"}}]
+    failing["spec"]["containers"][0]["volumeMounts"] = [{"name": "partner-ca", "mountPath": "/etc/ssl/partner"},
+                                                        {"name": "serving", "mountPath": "/etc/tls"}]
+    ctx = context(alerts=[alert(pod="web-7d9f-a")], pods=[failing], workloads=[deployment(available=0)], focus=[WEB])
+    ctx.logs = [_logs(WEB_POD, "2026-10-01T11:58:00Z ERROR requests.exceptions.SSLError: HTTPSConnectionPool("
+                               "host='api.partner.example', port=443): [SSL: CERTIFICATE_VERIFY_FAILED] certificate "
+                               "verify failed: certificate has expired (_ssl.c:1000)", previous=True)]
+    top = diagnose(ctx).top
+    assert (top.category, str(top.resource)) == ("certificate_expired", "ConfigMap/shop/partner-ca-bundle")
+    ctx.logs = [_logs(WEB_POD, "2026-10-01T11:58:00Z ERROR remote error: tls: expired certificate", previous=True)]
+    assert str(diagnose(ctx).top.resource) == "Secret/shop/web-tls", "the peer refused our own certificate"

@@ -59,7 +59,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         supporting += [Evidence(f"{a.name} is firing for {a.labels.get('horizontalpodautoscaler', '?')}", "alert",
                                 f"Alert {a.name}") for a in alerts[:1]]
         surge = None
-        for signal in ctx.signal("request_rate"):
+        for signal in ctx.signal("request_rate", found.ref):
             change = signal.change
             if change and change.before > 0 and change.after / change.before >= TRAFFIC_STEP:
                 surge = signal
@@ -71,7 +71,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             first, last = backlog.points[0][1], backlog.latest or 0
             supporting.append(ev.signal(backlog, f"{backlog.labels.get('__name__', 'backlog')} grew from {first:.0f} "
                                                  f"to {last:.0f} over the last hour"))
-        for signal in ctx.signal("latency_p95"):
+        for signal in ctx.signal("latency_p95", found.ref):
             if signal.change and signal.change.after > signal.change.before * 1.3:
                 supporting.append(ev.signal(signal, f"p95 latency rose from {signal.change.before * 1000:.0f} ms to "
                                                     f"{signal.change.after * 1000:.0f} ms"))
@@ -80,7 +80,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         crashes = found.crashes or found.oom or found.waiting.get("CrashLoopBackOff")
         if crashes:
             contradicting.append(Evidence("pods are crashing: a fault, not only load", "kubernetes", f"pods of {found.ref}"))
-        throttled = [s for s in ctx.signal("cpu_throttling") if (s.peak or 0) >= 0.5]
+        throttled = [s for s in ctx.signal("cpu_throttling", found.ref) if (s.peak or 0) >= 0.5]
         if throttled:
             contradicting.append(ev.signal(throttled[0], f"CPU throttling peaks at {ev.pct(throttled[0].peak)}: "
                                                          "the CPU limit may be the bottleneck"))

@@ -31,11 +31,12 @@ REGRESSIONS = {"error_ratio": (2.0, 0.02, 0.5), "latency_p95": (1.5, 0.0, 0.7)}
 HEALTHY_PODS_REGRESSION = 0.7
 
 
-def signal_regressions(ctx: Context, created_at) -> list[Evidence]:
-    """Golden signals that stepped up within CHANGE_POINT_WINDOW after `created_at` and are still up."""
+def signal_regressions(ctx: Context, created_at, workload=None) -> list[Evidence]:
+    """Golden signals of `workload` (or of no one workload) that stepped up within
+    CHANGE_POINT_WINDOW after `created_at` and are still up."""
     found = []
     for key, (factor, floor, still) in REGRESSIONS.items():
-        for signal in ctx.signal(key):
+        for signal in ctx.signal(key, workload):
             change, latest = signal.change, signal.latest
             if change is None or latest is None or created_at is None:
                 continue
@@ -77,7 +78,7 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         if not found.rollout_recent:
             continue  # a scale-up of an old revision is "in progress" too, but no rollout happened
         current, previous = rollout.current, rollout.previous
-        regressions = signal_regressions(ctx, current.created_at)
+        regressions = signal_regressions(ctx, current.created_at, found.ref)
         if not found.failing and not regressions:
             continue
         supporting: list[Evidence] = []
