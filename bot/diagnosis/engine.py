@@ -19,6 +19,7 @@ import logging
 
 from bot.context.kube_facts import gitops_owner
 from bot.context.model import Context, Gap, ObjectRef
+from bot.diagnosis import rules
 from bot.diagnosis.analyzers import (
     capacity,
     certificate,
@@ -44,9 +45,7 @@ ANALYZERS = (memory, cpu, deploy, config, image, dependency, network, scheduling
              quota, healthy)
 # analyzers that judge the whole incident, not one workload's cause: not run on dependencies
 SYMPTOM_ONLY = (healthy,)
-UPSTREAM_BONUS = 0.05  # a cause in a dependency the focus' errors name explains the symptom
-CONFIDENT_UPSTREAM = 0.7
-EXPLAINED_PENALTY = 0.15
+CONFIDENT_UPSTREAM = 0.7  # a dependency's own cause this sure explains its "not serving"
 EXPLICIT_BONUS = 0.04
 CONCLUSIVE = 0.5
 TIE = 0.05
@@ -60,7 +59,6 @@ def score(hypothesis: Hypothesis) -> float:
 # Causes whose confident presence makes other categories their likely consequence: a node that
 # is down takes its capacity with it, so pods that cannot be placed elsewhere follow from it.
 CONSEQUENCES = {"node_failure": ("scheduling", "capacity")}
-CONSEQUENCE_PENALTY = 0.1
 CONFIDENT_CAUSE = 0.85
 
 
@@ -69,8 +67,7 @@ def _demote_consequences(hypotheses: list[Hypothesis]) -> None:
     demoted = {c for cause in causes for c in CONSEQUENCES.get(cause, ())}
     for hypothesis in hypotheses:
         if hypothesis.category in demoted:
-            hypothesis.confidence = max(0.0, hypothesis.confidence - CONSEQUENCE_PENALTY)
-            hypothesis.rules.append(f"consequence_of_a_confident_cause -{CONSEQUENCE_PENALTY}")
+            rules.apply(hypothesis, "consequence_of_a_confident_cause")
 
 
 def rank(hypotheses: list[Hypothesis]) -> list[Hypothesis]:
@@ -135,8 +132,7 @@ def _upstream(ctx: Context, analyzers, gaps: list[Gap]) -> list[Hypothesis]:
             for hypothesis in _run(analyzer, ctx, [found], gaps):
                 if chain is not None:
                     hypothesis.supporting.insert(0, chain)
-                hypothesis.confidence = min(1.0, hypothesis.confidence + UPSTREAM_BONUS)
-                hypothesis.rules.append(f"upstream_cause +{UPSTREAM_BONUS}")
+                rules.apply(hypothesis, "upstream_cause")
                 hypotheses.append(hypothesis)
     return hypotheses
 
@@ -166,8 +162,7 @@ def _demote_explained(ctx: Context, hypotheses: list[Hypothesis]) -> None:
             continue
         for hypothesis in hypotheses:
             if hypothesis.category == "dependency_unreachable" and hypothesis.resource == backend:
-                hypothesis.confidence = max(0.0, hypothesis.confidence - EXPLAINED_PENALTY)
-                hypothesis.rules.append(f"explained_by_its_cause -{EXPLAINED_PENALTY}")
+                rules.apply(hypothesis, "explained_by_its_cause")
 
 
 def _mark_gitops(ctx: Context, hypotheses: list[Hypothesis]) -> None:

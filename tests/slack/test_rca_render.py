@@ -68,3 +68,34 @@ def test_the_graph_is_a_png_with_the_marks_drawn():
     png = render_graph(graph)
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     assert render_graph({**graph, "series": []}).startswith(b"\x89PNG")
+
+
+UNKNOWN = {
+    **REPORT, "inconclusive": True,
+    "hypotheses": [
+        {"category": "unknown", "resource": "Deployment/shop/checkout-api", "confidence": 0.4, "explicit": False,
+         "summary": "No rule explains what is wrong with Deployment/shop/checkout-api: the evidence does not name a "
+                    "cause (the best lead, dependency_unreachable on Deployment/shop/checkout-api, is too weak at 40%).",
+         "action": "Look at Deployment/shop/checkout-api first: p95 latency went from 0.06s to 1.2s.",
+         "supporting": [{"text": "p95 latency went from 0.06s to 1.2s and is 1.1s now", "source": "prometheus",
+                         "ref": "PromQL: histogram_quantile(...)"}], "contradicting": []},
+        {"category": "dependency_unreachable", "resource": "Deployment/shop/checkout-api", "confidence": 0.4,
+         "explicit": True, "summary": "It may not reach pricing-engine.", "action": "", "supporting": [],
+         "contradicting": [], "rules": ["upstream_cause +0.05"]},
+    ],
+    "nearby": ["Deployment/shop/mailer: 2 pod(s) in trouble (2 CrashLoopBackOff)"],
+}
+
+
+def test_an_unknown_rca_golden_lists_symptoms_weak_leads_and_what_is_broken_nearby():
+    rendered = render_rca(UNKNOWN, "INC-8")
+    check_golden("rca_unknown", rendered)
+    assert valid_blocks(rendered["blocks"])
+    text = json.dumps(rendered)
+    assert "Cause unknown" in text and "Unexplained symptoms" in text and "Weak leads" in text
+    assert "Also broken nearby" in text and "Deployment/shop/mailer" in text
+
+
+def test_the_rules_that_ranked_the_answer_are_shown():
+    ranked = {**REPORT, "hypotheses": [{**REPORT["hypotheses"][0], "rules": ["upstream_cause +0.05"]}]}
+    assert "Ranked by: upstream_cause +0.05" in json.dumps(render_rca(ranked, "INC-7"))

@@ -18,6 +18,7 @@ import math
 
 from bot.context.model import Context, HpaView, Signal
 from bot.diagnosis import evidence as ev
+from bot.diagnosis import rules
 from bot.diagnosis.findings import WorkloadFindings
 from bot.diagnosis.model import Evidence, Hypothesis
 
@@ -96,7 +97,6 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             confidence = 0.5
         else:
             continue
-        confidence -= 0.3 * bool(crashes) + 0.15 * bool(throttled)
         summary = f"{found.ref} cannot keep up with its load"
         if maxed:
             summary += f": HPA {hpa.ref.name} is pinned at {hpa.max_replicas} replicas"
@@ -109,9 +109,13 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         action = ("Raise the maxReplicas of HPA " + hpa.ref.name if maxed and hpa else "Scale out") + \
             " and check the nodes have room; find where the extra traffic comes from."
         signal_key = "request_rate" if surge else "hpa_replicas"
-        hypotheses.append(Hypothesis("capacity", found.ref, confidence - 0.1 * maxed, summary + ".", supporting,
-                                     contradicting, explicit=maxed, facts=facts, action=action, signal_key=signal_key))
+        found_here = [Hypothesis("capacity", found.ref, confidence - 0.1 * maxed, summary + ".", supporting,
+                                 contradicting, explicit=maxed, facts=facts, action=action, signal_key=signal_key)]
         if hpa is not None and maxed:
-            hypotheses.append(Hypothesis("capacity", hpa.ref, confidence, summary + ".", supporting, contradicting,
+            found_here.append(Hypothesis("capacity", hpa.ref, confidence, summary + ".", supporting, contradicting,
                                          True, facts=facts, action=action, signal_key=signal_key))
+        for hypothesis in found_here:
+            rules.apply(hypothesis, "pods_crash", int(bool(crashes)))
+            rules.apply(hypothesis, "cpu_limit_throttles", int(bool(throttled)))
+        hypotheses += found_here
     return hypotheses

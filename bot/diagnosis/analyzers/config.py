@@ -16,6 +16,7 @@ import re
 from bot.context.log_signals import env_names_in, paths_in, quoted_in
 from bot.context.model import Context, ObjectRef, PodView
 from bot.diagnosis import evidence as ev
+from bot.diagnosis import rules
 from bot.diagnosis.findings import ErrorLine, WorkloadFindings, fix_target, short
 from bot.diagnosis.model import Evidence, Hypothesis
 
@@ -176,7 +177,6 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
                 f"{ev.ago(rollout.current.created_at, ctx.now)}: the previous revision may have worked",
                 "rollout", f"pod template diff {rollout.previous.name} → {rollout.current.name}"))
         confidence = 0.9 if explicit else (0.8 if crashing else 0.5)
-        confidence -= 0.25 * bool(contradicting)
         target = fix_target(found)
         paths = [p for line in lines[:8] for p in paths_in(line.line)]
         holder = lacking or (None if missing_object else (
@@ -196,9 +196,12 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         main = Hypothesis("config_error", holder[0] if holder else target, confidence, summary + ".",
                           supporting, contradicting, explicit, action=action + "; a restart will not help.",
                           signal_key="restarts")
-        hypotheses.append(main)
+        found_here = [main]
         if holder or missing_object:
             other = target if holder else missing_object
-            hypotheses.append(Hypothesis("config_error", other, confidence - 0.1, summary + ".", supporting,
+            found_here.append(Hypothesis("config_error", other, confidence - 0.1, summary + ".", supporting,
                                          contradicting, explicit, action=main.action, signal_key="restarts"))
+        for hypothesis in found_here:
+            rules.apply(hypothesis, "release_touched_this_setting", int(bool(contradicting)))
+        hypotheses += found_here
     return hypotheses

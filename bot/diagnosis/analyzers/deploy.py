@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from bot.context.model import Context, TemplateChange
 from bot.diagnosis import evidence as ev
+from bot.diagnosis import rules
 from bot.diagnosis.findings import WorkloadFindings, of_revision, short
 from bot.diagnosis.model import Evidence, Hypothesis
 from bot.redaction import MASK
@@ -121,25 +122,23 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             confidence = 0.85
         elif found.failing_new and not found.failing_old:
             confidence = 0.7
-        if code_errors:
-            confidence += 0.05
-        if not changes:
-            confidence -= 0.35
-        if found.failing_old:
-            confidence -= 0.35
-        if healthy_new and current.hash and found.failing:
-            confidence -= 0.3
-        if only_pending:
-            confidence -= 0.4
+        adjustments = {"program_errors_after_release": bool(code_errors),
+                       "release_changes_nothing_that_runs": not changes,
+                       "fault_does_not_follow_the_version": bool(found.failing_old),
+                       "new_revision_healthy": bool(healthy_new and current.hash and found.failing),
+                       "new_pods_only_pending": bool(only_pending)}
         summary = f"Revision {current.number} of {found.ref}" + (f" ({image})" if image else "") + (
             f" broke it: {found.failing_new or len(found.failing)} pod(s) of the new revision fail" if found.failing
             else f" made it worse with every pod Ready: {regressions[0].text}")
         if found.healthy_old:
             summary += f" while revision {previous.number} keeps serving"
-        hypotheses.append(Hypothesis(
+        hypothesis = Hypothesis(
             "bad_deploy", found.ref, confidence, summary + ".", supporting, contradicting, explicit=False,
             facts={"rollout_recent": "true", "previous_revision": str(previous.number),
                    "current_revision": str(current.number)},
             action=f"Roll {found.ref.name} back to revision {previous.number}, then fix the change before redeploying.",
-            signal_key="error_ratio"))
+            signal_key="error_ratio")
+        for name, applies in adjustments.items():
+            rules.apply(hypothesis, name, int(applies))
+        hypotheses.append(hypothesis)
     return hypotheses

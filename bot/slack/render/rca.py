@@ -3,7 +3,7 @@
 Layout: the most likely cause in one sentence (with the resource and the numbers), how sure
 and why (inconclusive said plainly; an unknown cause says so first and lists the unexplained
 symptoms, with the weak leads after it), the evidence as bullets each followed by where it comes
-from, what speaks against it, the next step, the other hypotheses, workloads also broken
+from, what speaks against it, the ranking rules that moved it, the next step, the other hypotheses, workloads also broken
 nearby that the evidence does not connect, and what could not be checked. Every untrusted string (log lines, event messages, annotations) goes through
 `untrusted` (redacted, escaped); every block stays inside Block Kit's limits, and long
 material goes in a file instead (see `bot.incidents.rca_stage`).
@@ -67,6 +67,8 @@ def render_rca(report: dict[str, Any], reference: str) -> dict[str, Any]:
             blocks.append(_section(f"*{heading}*\n" + _bullets(top["supporting"])))
         if top.get("contradicting"):
             blocks.append(_section("*Against it*\n" + _bullets(top["contradicting"], 3)))
+        if top.get("rules"):
+            blocks.append(_context("Ranked by: " + ", ".join(untrusted(rule, 80) for rule in top["rules"][:6])))
         if top.get("action"):
             blocks.append(_section(f"*Next step:* {untrusted(top['action'], 600)}"))
         others = hypotheses[1:1 + MAX_OTHERS]
