@@ -21,6 +21,7 @@ FAMILIES: dict[str, re.Pattern[str]] = {
         r"Temporary failure in name resolution|could not translate host name|i/o timeout|"
         r"connection timed out|connect(?:ion)? timeout|connect timed out|\bETIMEDOUT\b|timed out connecting|"
         r"upstream (?:is )?slow|slow upstream|upstream request timeout|upstream timed out|"
+        r"Read timed out|\bReadTimeout(?:Error)?\b|read tcp .*: i/o timeout|timeout while reading|"
         r"The connection attempt failed|java\.net\.(?:Socket(?:Timeout)?|Connect|NoRouteToHost)Exception|"
         r"upstream connect error|connection reset by peer|ECONNRESET|no route to host|EHOSTUNREACH|"
         r"could not connect to|couldn't connect to|can't connect to|unable to connect to|failed to connect to|"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.context.kube_facts import gitops_owner
+from bot.context.kube_facts import controller_of, gitops_owner
 from bot.context.model import Context, Gap, ObjectRef
 from bot.diagnosis import rules
 from bot.diagnosis.analyzers import (
@@ -38,6 +38,7 @@ from bot.diagnosis.analyzers import (
 )
 from bot.diagnosis.findings import WorkloadFindings, all_findings, workload_findings
 from bot.diagnosis.model import Diagnosis, Evidence, Hypothesis
+from bot.diagnosis.superseded import later_success
 from bot.diagnosis.unknown import unknown_hypothesis
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,28 @@ def _mark_gitops(ctx: Context, hypotheses: list[Hypothesis]) -> None:
             hypothesis.action += f" Make the change in Git: {owner.split(' (')[0]} would revert a direct one."
 
 
+def _demote_history(ctx: Context, hypotheses: list[Hypothesis]) -> None:
+    """Causes of a Job failure that its CronJob made good since are history: rule
+    `superseded_by_a_later_success`. A hypothesis about the CronJob is history only when its
+    evidence is about the superseded runs' pods and none of a run that still fails."""
+    old = [ref for ref in ctx.focus if later_success(ctx, ref) is not None]
+    if not old:
+        return
+    pods_of = {ref: [p.ref.name for p in ctx.pods if p.owner == ref] for ref in ctx.focus if ref.kind == "Job"}
+    old_pods = [name for ref in old for name in pods_of.get(ref, [])]
+    live_pods = [name for ref, names in pods_of.items() if ref not in old for name in names]
+    owners = {controller_of(ctx.workload(ref).raw) for ref in old}
+
+    def about(hypothesis: Hypothesis, names: list[str]) -> bool:
+        return any(name in e.ref or name in e.text for e in hypothesis.supporting for name in names)
+    for hypothesis in hypotheses:
+        if hypothesis.category == "not_an_issue":
+            continue
+        if hypothesis.resource in old or (hypothesis.resource in owners and about(hypothesis, old_pods)
+                                          and not about(hypothesis, live_pods)):
+            rules.apply(hypothesis, "superseded_by_a_later_success")
+
+
 def diagnose(ctx: Context, analyzers=ANALYZERS) -> Diagnosis:
     """Rank what `analyzers` (modules or objects with `analyze(ctx, findings)`) propose, about
     the focus and about the dependency workloads its errors lead to."""
@@ -189,6 +212,7 @@ def diagnose(ctx: Context, analyzers=ANALYZERS) -> Diagnosis:
         proposed += _run(analyzer, ctx, findings, gaps)
     proposed += _upstream(ctx, [a for a in analyzers if a not in SYMPTOM_ONLY], gaps)
     _demote_explained(ctx, proposed)
+    _demote_history(ctx, proposed)
     ranked = rank(proposed)
     _mark_gitops(ctx, ranked)
     if not ctx.subject.heartbeat and (not ranked or ranked[0].confidence < CONCLUSIVE):

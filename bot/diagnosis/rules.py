@@ -27,6 +27,7 @@ RULES: dict[str, Rule] = {rule.name: rule for rule in (
     Rule("upstream_cause", 0.05, "a cause in a dependency the alerted workload's errors name explains the symptom"),
     Rule("explained_by_its_cause", -0.15, "the dependency 'is not serving' because of a cause its own evidence names"),
     Rule("consequence_of_a_confident_cause", -0.1, "a node that is down takes its capacity with it"),
+    Rule("superseded_by_a_later_success", -0.4, "the Job's CronJob has succeeded since it failed: history"),
     # a recent rollout (bad_deploy)
     Rule("program_errors_after_release", 0.05, "the new revision's pods print program or configuration errors"),
     Rule("release_changes_nothing_that_runs", -0.35, "the new revision changes no image, command, env or probe"),

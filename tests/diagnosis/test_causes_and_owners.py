@@ -131,3 +131,42 @@ def test_a_client_that_cannot_verify_an_outside_peer_points_at_its_ca_bundle():
     assert (top.category, str(top.resource)) == ("certificate_expired", "ConfigMap/shop/partner-ca-bundle")
     ctx.logs = [_logs(WEB_POD, "2026-10-01T11:58:00Z ERROR remote error: tls: expired certificate", previous=True)]
     assert str(diagnose(ctx).top.resource) == "Secret/shop/web-tls", "the peer refused our own certificate"
+
+
+def test_a_daemonset_that_does_not_tolerate_a_new_taint_is_misscheduled():
+    from bot.context.model import NodeView
+    from bot.diagnosis.analyzers.scheduling import tolerates
+
+    agent = {"kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "shop", "creationTimestamp": stamp(9000)},
+             "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                      "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {
+                          "containers": [], "tolerations": [{"key": "node-role.kubernetes.io/control-plane",
+                                                             "operator": "Exists", "effect": "NoSchedule"}]}}},
+             "status": {"desiredNumberScheduled": 3, "numberReady": 3, "numberAvailable": 3, "numberMisscheduled": 2}}
+    ref = ObjectRef("DaemonSet", "shop", "agent")
+    ctx = context(alerts=[alert("KubeDaemonSetMisScheduled", daemonset="agent")], workloads=[agent], focus=[ref])
+    taint = {"key": "dedicated", "value": "ml", "effect": "NoSchedule"}
+    ctx.nodes = [NodeView("gpu-1", {}, [taint], False, {}, {}), NodeView("cp-1", {}, [
+        {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}], False, {}, {})]
+    top = diagnose(ctx).top
+    assert (top.category, top.resource) == ("scheduling", ref) and "dedicated=ml:NoSchedule" in top.summary
+    assert tolerates([{"operator": "Exists"}], taint) and tolerates([{"key": "dedicated", "value": "ml"}], taint)
+    assert not tolerates([{"key": "dedicated", "value": "web"}], taint)
+
+
+def test_a_job_failure_its_cronjob_made_good_since_is_history():
+    cron = ObjectRef("CronJob", "shop", "sweep")
+    failed = {"kind": "Job", "metadata": {"name": "sweep-1", "namespace": "shop", "creationTimestamp": stamp(2900),
+                                          "ownerReferences": [{"kind": "CronJob", "name": "sweep", "controller": True}]},
+              "spec": {"template": {"spec": {}}}, "status": {"failed": 4, "conditions": [
+                  {"type": "Failed", "status": "True", "lastTransitionTime": stamp(2880)}]}}
+    cronjob = {"kind": "CronJob", "metadata": {"name": "sweep", "namespace": "shop", "creationTimestamp": stamp(90000)},
+               "spec": {"jobTemplate": {"spec": {"template": {"spec": {}}}}},
+               "status": {"lastSuccessfulTime": stamp(14)}}
+    job = ObjectRef("Job", "shop", "sweep-1")
+    crashed = container(ready=False, last="Error", last_exit=1, last_minutes_ago=2880)
+    ctx = context(alerts=[alert("KubeJobFailed", job_name="sweep-1", minutes_ago=2870)],
+                  pods=[pod("sweep-1-x", owner=("Job", "sweep-1"), phase="Failed", containers=[crashed], ready=False)],
+                  workloads=[failed, cronjob], focus=[job])
+    top = diagnose(ctx).top
+    assert top.category == "not_an_issue" and str(cron) in top.summary

@@ -88,8 +88,10 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         if backend is not None:
             hypotheses.append(Hypothesis(
                 "dependency_unreachable", backend, confidence if still_down else confidence - 0.2,
-                f"{backend} behind {what} is not serving" + (" (no ready endpoints)" if still_down else "")
-                + f", so {found.ref} cannot reach it: {lines[0].line.strip()[:200]}",
+                f"{backend} behind {what} " + ("is not serving (no ready endpoints)" if still_down else
+                                               "was not reachable when the errors were logged (it serves now)"
+                                               if recovered else "is not serving")
+                + f", so {found.ref} could not reach it: {lines[0].line.strip()[:200]}",
                 supporting, contradicting, True,
                 action=f"Bring {backend.name} back (replicas, pods, events), then let {found.ref.name} reconnect."))
     return hypotheses

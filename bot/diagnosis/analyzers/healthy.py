@@ -1,7 +1,7 @@
 """not_an_issue: nothing to fix — a heartbeat alert, or a system that is healthy.
 
 A heartbeat (Watchdog, InfoInhibitor, ...) fires by design to prove the alerting pipeline
-works. Otherwise "healthy" must be shown, not assumed: the alerted workloads have every
+works. A failed Job whose CronJob has succeeded since is history (`superseded`). Otherwise "healthy" must be shown, not assumed: the alerted workloads have every
 replica available, no pod is failing, no fresh Warning event concerns them, and no golden
 signal is bad now (pods can be Ready while a release returns 5xx or a saturated pool answers
 slowly: a bad signal is never "nothing is broken", see `BAD_NOW`); it weighs more when the
@@ -20,6 +20,7 @@ from datetime import timedelta
 from bot.context.model import Context, Signal
 from bot.diagnosis.findings import WorkloadFindings
 from bot.diagnosis.model import Evidence, Hypothesis
+from bot.diagnosis.superseded import later_success
 
 FRESH = timedelta(minutes=15)
 INFORMATIONAL_SEVERITIES = ("info", "none")  # the kubernetes-mixin's non-actionable alerts
@@ -71,6 +72,11 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             action="Nothing to do. Route heartbeats to a dead man's switch, not to people.")]
     if not findings:
         return []
+    history = [e for found in findings if (e := later_success(ctx, found.ref)) is not None]
+    if history and len(history) == len(findings) and not bad_signals(ctx):
+        return [Hypothesis("not_an_issue", None, 0.85, "Nothing is broken now: " + history[0].text + ".", history,
+                           action="Nothing to fix; delete the failed Job (or wait for the history limit) to clear "
+                                  "the alert.")]
     supporting: list[Evidence] = []
     contradicting: list[Evidence] = []
     resolved = all(a.status == "resolved" for a in ctx.alerts)

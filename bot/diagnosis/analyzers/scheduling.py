@@ -5,6 +5,11 @@ FailedScheduling events, whose message counts the nodes by reason ("0/6 nodes ar
 3 Insufficient nvidia.com/gpu, 3 node(s) had untolerated taint ..."); the cluster autoscaler's
 NotTriggerScaleUp. A pod waiting for an unbound PersistentVolumeClaim is a storage problem,
 not this one.
+
+A DaemonSet shows it differently: a node whose taint its pods do not tolerate drops out of its
+desired count (so "3/3 available" hides the node without an agent), and the pods already there
+become misscheduled. Taints set by Kubernetes itself (control plane, not-ready, unreachable,
+pressure) are part of its design, not a cause.
 """
 
 from __future__ import annotations
@@ -64,8 +69,56 @@ def _what_the_pods_ask(found: WorkloadFindings, reasons: list[str]) -> list[Evid
     return evidence
 
 
+SYSTEM_TAINTS = re.compile(r"^(?:node-role\.kubernetes\.io/|node\.kubernetes\.io/|node\.cloudprovider\.kubernetes\.io/"
+                           r"|ToBeDeletedByClusterAutoscaler|DeletionCandidateOfClusterAutoscaler)")
+
+
+def tolerates(tolerations: list[dict], taint: dict) -> bool:
+    """Kubernetes' toleration matching: key (empty with Exists: every key), Equal/Exists, effect."""
+    for toleration in tolerations:
+        key, operator = toleration.get("key") or "", toleration.get("operator") or "Equal"
+        if key and key != taint.get("key"):
+            continue
+        if not key and operator != "Exists":
+            continue
+        if operator == "Equal" and (toleration.get("value") or "") != (taint.get("value") or ""):
+            continue
+        if toleration.get("effect") and toleration.get("effect") != taint.get("effect"):
+            continue
+        return True
+    return False
+
+
+def _daemonset_taints(ctx: Context, found: WorkloadFindings) -> Hypothesis | None:
+    view = found.view
+    if found.ref.kind != "DaemonSet" or view is None:
+        return None
+    status = view.raw.get("status") or {}
+    misscheduled = int(status.get("numberMisscheduled") or 0)
+    tolerations = (view.template.get("spec") or {}).get("tolerations") or []
+    untolerated = [(node, taint) for node in ctx.nodes for taint in node.taints
+                   if taint.get("effect") in ("NoSchedule", "NoExecute") and not SYSTEM_TAINTS.match(taint.get("key", ""))
+                   and not tolerates(tolerations, taint)]
+    if not untolerated or not (misscheduled or any(a.name.startswith("KubeDaemonSet") for a in ctx.alerts)):
+        return None
+    taints = sorted({f"{t.get('key')}={t.get('value', '')}:{t.get('effect')}" for _, t in untolerated})
+    nodes = sorted({node.name for node, _ in untolerated})
+    supporting = [Evidence(f"node(s) {', '.join(nodes[:4])} carry the taint {', '.join(taints[:2])}, which the pods "
+                           f"of {found.ref} do not tolerate (no matching toleration)", "kubernetes",
+                           f"Node {nodes[0]} spec.taints; {found.ref} spec.template.spec.tolerations")]
+    if misscheduled:
+        supporting.append(Evidence(f"{found.ref}: {misscheduled} pod(s) misscheduled (on nodes they may no longer "
+                                   f"run on), desired {view.desired}", "kubernetes", f"{found.ref} status"))
+    return Hypothesis(
+        "scheduling", found.ref, 0.85 if misscheduled else 0.7,
+        f"{found.ref} cannot run on {len(nodes)} node(s) whose taint {taints[0]} it does not tolerate.", supporting,
+        explicit=True, signal_key="available_replicas",
+        action=f"Add a toleration for {taints[0]} to {found.ref.name} if it must run there (a node agent usually "
+               "must), or remove the taint from the nodes.")
+
+
 def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
-    hypotheses = []
+    hypotheses = [h for found in findings if (h := _daemonset_taints(ctx, found)) is not None]
     for found in findings:
         pending = {p.ref for p in found.pending}
         # only pods still waiting: a FailedScheduling for a pod placed since is over
