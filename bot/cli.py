@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 import threading
@@ -320,6 +321,34 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
                                                                      unsigned_before)))
 
 
+def cmd_postmortem(args: argparse.Namespace) -> int:
+    import json
+
+    from bot.db.engine import reading
+    from bot.postmortem.facts import NoSuchIncident, postmortem_facts
+    from bot.postmortem.markdown import TemplateProblem, render_markdown
+
+    match = re.fullmatch(r"(?:INC-)?(\d+)", args.incident.strip(), re.I)
+    if not match:
+        raise CliError(f"{args.incident!r} is not an incident reference (INC-12 or 12)", code=2)
+
+    def build(factory):
+        with reading(factory) as session:
+            return postmortem_facts(session, int(match.group(1)))
+    try:
+        facts = _with_database(build)
+    except NoSuchIncident as exc:
+        raise CliError(str(exc), code=1) from None
+    if args.format == "json":
+        print(json.dumps(facts, indent=2))
+        return 0
+    try:
+        print(render_markdown(facts, _settings().postmortem_template), end="")
+    except TemplateProblem as exc:
+        raise CliError(str(exc), code=2) from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opsbot", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -391,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--unsigned-before", metavar="TIME",
                         help="entries written before TIME (when OPSBOT_AUDIT_KEY was set) may lack a MAC")
     verify.set_defaults(func=cmd_audit_verify)
+
+    postmortem = commands.add_parser("postmortem", help="an incident's postmortem, from the database's facts")
+    postmortem.add_argument("incident", metavar="INC-N")
+    postmortem.add_argument("--format", choices=("md", "json"), default="md")
+    postmortem.set_defaults(func=cmd_postmortem)
 
     evaluate = commands.add_parser("eval", help="replay scenarios through the bot and score its RCA")
     evaluate.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders of them")

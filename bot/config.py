@@ -135,6 +135,8 @@ class Settings(BaseSettings):
                               "sharing a PagerDuty account."
     )
     runbooks_dir: Path = Field(Path("runbooks"), description="Folder of runbook YAML files.")
+    postmortem_template: Path | None = Field(None, description="Jinja2 Markdown template of the postmortem "
+                                                                 "(default: postmortems/template.md.j2).")
     policies_dir: Path = Field(Path("policies"), description="Folder of policy YAML files.")
 
     duplicate_window_seconds: int = Field(

@@ -112,8 +112,10 @@ def refresh(session: Session, incident: Incident, external_url: str | None, now:
     incident.links = {**incident.links, **summary.links} if incident.source == "pagerduty" else summary.links
     if summary.firing_count == 0 and incident.status == "open":
         incident.status, incident.resolved_at = "resolved", now
+        chain.append(session, incident.id, "incident.resolved", ACTOR, {"reason": "every alert resolved"}, now)
     elif summary.firing_count > 0 and incident.status == "resolved":
         incident.status, incident.resolved_at = "open", None
+        chain.append(session, incident.id, "incident.reopened", ACTOR, {"reason": "an alert fires again"}, now)
 
 
 def _queue_note(incident: Incident, counts: dict[str, int], resolved_now: int, status_before: str | None,
