@@ -21,7 +21,7 @@ from typing import Any
 
 from bot.context import kube_facts as facts
 from bot.context.kube_read import KubeReader
-from bot.context.model import ApiServiceView, Context, Gap, ObjectRef
+from bot.context.model import ApiServiceView, Context, Gap, ObjectRef, WebhookView
 from bot.context.rollout import rollout_from_pods, rollout_view
 
 MAX_NAMESPACES = 3
@@ -125,7 +125,24 @@ def fill_kubernetes(ctx: Context, reader: KubeReader) -> None:
     _read_api_services(ctx, reader)
     merge_snapshot(ctx, read_snapshot(reader, subject.namespaces, subject.nodes))
     _check_named_pods(ctx)
+    _read_webhooks(ctx, reader)
     ctx.gaps.extend(reader.gaps)
+
+
+def _read_webhooks(ctx: Context, reader: KubeReader) -> None:
+    """The admission webhooks, when a create failed calling one (`failed calling webhook`)."""
+    said = [e.message for e in ctx.events] + [c[2] or "" for w in ctx.workloads for c in w.conditions.values()]
+    if not any("failed calling webhook" in text for text in said):
+        return
+    for kind, call in (("ValidatingWebhookConfiguration", reader.admission.list_validating_webhook_configuration),
+                       ("MutatingWebhookConfiguration", reader.admission.list_mutating_webhook_configuration)):
+        for configuration in reader.items(f"{kind}s", call) or []:
+            ref = ObjectRef(kind, None, (configuration.get("metadata") or {}).get("name", "?"))
+            for hook in configuration.get("webhooks") or []:
+                service = (hook.get("clientConfig") or {}).get("service") or {}
+                ctx.webhooks.append(WebhookView(
+                    ref, hook.get("name", "?"), hook.get("failurePolicy", "Fail"),
+                    ObjectRef("Service", service["namespace"], service["name"]) if service.get("name") else None))
 
 
 def add_namespace(ctx: Context, reader: KubeReader, namespace: str) -> None:

@@ -57,6 +57,7 @@ class KubeReader:
         self.storage = k8s.StorageV1Api(api_client)
         self.networking = k8s.NetworkingV1Api(api_client)
         self.custom = k8s.CustomObjectsApi(api_client)
+        self.admission = k8s.AdmissionregistrationV1Api(api_client)
         self.apiregistration = k8s.ApiregistrationV1Api(api_client)
         self._deadline, self._request_seconds = deadline, request_seconds
         self._lock = threading.Lock()

@@ -276,6 +276,16 @@ class NetworkPolicyView:
 
 
 @dataclass(frozen=True)
+class WebhookView:
+    """One admission webhook of a Validating/MutatingWebhookConfiguration."""
+
+    configuration: ObjectRef  # cluster-scoped: Kind/name
+    name: str
+    failure_policy: str
+    service: ObjectRef | None
+
+
+@dataclass(frozen=True)
 class ApiServiceView:
     """An aggregated API (apiregistration.k8s.io APIService) and the Service behind it."""
 
@@ -375,6 +385,7 @@ class Context:
     dependencies: list[DependencyView] = field(default_factory=list)
     api_services: list[ApiServiceView] = field(default_factory=list)
     network_policies: list[NetworkPolicyView] | None = None  # None: could not be read
+    webhooks: list[WebhookView] = field(default_factory=list)  # read when a create failed calling one
     config_maps: dict[ObjectRef, dict[str, str]] = field(default_factory=dict)
     storage_classes: dict[str, dict[str, Any]] | None = None  # None: could not be read
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)  # the namespaces read

@@ -109,6 +109,8 @@ EXPECTED_READS = frozenset(
         ("networking.k8s.io", "networkpolicies"),
         ("networking.k8s.io", "ingresses"),
         ("monitoring.coreos.com", "probes"),
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
     }
 )
 

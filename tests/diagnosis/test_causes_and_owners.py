@@ -170,3 +170,38 @@ def test_a_job_failure_its_cronjob_made_good_since_is_history():
                   workloads=[failed, cronjob], focus=[job])
     top = diagnose(ctx).top
     assert top.category == "not_an_issue" and str(cron) in top.summary
+
+
+def test_an_injected_sidecar_that_outlives_the_jobs_container_keeps_the_job_from_completing():
+    job = {"kind": "Job", "metadata": {"name": "export-1", "namespace": "shop", "creationTimestamp": stamp(600)},
+           "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "export:1"}]}}},
+           "status": {"active": 1}}
+    done = container("app", ready=False)
+    done[1]["state"] = {"terminated": {"reason": "Completed", "exitCode": 0, "finishedAt": stamp(500)}}
+    proxy = container("istio-proxy")
+    stuck = pod("export-1-x", owner=("Job", "export-1"), containers=[done, proxy])
+    ref = ObjectRef("Job", "shop", "export-1")
+    ctx = context(alerts=[alert("KubeJobNotCompleted", job_name="export-1")], pods=[stuck], workloads=[job],
+                  focus=[ref])
+    top = diagnose(ctx).top
+    assert (top.category, top.resource) == ("config_error", ref) and "istio-proxy" in top.summary
+
+
+def test_pods_refused_by_an_admission_webhook_that_does_not_answer_name_its_configuration():
+    from bot.context.model import WebhookView
+
+    events = [{"involvedObject": {"kind": "ReplicaSet", "name": "web-7d9f", "namespace": "shop"}, "type": "Warning",
+               "reason": "FailedCreate", "count": 40, "firstTimestamp": stamp(20), "lastTimestamp": stamp(1),
+               "message": 'Error creating: Internal error occurred: failed calling webhook "verify.gate.io": '
+                          'no endpoints available for service "gate"'}]
+    ctx = context(alerts=[alert("KubeDeploymentReplicasMismatch", deployment="web")],
+                  workloads=[deployment(available=0)], events=events, focus=[WEB])
+    from bot.context.model import Revision, RolloutView
+
+    revision = Revision(3, "web-7d9f", "7d9f", NOW - timedelta(days=3), {}, 2, 0)
+    ctx = context(alerts=ctx.alerts, workloads=[deployment(available=0)], events=events, focus=[WEB])
+    ctx.rollouts = [RolloutView(WEB, [revision], revision, None, [], False)]
+    ctx.webhooks = [WebhookView(ObjectRef("ValidatingWebhookConfiguration", None, "gate-pods"), "verify.gate.io",
+                                "Fail", ObjectRef("Service", "gate", "gate"))]
+    top = diagnose(ctx).top
+    assert (top.category, str(top.resource)) == ("dependency_unreachable", "ValidatingWebhookConfiguration/gate-pods")

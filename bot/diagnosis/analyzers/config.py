@@ -121,10 +121,37 @@ def _credentials(ctx: Context, found: WorkloadFindings) -> list[Hypothesis]:
     return hypotheses
 
 
+def _sidecar_keeps_job_running(ctx: Context, found: WorkloadFindings) -> list[Hypothesis]:
+    """A Job's own containers finished (exit 0) but a container its template does not declare
+    (injected by a mesh or a proxy webhook) keeps the pod running: the Job never completes."""
+    if found.ref.kind not in ("Job", "CronJob") or found.view is None:
+        return []
+    declared = {c.get("name") for c in (found.view.template.get("spec") or {}).get("containers") or []}
+    for pod in found.pods:
+        done = [c for c in pod.containers if not c.init and c.name in declared and c.state == "terminated"
+                and c.exit_code == 0]
+        injected = [c for c in pod.containers if not c.init and c.name not in declared and c.state == "running"]
+        if pod.phase == "Running" and done and injected and all(c.state == "terminated" for c in pod.containers
+                                                                if c.name in declared and not c.init):
+            target = fix_target(found)
+            return [Hypothesis(
+                "config_error", target, 0.85,
+                f"{target}'s pods never complete: {done[0].name} finished (exit 0) but the injected "
+                f"{injected[0].name} container keeps {pod.ref.name} running.",
+                [Evidence(f"{pod.ref.name}: container {done[0].name} terminated Completed (exit 0) "
+                          f"{ev.ago(done[0].finished_at, ctx.now)}; {injected[0].name} ({injected[0].image}) is "
+                          f"still running and is not in the Job's template", "kubernetes",
+                          f"Pod {pod.ref.namespace}/{pod.ref.name} status.containerStatuses")],
+                explicit=True, signal_key="restarts",
+                action=f"Keep {injected[0].name} out of {target.name}'s pods (an injection opt-out annotation or "
+                       "label) or make it a native sidecar that exits with the job; then delete the stuck Job.")]
+    return []
+
+
 def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
     hypotheses: list[Hypothesis] = []
     for found in findings:
-        hypotheses += _credentials(ctx, found)
+        hypotheses += _credentials(ctx, found) + _sidecar_keeps_job_running(ctx, found)
         supporting: list[Evidence] = []
         contradicting: list[Evidence] = []
         explicit = False

@@ -11,7 +11,9 @@ that times out or is refused). Before blaming the dependency, check the path a p
 - the dependency's Service selects no pod and no workload template at all (a selector that no
   longer matches after a label change): the Service is the object to fix;
 - the Service's numeric targetPort is not a port its pods declare (or a named one no
-  container has): the Service is the object to fix.
+  container has): the Service is the object to fix;
+- pods cannot even be created because the API server's call to an admission webhook fails
+  (`failed calling webhook "..."`): the webhook configuration is the object to fix.
 
 Each conclusion quotes the rule it rests on and names the object; "cannot tell" (a selector
 on namespace labels not read, a named port) never blames anything. Restarting or rolling back
@@ -214,9 +216,39 @@ def _broken_path(ctx: Context, found: WorkloadFindings) -> Hypothesis | None:
     return blocked or _service_path(ctx, found, lines, deps)
 
 
+_WEBHOOK = re.compile(r'failed calling webhook "([^"]+)"')
+
+
+def _admission(ctx: Context, found: WorkloadFindings) -> Hypothesis | None:
+    """Pods cannot even be created: the API server calls an admission webhook that does not
+    answer, and its failurePolicy Fail refuses every create it covers."""
+    said = [(e.message, ev.event(e, ctx.now)) for e in found.warning_events("FailedCreate")]
+    view = found.view
+    said += [(c[2] or "", Evidence(f"{found.ref} condition {name}: {c[2]}", "kubernetes", f"{found.ref} status"))
+             for name, c in (view.conditions.items() if view else []) if "failed calling webhook" in (c[2] or "")]
+    for message, evidence in said:
+        match = _WEBHOOK.search(message)
+        hook = next((w for w in ctx.webhooks if match and w.name == match.group(1)), None)
+        if hook is None:
+            continue
+        backend = f" (Service {hook.service})" if hook.service else ""
+        return Hypothesis(
+            "dependency_unreachable", hook.configuration, 0.88,
+            f"Pods of {found.ref} cannot be created: the admission webhook {hook.name}{backend} of "
+            f"{hook.configuration} does not answer and its failurePolicy is {hook.failure_policy}.",
+            [evidence, Evidence(f"{hook.configuration}: webhook {hook.name}, failurePolicy {hook.failure_policy}, "
+                                f"served by {hook.service or 'a URL'}", "kubernetes", f"{hook.configuration}")],
+            explicit=True, signal_key="available_replicas",
+            action=f"Bring the webhook's backend{backend} back, or relax {hook.configuration.name} (failurePolicy "
+                   "Ignore, or a namespaceSelector that leaves out the webhook's own namespace) so it cannot block "
+                   "its own recovery.")
+    return None
+
+
 def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
     hypotheses = []
-    for first in [_broken_path(ctx, found) for found in findings] + _located_services(ctx):
+    admission = [_admission(ctx, found) for found in findings] if ctx.webhooks else []
+    for first in [_broken_path(ctx, found) for found in findings] + _located_services(ctx) + admission:
         if first is not None:
             second = replace(first, category=SECOND_READING[first.category],
                              confidence=first.confidence - SECOND_READING_PENALTY, rules=[])
