@@ -99,3 +99,30 @@ def test_an_unknown_rca_golden_lists_symptoms_weak_leads_and_what_is_broken_near
 def test_the_rules_that_ranked_the_answer_are_shown():
     ranked = {**REPORT, "hypotheses": [{**REPORT["hypotheses"][0], "rules": ["upstream_cause +0.05"]}]}
     assert "Ranked by: upstream_cause +0.05" in json.dumps(render_rca(ranked, "INC-7"))
+
+
+FACTS = {
+    "incident": "INC-7", "title": "orders-api crash-looping <!channel>", "severity": "critical", "status": "resolved",
+    "resolution": "bot-mitigated", "reopened": 0, "alerts": {"names": ["KubePodCrashLooping"], "count": 2, "firing": 0},
+    "times": {"first_alert": "2026-05-12T09:40:00Z", "acknowledged": "2026-05-12T09:44:10Z",
+              "diagnosed": "2026-05-12T09:41:02Z", "mitigated": "2026-05-12T09:47:30Z",
+              "resolved": "2026-05-12T09:52:00Z"},
+    "durations": {"tta": 250, "ttd": 62, "ttm": 450, "ttr": 720},
+    "root_cause": {"category": "bad_deploy", "resource": "Deployment/orders/orders-api", "confidence": 0.9,
+                   "summary": "Revision 22 broke it.", "evidence": ["panic"], "rca": "the bot's RCA"},
+    "actions": [{"runbook": "rollback-deployment", "target": "Deployment/orders/orders-api", "status": "succeeded",
+                 "approvers": ["U0ALICE"], "verification": {"before": 0.0, "after": 1.0}}],
+    "timeline": [{"kind": "incident.opened"}] * 12,
+}
+
+
+def test_postmortem_golden_and_limits():
+    from bot.slack.render.postmortem import render_postmortem
+
+    rendered = render_postmortem(FACTS)
+    check_golden("postmortem_bot_mitigated", rendered)
+    assert valid_blocks(rendered["blocks"]) and "<!channel>" not in json.dumps(rendered)
+    unknown = render_postmortem({**FACTS, "resolution": "human-resolved", "actions": [], "reopened": 1,
+                                 "root_cause": {"category": "unknown", "rca": "no RCA: the alerts name no object"}})
+    text = json.dumps(unknown)
+    assert "Root cause:* unknown" in text and "none was proposed" in text and "updated: reopened 1" in text
