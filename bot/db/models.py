@@ -119,6 +119,17 @@ class Incident(Base):
     # the hash chain alone cannot reveal) shows as a head that no longer matches.
     timeline_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     timeline_head: Mapped[str | None] = mapped_column(String(64))
+    # The incident's life (bot.incidents.controls): who leads it, what was last said, how it ended.
+    commander: Mapped[str | None] = mapped_column(String(256))
+    declared_by: Mapped[str | None] = mapped_column(String(256))  # opened by hand (/ops declare)
+    latest_update: Mapped[str | None] = mapped_column(Text)
+    latest_update_by: Mapped[str | None] = mapped_column(String(256))
+    latest_update_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(256))  # "source", "slack:U…", "opsbot"
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    # Times resolved: each resolution gets its postmortem version (bot.postmortem.stage).
+    resolutions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    catchup_hash: Mapped[str | None] = mapped_column(String(64))  # the catch-up message as last written
 
     __table_args__ = (
         Index("uq_incidents_open_group_key", "group_key_hash", "is_open", unique=True),
@@ -365,3 +376,63 @@ class JobClaim(Base):
     claimed_by: Mapped[str] = mapped_column(String(128))
     claimed_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+
+
+class Postmortem(Base):
+    """The postmortem message of an incident: one per incident, written into its thread.
+
+    `resolution` is the incident's resolution it should describe (bumped each time the incident
+    resolves); `posted_resolution` the one Slack shows. The stage posts the first version and
+    edits it in place for later ones (a reopened and re-resolved incident gets an updated
+    postmortem, never a second one). Claimed with a lease (conditional UPDATE), so several
+    replicas write it once; the post itself goes through `slack_posts` (intent + marker).
+    """
+
+    __tablename__ = "postmortems"
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), primary_key=True)
+    resolution: Mapped[int] = mapped_column(Integer, default=1)
+    posted_resolution: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(String(64))
+    ts: Mapped[str | None] = mapped_column(String(32))
+    posted_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_postmortems_due_at", "due_at"),)
+
+
+class FollowUp(Base):
+    """An action item recorded during an incident (`/ops followup`), with an optional owner;
+    listed in the catch-up and the postmortem, closed when done (never deleted)."""
+
+    __tablename__ = "follow_ups"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    closed_by: Mapped[str | None] = mapped_column(String(128))
+    closed_at: Mapped[datetime | None]
+
+
+class IncidentSignature(Base):
+    """What a resolved incident leaves behind for later RCAs (bot.postmortem.memory): compact,
+    rewritten at each resolution. A hypothesis to check, never an answer."""
+
+    __tablename__ = "incident_signatures"
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), primary_key=True)
+    resolved_at: Mapped[datetime]
+    cluster: Mapped[str | None] = mapped_column(String(128))
+    namespace: Mapped[str | None] = mapped_column(String(128))
+    resource: Mapped[str | None] = mapped_column(String(300))
+    category: Mapped[str] = mapped_column(String(24))
+    features: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # owner chain, alerts, log templates, runbooks
+    resolution: Mapped[str] = mapped_column(String(24))
+    summary: Mapped[str] = mapped_column(Text, default="")
