@@ -1,4 +1,5 @@
-"""`opsbot` command line: serve, db upgrade, deliveries, demo, eval, version.
+"""`opsbot` command line: serve, db upgrade, deliveries, demo, eval, runbooks, policy, audit,
+postmortem, incidents similar, version.
 
 Every failure a user can cause ends in one line on stderr naming the problem and a non-zero
 exit status, never a traceback. Exit codes: 0 ok, 1 runtime failure, 2 bad usage/config.
@@ -228,7 +229,7 @@ def cmd_deliveries_replay(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
-    return run_demo(Path(args.scenario) if args.scenario else None, keep=args.keep)
+    return run_demo(Path(args.scenario) if args.scenario else None, keep=args.keep, auto_approve=args.auto_approve)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -383,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="replay an incident scenario end to end and print the thread")
     demo.add_argument("--scenario", help="scenario YAML (default: one of ../shared/scenarios)")
     demo.add_argument("--keep", action="store_true", help="keep the temporary directory for inspection")
+    demo.add_argument("--auto-approve", action="store_true",
+                      help="approve the first proposed step as an on-call member, verify it, resolve the alert, "
+                           "print the thread with the postmortem")
     demo.set_defaults(func=cmd_demo)
 
     runbooks = commands.add_parser("runbooks", help="runbook catalog: lint, test against a scenario")
@@ -425,6 +429,16 @@ def build_parser() -> argparse.ArgumentParser:
     postmortem.add_argument("incident", metavar="INC-N")
     postmortem.add_argument("--format", choices=("md", "json"), default="md")
     postmortem.set_defaults(func=cmd_postmortem)
+
+    from bot.postmortem.memory_cli import cmd_incidents_similar
+
+    incidents = commands.add_parser("incidents", help="incidents: past ones like a given one")
+    incident_commands = incidents.add_subparsers(dest="incidents_command", metavar="ACTION", required=True)
+    alike = incident_commands.add_parser("similar", help="past incidents most like INC-N, with why (hypotheses)")
+    alike.add_argument("incident", metavar="INC-N")
+    alike.add_argument("--json", action="store_true", help="print JSON")
+    alike.add_argument("--limit", type=int, default=3, help="how many (default 3)")
+    alike.set_defaults(func=cmd_incidents_similar)
 
     evaluate = commands.add_parser("eval", help="replay scenarios through the bot and score its RCA")
     evaluate.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders of them")

@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     postmortem_template: Path | None = Field(None, description="Jinja2 Markdown template of the postmortem "
                                                                  "(default: postmortems/template.md.j2).")
     policies_dir: Path = Field(Path("policies"), description="Folder of policy YAML files.")
+    postmortem_grace_seconds: float = Field(
+        15, ge=0, le=3600, description="Post the postmortem this long after an incident resolves (an alert that "
+                                       "fires again within it reopens the incident instead).")
+    status_channel: str | None = Field(None, description="Stakeholder channel: status updates (`/ops update`) are "
+                                                          "also posted there, linking back to the thread.")
 
     duplicate_window_seconds: int = Field(
         120, ge=0, le=86400, description="An identical webhook body within this is a retry, processed once."

@@ -3,8 +3,13 @@
 Everything is real and local: the scenario's cluster is served by the sandbox API server and
 read back through the real `kubernetes` client, its metrics are backfilled into a real
 Prometheus, its alerts go through a real Alertmanager to the bot's webhook, and the thread
-lands in the Slack emulator. Nothing listens beyond loopback; all state lives in a temporary
-directory that is removed afterwards (unless --keep).
+lands in the Slack emulator. Prometheus also scrapes the sandbox's live state (its
+kube-state-metrics), so a step's verification reads what the cluster shows after the step. The
+bot runs with the shipped default policy, its on-call approver group filled in with the
+emulator's @oncall user group. With --auto-approve the incident then runs to resolution
+(`bot.sandbox.demo_flow`): Approve clicked by an on-call member, the step verified, the alert
+resolved at Alertmanager, the postmortem awaited. Nothing listens beyond loopback; all state
+lives in a temporary directory that is removed afterwards (unless --keep).
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bot.sandbox.paths import shared_scenarios_dir
 from bot.sandbox.scenario import Scenario, ScenarioError, load_scenario
@@ -23,6 +30,15 @@ from bot.sandbox.scenario_bot import start_scenario_bot
 
 DEFAULT_SCENARIO = "orders-api-revision-22-panics-on-start.yaml"
 WAIT_SECONDS = 60
+SCRAPE_INTERVAL = "1s"  # the sandbox's live state, as verification reads it
+
+
+@dataclass
+class Replay:
+    """What a replay leaves: the thread as printed, and the sandbox cluster as it ended."""
+
+    thread: str
+    cluster: Any  # bot.sandbox.kube.SandboxCluster
 
 
 def _step(message: str) -> None:
@@ -41,9 +57,11 @@ def _describe_cluster(api_client, scenario: Scenario) -> str:
     return f"{summary}; read back {len(pods)} pods and {len(events)} events ({warnings} Warning)"
 
 
-def replay(scenario: Scenario, workdir: Path) -> str:
-    """Run the replay and return the printed thread; raises RuntimeError with one line."""
+def replay(scenario: Scenario, workdir: Path, auto_approve: bool = False) -> Replay:
+    """Run the replay (with `auto_approve`, to resolution); raises RuntimeError with one line."""
+    from bot.sandbox.demo_flow import AutoApprove, write_demo_policy
     from bot.sandbox.kube import KubeApiServer, SandboxCluster, sandbox_api_client
+    from bot.sandbox.kube.state_metrics import StateMetricsServer
     from bot.sandbox.promstack import (
         AlertmanagerProcess,
         BinaryMissing,
@@ -66,13 +84,19 @@ def replay(scenario: Scenario, workdir: Path) -> str:
         _step(f"sandbox cluster {scenario.cluster.name or ''} at {kube_url}: "
               + _describe_cluster(sandbox_api_client(kube_url), scenario))
 
+        state = StateMetricsServer(cluster)
+        state.start()
+        stack.append(state.stop)
         try:
-            prometheus = PrometheusProcess(workdir / "prometheus")
+            prometheus = PrometheusProcess(workdir / "prometheus", scrape_configs=[{
+                "job_name": "kube-state-metrics", "scrape_interval": SCRAPE_INTERVAL,
+                "static_configs": [{"targets": [state.target]}]}])
             samples = load_metrics_into(prometheus, scenario)
             prometheus.start()
             stack.append(prometheus.stop)
             _step(f"Prometheus at {prometheus.url}: {samples} samples backfilled "
-                  f"from {len(scenario.metrics.series) if scenario.metrics else 0} series")
+                  f"from {len(scenario.metrics.series) if scenario.metrics else 0} series; "
+                  f"scraping the sandbox's live state every {SCRAPE_INTERVAL}")
             find_binary("alertmanager")
         except BinaryMissing as exc:
             raise RuntimeError(f"{exc} (./scripts/demo installs it)") from None
@@ -81,9 +105,10 @@ def replay(scenario: Scenario, workdir: Path) -> str:
         slack.start()
         stack.append(slack.stop)
         token = "demo-webhook-token"
+        policy = write_demo_policy(workdir / "policies")
         runtime, bot_url = start_scenario_bot(scenario, workdir, stack.append, slack_url=slack.base_url,
                                               slack_token="xoxb-emulator", webhook_token=token, kube_url=kube_url,
-                                              prometheus_url=prometheus.url)
+                                              prometheus_url=prometheus.url, policies_dir=policy.parent)
         _step(f"opsbot at {bot_url} (SQLite in {workdir}), Slack emulator at {slack.base_url}")
 
         alertmanager = AlertmanagerProcess(workdir / "alertmanager",
@@ -104,14 +129,17 @@ def replay(scenario: Scenario, workdir: Path) -> str:
                                            for m in emu.thread(root["channel"], root["ts"])), timeout=WAIT_SECONDS)
         except TimeoutError:
             raise RuntimeError(f"no RCA in the thread after {WAIT_SECONDS}s") from None
-        time.sleep(2.5)  # the graph and evidence files follow the RCA message
-        return thread_text(slack.thread(root["channel"], root["ts"]))
+        if auto_approve:
+            AutoApprove(scenario, runtime, bot_url, slack, alertmanager, prometheus.url, _step).run(root)
+        else:
+            time.sleep(2.5)  # the graph and evidence files follow the RCA message
+        return Replay(thread_text(slack.thread(root["channel"], root["ts"])), cluster)
     finally:
         for stop in reversed(stack):
             stop()
 
 
-def run_demo(scenario_path: Path | None, keep: bool = False) -> int:
+def run_demo(scenario_path: Path | None, keep: bool = False, auto_approve: bool = False) -> int:
     path = scenario_path or shared_scenarios_dir() / DEFAULT_SCENARIO
     if not path.exists():
         print(f"opsbot demo: scenario {path} not found (is ../shared beside the clone? "
@@ -127,8 +155,9 @@ def run_demo(scenario_path: Path | None, keep: bool = False) -> int:
     configure_logging("WARNING", "text")
     workdir = Path(tempfile.mkdtemp(prefix="opsbot-demo-"))
     print(f"opsbot demo: replaying {scenario.id}\n  {scenario.title}\n", flush=True)
+    started = time.monotonic()
     try:
-        thread = replay(scenario, workdir)
+        thread = replay(scenario, workdir, auto_approve=auto_approve).thread
     except RuntimeError as exc:
         print(f"opsbot demo: {exc}", file=sys.stderr)
         return 1
@@ -137,6 +166,7 @@ def run_demo(scenario_path: Path | None, keep: bool = False) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print("\nThe Slack thread opsbot produced:\n")
     print(thread, flush=True)
+    print(f"\n(the demo took {time.monotonic() - started:.0f} s)")
     if keep:
         print(f"\n(state kept in {workdir})")
     return 0

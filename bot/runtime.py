@@ -28,6 +28,7 @@ from bot.intake_processes import IntakeProcesses
 from bot.metrics import Metrics
 from bot.pagerduty.link import PagerDutyLink
 from bot.policy.model import PolicyError, load_policies
+from bot.postmortem.stage import PostmortemStage
 from bot.remediation.catalog import load_catalog
 from bot.remediation.execute import Executor
 from bot.remediation.kit import GroupResolver, RemediationKit, pagerduty_on_call_reader
@@ -166,7 +167,11 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
                                                        ProposalMessages(
                                                            kit, gateway,
                                                            timedelta(seconds=settings.card_min_interval_seconds),
-                                                           timedelta(seconds=settings.claim_lease_seconds))))
+                                                           timedelta(seconds=settings.claim_lease_seconds))),
+                          postmortem=PostmortemStage(factory, gateway, clock, owner=worker_identity(),
+                                                     template=settings.postmortem_template,
+                                                     lease=timedelta(seconds=settings.claim_lease_seconds),
+                                                     min_interval=timedelta(seconds=settings.card_min_interval_seconds)))
     except BaseException:
         for thing in reversed(owned):
             thing.stop()

@@ -20,6 +20,7 @@ def create_web_app(runtime: Runtime, with_slack: bool = True) -> Flask:
 
     app = Flask("opsbot")
     app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_body_bytes
+    runtime.metrics.watch_weeks(runtime.factory, runtime.clock)  # /metrics: the week's numbers
     app.register_blueprint(health_blueprint(runtime))
     app.register_blueprint(webhooks_blueprint(runtime))
     if with_slack:

@@ -62,7 +62,8 @@ def intake_rules(settings) -> IntakeRules:
         windows=Windows(reopen=timedelta(seconds=settings.reopen_window_seconds),
                         quiet=timedelta(seconds=settings.quiet_window_seconds),
                         related=timedelta(seconds=settings.related_window_seconds),
-                        settle=timedelta(seconds=settings.investigation_settle_seconds)),
+                        settle=timedelta(seconds=settings.investigation_settle_seconds),
+                        postmortem_grace=timedelta(seconds=settings.postmortem_grace_seconds)),
         group_key_template=settings.group_key_template,
         silences=tuple(parse_matchers(text) for text in settings.silences),
         mirror_pagerduty=bool(settings.pagerduty_routing_key),
@@ -103,13 +104,14 @@ class Workers:
                  threads: int = 2, poll_seconds: float = 0.5, lease_seconds: float = 120,
                  intake: IntakeRules | None = None, pagerduty: PagerDutySync | None = None,
                  intake_elsewhere=None, on_opened: Callable[[], None] | None = None, rca=None,
-                 rca_threads: int = 1, remediation: RemediationStage | None = None, anchor=None):
+                 rca_threads: int = 1, remediation: RemediationStage | None = None, anchor=None, postmortem=None):
         self._factory, self._cards, self._clock, self._metrics = factory, cards, clock, metrics
         self._threads_wanted, self._poll, self._lease = threads, poll_seconds, timedelta(seconds=lease_seconds)
         self._intake = intake or IntakeRules()
         self._pagerduty = pagerduty
         self._rca, self._rca_threads = rca, rca_threads
         self._remediation = remediation
+        self._postmortem = postmortem  # `bot.postmortem.stage.PostmortemStage`
         self._anchor = anchor  # `bot.timeline.anchors.Anchorer`: writes the timeline heads out periodically
         self._elsewhere = intake_elsewhere
         self._on_opened = on_opened or self.wake_stages
@@ -149,6 +151,8 @@ class Workers:
             loops += [(f"opsbot-rca-{index}", self.rca_round) for index in range(self._rca_threads)]
         if stages and self._remediation is not None:
             loops.append(("opsbot-remediation", self.remediation_round))
+        if stages and self._postmortem is not None:
+            loops.append(("opsbot-postmortem", self.postmortem_round))
         if stages:
             loops.append(("opsbot-housekeeping", self.housekeeping_round))
         for name, step in loops:
@@ -217,7 +221,7 @@ class Workers:
         synced = [self._cards.sync(incident_id) for incident_id in self._cards.pending()]
         if {"posted", "adopted"} & set(synced):
             self.wake_stages()  # a new thread exists: its RCA may be waiting for it
-        return any(outcome in {"posted", "adopted", "updated", "noted"} for outcome in synced)
+        return any(outcome in {"posted", "adopted", "updated", "noted", "caught_up"} for outcome in synced)
 
     def rca_round(self, _owner: str) -> bool:
         """Investigate new incidents and post their RCA (see `bot.incidents.rca_stage`)."""
@@ -225,6 +229,10 @@ class Workers:
 
     def remediation_round(self, _owner: str) -> bool:
         return self._remediation.round() if self._remediation is not None else False
+
+    def postmortem_round(self, _owner: str) -> bool:
+        """Write the postmortems that are due into their threads (`bot.postmortem.stage`)."""
+        return self._postmortem.round() if self._postmortem is not None else False
 
     def pagerduty_round(self, _owner: str) -> bool:
         """Sync due incidents; stop at the first 'unavailable' (PagerDuty is down or slow:

@@ -1,7 +1,14 @@
 """The demo, as `./scripts/demo` runs it: a shared scenario through the whole local stack."""
 
+import re
+
 from bot.cli import main
+from bot.demo import DEFAULT_SCENARIO, replay
+from bot.sandbox.kube.deployment import REVISION_HISTORY
+from bot.sandbox.kube.pods import HASH_LABEL
+from bot.sandbox.kube.reconciler import REVISION
 from bot.sandbox.paths import shared_scenarios_dir
+from bot.sandbox.scenario import load_scenario
 
 
 def test_demo_replays_a_scenario_and_prints_the_thread(capsys, prometheus_binary, alertmanager_binary):
@@ -28,3 +35,62 @@ def test_demo_with_a_missing_or_broken_scenario_says_so(capsys, tmp_path):
     assert main(["demo", "--scenario", str(broken)]) == 2
     err = capsys.readouterr().err
     assert "broken.yaml" in err and "Traceback" not in err
+
+
+def test_demo_auto_approve_runs_the_incident_to_resolution(capsys, prometheus_binary, alertmanager_binary):
+    assert main(["demo", "--auto-approve"]) == 0
+    out = capsys.readouterr().out
+    assert "▸ approving P-1 as @alice (U0ALICE), a member of @oncall, the approver group of the demo's policy: " \
+        "Roll orders-api back to revision 21" in out
+    assert "Approved: Roll orders-api back to revision 21" in out, "the bot accepted the click under its policy"
+    assert "▸ waiting for verification" in out
+    verified = re.search(r"▸ verified: (min\(kube_deployment_status_replicas_available\{.*\}\).*) = (\S+) "
+                         r"\(expects >= 1; (\S+) when the step was applied, (\d+) samples\)", out)
+    assert verified and "deployment=\"orders-api\"" in verified.group(1)
+    assert float(verified.group(2)) >= 1 and int(verified.group(4)) >= 2
+    assert "orders-api pods 4 → 3" in out and "unavailable 1 → 0" in out, "Prometheus saw the cluster recover"
+    assert "KubePodCrashLooping sent to Alertmanager again with endsAt" in out
+    assert "▸ INC-1 resolved by its source" in out
+    thread = out.split("The Slack thread opsbot produced:", 1)[1]
+    assert "Status       Resolved by source" in thread
+    assert "succeeded and verified" in thread and "before 0.75, now 1" in thread
+    assert "Postmortem of INC-1" in thread
+
+
+def _revision_of(obj: dict) -> str | None:
+    return (obj["metadata"].get("annotations") or {}).get(REVISION)
+
+
+def test_after_the_auto_approved_rollback_the_previous_revision_serves(tmp_path, prometheus_binary,
+                                                                        alertmanager_binary):
+    scenario = load_scenario(shared_scenarios_dir() / DEFAULT_SCENARIO)
+    sets = {o["metadata"]["name"]: _revision_of(o) for o in scenario.cluster.objects if o["kind"] == "ReplicaSet"
+            and o["metadata"]["name"].startswith("orders-api-")}
+    previous = next(name for name, revision in sets.items() if revision == "21")
+    broken = next(name for name, revision in sets.items() if revision == "22")
+    cluster = replay(scenario, tmp_path, auto_approve=True).cluster
+
+    deployment = cluster.get("Deployment", "orders", "orders-api")
+    assert _revision_of(deployment) == "23", "a rollback is a new revision"
+    rolled_back = cluster.get("ReplicaSet", "orders", previous)
+    assert _revision_of(rolled_back) == "23" and rolled_back["metadata"]["annotations"][REVISION_HISTORY] == "21"
+    assert cluster.get("ReplicaSet", "orders", broken)["spec"]["replicas"] == 0
+    pods = [p for p in cluster.list("Pod", "orders") if p["metadata"]["labels"].get("app") == "orders-api"]
+    assert sorted(p["metadata"]["labels"][HASH_LABEL] for p in pods) == [previous.removeprefix("orders-api-")] * 3
+    for pod in pods:
+        assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"] == "True"
+        assert [(c["image"], c["ready"]) for c in pod["status"]["containerStatuses"]] == [
+            ("ghcr.io/northwind/orders-api:4.11.3", True)]
+    status = deployment["status"]
+    assert (status["replicas"], status["availableReplicas"], status["updatedReplicas"]) == (3, 3, 3)
+    assert "unavailableReplicas" not in status
+
+
+def test_auto_approve_with_nothing_to_approve_says_what_did_not_happen(capsys, prometheus_binary,
+                                                                       alertmanager_binary):
+    scenario = shared_scenarios_dir() / "token-service-serving-cert-expired.yaml"
+    assert main(["demo", "--auto-approve", "--scenario", str(scenario)]) == 1
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("opsbot demo:")]
+    assert line.startswith("opsbot demo: the RCA of INC-1 proposed no step to approve (no runbook matches ")
+    assert "Traceback" not in err

@@ -121,6 +121,7 @@ class Incident(Base):
     timeline_head: Mapped[str | None] = mapped_column(String(64))
     # The incident's life (bot.incidents.controls): who leads it, what was last said, how it ended.
     commander: Mapped[str | None] = mapped_column(String(256))
+    severity_by: Mapped[str | None] = mapped_column(String(256))  # set by a person: alerts no longer change it
     declared_by: Mapped[str | None] = mapped_column(String(256))  # opened by hand (/ops declare)
     latest_update: Mapped[str | None] = mapped_column(Text)
     latest_update_by: Mapped[str | None] = mapped_column(String(256))
@@ -384,8 +385,9 @@ class Postmortem(Base):
     `resolution` is the incident's resolution it should describe (bumped each time the incident
     resolves); `posted_resolution` the one Slack shows. The stage posts the first version and
     edits it in place for later ones (a reopened and re-resolved incident gets an updated
-    postmortem, never a second one). Claimed with a lease (conditional UPDATE), so several
-    replicas write it once; the post itself goes through `slack_posts` (intent + marker).
+    postmortem, never a second one). Written under the incident's thread-write slot (a
+    conditional UPDATE one worker wins across replicas), and posted through `slack_posts`
+    (intent + marker), so several replicas and a crash mid-post still give one message.
     """
 
     __tablename__ = "postmortems"
@@ -393,9 +395,7 @@ class Postmortem(Base):
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), primary_key=True)
     resolution: Mapped[int] = mapped_column(Integer, default=1)
     posted_resolution: Mapped[int] = mapped_column(Integer, default=0)
-    due_at: Mapped[datetime]
-    lease_owner: Mapped[str | None] = mapped_column(String(128))
-    lease_until: Mapped[datetime | None]
+    due_at: Mapped[datetime]  # not before (a grace after resolving, then Slack's back-off)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     channel: Mapped[str | None] = mapped_column(String(64))

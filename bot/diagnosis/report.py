@@ -9,9 +9,16 @@ Shape (version 1):
      "hypotheses": [{"category", "resource", "confidence", "summary", "explicit", "action",
                      "supporting": [{"text", "source", "ref"}], "contradicting": [...]}],
      "gaps": [{"what", "why"}], "nearby": [str], "timings": {gatherer: seconds},
+     "owners": [str], "log_templates": [str],
      "graph": {"title", "unit", "query", "series": [{"label", "points": [[epoch, value]]}],
                "marks": [{"label", "at": epoch}]} | null,
-     "material": {"filename", "text"} | null}
+     "material": {"filename", "text"} | null,
+     "similar": [...]}  # added by the RCA stage when past incidents resemble this one (bot.postmortem.memory)
+
+`owners` is the top hypothesis' object up through its owners (Pod → ReplicaSet → Deployment;
+an object that is no workload, such as a ConfigMap or a Node, is followed by the workload
+investigated), `log_templates` the log templates whose rate jumped: what the memory of past
+incidents compares.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ VERSION = 1
 GRAPH_FALLBACKS = ("restarts", "available_replicas", "error_ratio", "memory_vs_limit", "cpu_throttling")
 MAX_GRAPH_SERIES = 4
 MATERIAL_LINES = 120
+MAX_JUMPED_TEMPLATES = 10
 
 
 def _hypothesis(h: Hypothesis) -> dict[str, Any]:
@@ -113,6 +121,24 @@ def _material(ctx: Context, diagnosis: Diagnosis) -> dict[str, str] | None:
     return {"filename": "rca-evidence.txt", "text": redact("\n".join(parts))}
 
 
+def _owners(ctx: Context, diagnosis: Diagnosis) -> list[str]:
+    ref = diagnosis.top.resource if diagnosis.top else None
+    pod = next((p for p in ctx.pods if p.ref == ref), None)
+    owned = next((p for p in ctx.pods if ref is not None and ref in (p.owner, p.workload)), None)
+    if pod is not None:
+        chain = [pod.ref, pod.owner, pod.workload]
+    elif owned is not None:
+        chain = [ref, owned.workload]
+    else:
+        chain = [ref, *ctx.focus[:1]]
+    return [str(r) for r in dict.fromkeys(r for r in chain if r is not None)]
+
+
+def _jumped_templates(ctx: Context) -> list[str]:
+    jumped = sorted((t for view in ctx.logs for t in view.templates if t.jumped), key=lambda t: -t.recent)
+    return list(dict.fromkeys(t.template for t in jumped))[:MAX_JUMPED_TEMPLATES]
+
+
 def build_report(ctx: Context, diagnosis: Diagnosis) -> dict[str, Any]:
     report = {
         "version": VERSION, "subject": diagnosis.subject, "inconclusive": diagnosis.inconclusive,
@@ -121,7 +147,7 @@ def build_report(ctx: Context, diagnosis: Diagnosis) -> dict[str, Any]:
         "nearby": broken_nearby(ctx, diagnosis.hypotheses),
         "timings": {k: round(v, 4) for k, v in ctx.timings.items()},
         "graph": _graph(ctx, diagnosis), "material": _material(ctx, diagnosis),
-        "now": ctx.now.timestamp(),
+        "now": ctx.now.timestamp(), "owners": _owners(ctx, diagnosis), "log_templates": _jumped_templates(ctx),
     }
     return redact_data(report)
 
@@ -145,4 +171,5 @@ def timeline_payload(report: dict[str, Any]) -> dict[str, Any]:
     return {"subject": report.get("subject"), "inconclusive": report.get("inconclusive"),
             "hypotheses": [{k: h[k] for k in ("category", "resource", "confidence")}
                            for h in (report.get("hypotheses") or [])[:5]],
-            "gaps": [g["what"] for g in report.get("gaps") or []][:10], "timings": report.get("timings")}
+            "gaps": [g["what"] for g in report.get("gaps") or []][:10], "timings": report.get("timings"),
+            **({"similar": [s["incident"] for s in report["similar"]]} if report.get("similar") else {})}

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from bot.alerts.classify import AlertView, categorise_alert, combine_categories, escalated_severity
 from bot.alerts.model import MAX_NAME, AlertBatch, NormalizedAlert
 from bot.db.models import Incident
-from bot.incidents import alert_rows, investigations, lifecycle, service
+from bot.incidents import alert_rows, investigations, lifecycle, resolution, service
 from bot.incidents.alert_rows import NewAlert, StoredAlert
 from bot.incidents.lifecycle import Windows
 from bot.incidents.summary import AlertGroup, Lead, alert_scope, summarise_groups
@@ -93,9 +93,14 @@ def _apply_alert(stored: dict[tuple[str, str], StoredAlert | NewAlert], new: lis
     return "changed"
 
 
-def refresh(session: Session, incident: Incident, external_url: str | None, now: datetime) -> None:
+def refresh(session: Session, incident: Incident, external_url: str | None, now: datetime,
+            windows: Windows = DEFAULT_WINDOWS, newly_firing: bool = True,
+            reopen_reason: str = "an alert fires again") -> None:
     """Recompute what the card shows from aggregates over all of the incident's alerts
-    (flushed first, so this batch's changes count)."""
+    (flushed first, so this batch's changes count). Every alert resolved resolves the incident
+    (by its source); a resolved incident reopens only when an alert starts firing
+    (`newly_firing`), so the repeat notifications of alerts still firing when a person resolved
+    it do not undo that. A severity a person set stays until a person changes it."""
     session.flush()
     facts = service.card_facts(session, incident.id)
     rows = facts.groups
@@ -106,16 +111,16 @@ def refresh(session: Session, incident: Incident, external_url: str | None, now:
     targets = facts.firing_targets
     incident.title = summary.title
     incident.category = combine_categories(row.category or "other" for row in (firing or rows))
-    incident.severity = escalated_severity(summary.severity, summary.firing_count, targets)
+    if not incident.severity_by:
+        incident.severity = escalated_severity(summary.severity, summary.firing_count, targets)
     incident.cluster, incident.namespace, incident.service = summary.cluster, summary.namespace, summary.service
     incident.alert_count, incident.firing_count = summary.alert_count, summary.firing_count
     incident.links = {**incident.links, **summary.links} if incident.source == "pagerduty" else summary.links
     if summary.firing_count == 0 and incident.status == "open":
-        incident.status, incident.resolved_at = "resolved", now
-        chain.append(session, incident.id, "incident.resolved", ACTOR, {"reason": "every alert resolved"}, now)
-    elif summary.firing_count > 0 and incident.status == "resolved":
-        incident.status, incident.resolved_at = "open", None
-        chain.append(session, incident.id, "incident.reopened", ACTOR, {"reason": "an alert fires again"}, now)
+        resolution.mark_resolved(session, incident, resolution.SOURCE, ACTOR, now, windows.postmortem_grace,
+                                 "every alert resolved")
+    elif summary.firing_count > 0 and incident.status == "resolved" and newly_firing:
+        resolution.mark_reopened(session, incident, resolution.SOURCE, ACTOR, now, reopen_reason)
 
 
 def _queue_note(incident: Incident, counts: dict[str, int], resolved_now: int, status_before: str | None,
@@ -156,10 +161,6 @@ def _record(session: Session, incident: Incident, batch: AlertBatch, delivery_id
         note("alerts.received", {"delivery": delivery_id, "status": batch.status,
                                  **{key: counts[key] for key in ("new", "repeat", "changed", "stale")},
                                  "firing": incident.firing_count, "total": incident.alert_count})
-    if status_before == "open" and incident.status == "resolved":
-        note("incident.resolved_by_source", {"delivery": delivery_id})
-    elif status_before == "resolved" and incident.status == "open":
-        note("incident.reopened", {"delivery": delivery_id})
 
 
 def desired_pagerduty_status(incident: Incident) -> str | None:
@@ -191,7 +192,7 @@ def ingest(session: Session, batch: AlertBatch, delivery_id: int, now: datetime,
     counts = {kind: outcomes.count(kind) for kind in ("new", "repeat", "changed", "stale")}
     firing_after = {key for key, alert in stored.items() if alert.status == "firing"}
     counts["new_firing"] = len(firing_after - firing_before)
-    refresh(session, incident, batch.external_url, now)
+    refresh(session, incident, batch.external_url, now, windows, newly_firing=counts["new_firing"] > 0)
     incident.updated_at = now
     note_changed = False
     if placement.opened:

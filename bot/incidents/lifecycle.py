@@ -34,12 +34,14 @@ class Windows:
     quiet: an open incident that heard nothing for this long is closed when a batch arrives,
     and the batch opens a new, linked incident. related: incidents opened this close together
     in one cluster and service or namespace are shown as possibly related. settle: a new
-    incident is investigated this long after it opens (more of its alerts may be on the way)."""
+    incident is investigated this long after it opens (more of its alerts may be on the way).
+    postmortem_grace: the postmortem is posted this long after the incident resolves."""
 
     reopen: timedelta = timedelta(hours=1)
     quiet: timedelta = timedelta(hours=6)
     related: timedelta = timedelta(minutes=15)
     settle: timedelta = timedelta(0)
+    postmortem_grace: timedelta = timedelta(seconds=15)
 
 
 @dataclass(frozen=True)

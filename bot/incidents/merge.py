@@ -70,10 +70,8 @@ def merge(session: Session, source_id: int, target_id: int, actor: str, now: dat
         else:
             session.delete(alert)
     session.flush()
-    status_before = target.status
-    flows.refresh(session, target, target.links.get("alertmanager"), now)
-    if status_before == "resolved" and target.status == "open":
-        chain.append(session, target.id, "incident.reopened", actor, {"by_merge_of": source.reference}, now)
+    flows.refresh(session, target, target.links.get("alertmanager"), now,
+                  reopen_reason=f"{source.reference} was merged into it and its alerts fire")
     target.updated_at = now
     target.note_pending = {**(target.note_pending or {}), "merged": source.reference}
     target.card_version += 1

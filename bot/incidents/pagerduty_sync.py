@@ -11,8 +11,9 @@ stage makes the call and records `pagerduty_status_synced`. Two kinds of inciden
   nothing.
 - PagerDuty-born (`source == "pagerduty"`, another integration opened it): the Events API
   cannot act on it, so an acknowledgement from Slack goes through the REST API
-  (`PUT /incidents/{id}` as the `From` user). Resolving it is PagerDuty's own business: only
-  `acknowledged` is ever due for such an incident. Before the call, the PagerDuty user opsbot
+  (`PUT /incidents/{id}` as the `From` user), and so does a person's resolution in Slack
+  (`bot.incidents.controls`; the alerts resolving is PagerDuty's own news, nothing to send).
+  Only `acknowledged` and `resolved` are ever due for such an incident. Before the call, the PagerDuty user opsbot
   acts as is written on the timeline (`ACTING_AS`), once per incident and user, so the flow
   recognises the webhook that comes back as opsbot's echo, however fast it arrives.
 `retry_at` is both the lease (one worker at a time per incident) and the backoff after a
@@ -45,6 +46,7 @@ ACTING_AS = "pagerduty.acknowledging"  # timeline kind: opsbot is about to write
 REJECTED_RETRY = timedelta(hours=1)
 MAX_BACKOFF_SECONDS = 300
 UNAVAILABLE_RETRY_SECONDS = 30
+PAGERDUTY_BORN_WRITES = ("acknowledged", "resolved")  # what the REST API can do to another's incident
 
 
 def _due(now):
@@ -53,7 +55,7 @@ def _due(now):
         or_(Incident.pagerduty_status_synced.is_(None),
             Incident.pagerduty_status_synced != Incident.pagerduty_status_wanted),
         or_(Incident.pagerduty_retry_at.is_(None), Incident.pagerduty_retry_at <= now),
-        or_(Incident.source != PAGERDUTY_SOURCE, Incident.pagerduty_status_wanted == "acknowledged"),
+        or_(Incident.source != PAGERDUTY_SOURCE, Incident.pagerduty_status_wanted.in_(PAGERDUTY_BORN_WRITES)),
     )
 
 
@@ -144,7 +146,10 @@ class PagerDutySync:
         """Make the call; returns the timeline detail of what was sent (None: nothing was)."""
         if plan.pagerduty_incident is not None:
             self._record_acting_user(plan)
-            self._link.acknowledge_incident(plan.pagerduty_incident)
+            if plan.wanted == "resolved":
+                self._link.resolve_incident(plan.pagerduty_incident)
+            else:
+                self._link.acknowledge_incident(plan.pagerduty_incident)
             return {"pagerduty_incident": plan.pagerduty_incident}
         if plan.trigger is not None:
             return {"dedup_key": self._link.trigger(**plan.trigger, dedup_key=plan.dedup_key)}

@@ -3,8 +3,9 @@
 Two steps, each claimed with a conditional UPDATE (see `investigations`), neither holding a
 database transaction across slow work:
 1. run: claim the investigation, read the incident's alerts, gather (Kubernetes, logs,
-   Prometheus, within the time budget) and diagnose, store the redacted report, write
-   `investigation.finished` on the timeline;
+   Prometheus, within the time budget) and diagnose, add the similar past incidents
+   (`bot.postmortem.memory`; a failure there leaves only that section out), store the redacted
+   report, write `investigation.finished` on the timeline;
 2. post: once the incident's card is in Slack, post the RCA message in its thread and record
    it; add the RCA to the PagerDuty incident as a note when one is linked;
 3. files: in the incident's next write slot, share the graph (PNG) and the long material
@@ -38,6 +39,7 @@ from bot.incidents import investigations, service
 from bot.incidents.slack_posts import PostSpec, forget, post_once
 from bot.logs import incident_context
 from bot.metrics import Metrics
+from bot.postmortem.memory import similar
 from bot.slack.gateway import SlackError, SlackGateway, SlackRetryLater
 from bot.slack.graph import render_graph
 from bot.slack.render.rca import render_rca
@@ -118,6 +120,9 @@ class RcaStage:
             alerts = _alert_views(session, incident_id)
         with incident_context(incident_id):
             access = self._clusters.resolve(cluster)
+            if not alerts:
+                return self._skip(investigation_id, owner, incident_id, "the incident was declared by hand, with "
+                                  "no alert to start from: nothing names a workload to investigate")
             if not resolve_subject(alerts).investigable:
                 return self._skip(investigation_id, owner, incident_id, "the alerts name no Kubernetes object "
                                   "and carry no label that could lead to one (service, job, app, instance...)")
@@ -137,6 +142,7 @@ class RcaStage:
                                  {"error": type(exc).__name__, "will_retry": status == "pending"}, self._clock())
                 self._count("failed" if status == "failed" else "retry", "-")
                 return "failed" if status == "failed" else "retry"
+            self._recall(incident_id, report)
             with unit_of_work(self._factory) as session:
                 if not investigations.finish(session, investigation_id, owner, report, self._clock()):
                     log.warning("investigation lease lapsed before it finished; another worker re-runs it")
@@ -152,6 +158,18 @@ class RcaStage:
                     self._metrics.gatherer_seconds.labels(gatherer=name).observe(seconds)
             log.info("investigation done", extra={"top": top, "timings": report.get("timings")})
             return "done"
+
+    def _recall(self, incident_id: int, report: dict) -> None:
+        """Add the past incidents most like this one to the report, as hypotheses to check. One
+        bounded read; any failure is logged and costs only this section, never the RCA."""
+        try:
+            with reading(self._factory) as session:
+                found = similar(session, incident_id, report=report)
+        except Exception:  # noqa: BLE001 - the RCA matters more than its memory
+            log.exception("looking up similar past incidents failed")
+            return
+        if found:
+            report["similar"] = [past.as_dict() for past in found]
 
     def _propose(self, incident_id: int, report: dict, alerts: list[AlertView], cluster: str | None) -> None:
         from bot.remediation.propose import propose_for_report

@@ -121,8 +121,13 @@ def incident_of_message(session: Session, channel: str | None, ts: str | None) -
 
 
 def card_message(session: Session, incident_id: int) -> SlackMessage | None:
+    return thread_message(session, incident_id, "card")
+
+
+def thread_message(session: Session, incident_id: int, purpose: str) -> SlackMessage | None:
+    """The incident's message for `purpose` (`card`, `catchup`, ...), if posted."""
     return session.execute(
-        select(SlackMessage).where(SlackMessage.incident_id == incident_id, SlackMessage.purpose == "card")
+        select(SlackMessage).where(SlackMessage.incident_id == incident_id, SlackMessage.purpose == purpose)
     ).scalar_one_or_none()
 
 

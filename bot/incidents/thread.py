@@ -11,7 +11,9 @@ A crash between steps 2 and 3 (or an answer lost after Slack applied the post) d
 the root message twice: the first post records an intent and marks the message
 (`bot.incidents.slack_posts`), and the retry adopts the message it finds in the channel, then
 brings it up to date with `chat.update` at the next interval. A thread note is posted once the
-same way; an adopted note settles the counts it was posted with, the rest follow.
+same way; an adopted note settles the counts it was posted with, the rest follow. The catch-up
+message (`bot.incidents.catchup`) takes the same slot after the card and the notes: posted once
+in the thread when it is first wanted, then edited in place whenever the card changes.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ from bot.clock import Clock
 from bot.db.engine import reading, unit_of_work
 from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident, SlackMessage
-from bot.incidents import service
+from bot.incidents import catchup, service
 from bot.incidents.slack_posts import PostSpec, forget, post_once
 from bot.logs import incident_context
 from bot.slack.gateway import SlackError, SlackGateway, SlackRetryLater
 from bot.slack.render.card import card_view, render_card
+from bot.slack.render.catchup import render_catchup
 from bot.slack.render.notes import note_is_loud, render_note, subtract_note
 from bot.timeline import chain
 
@@ -77,23 +80,45 @@ def _release(session: Session, incident_id: int, owner: str, **values: object) -
 
 NOTE_DUE = "_due"
 NOTE_PURPOSE = "note"  # the intent of the thread note in flight (one at a time, under the card lease)
+CATCHUP_PURPOSE = "catchup"  # the catch-up message (`bot.incidents.catchup`), edited in place
 
 
 def card_digest(rendered: dict) -> str:
     return hashlib.sha256(json.dumps(rendered, sort_keys=True).encode()).hexdigest()
 
 
-def _choose_write(target: CardTarget, card_changed: bool, note_text: str | None, note: dict) -> str:
+def _choose_write(target: CardTarget, card_changed: bool, note_text: str | None, note: dict,
+                  catchup_changed: bool = False) -> str:
     """At most one Slack write per sync, so the debounce interval bounds writes per incident:
     the first post; a note already due (it waited one interval behind a card update); a changed
-    card; otherwise a pending note; or nothing."""
+    card; otherwise a pending note; then the catch-up message; or nothing."""
     if target.ts is None:
         return "card"
     if note_text and note.get(NOTE_DUE):
         return "note"
     if card_changed:
         return "card"
-    return "note" if note_text else "none"
+    if note_text:
+        return "note"
+    return "catchup" if catchup_changed else "none"
+
+
+@dataclass(frozen=True)
+class _CatchUp:
+    rendered: dict | None
+    digest: str | None
+    ts: str | None  # the message to edit, once posted
+
+    def changed(self, stored_hash: str | None) -> bool:
+        return self.digest is not None and self.digest != stored_hash
+
+
+def _catchup(session: Session, incident: Incident) -> _CatchUp:
+    if not catchup.wanted(session, incident):
+        return _CatchUp(None, None, None)
+    rendered = render_catchup(catchup.catchup_view(session, incident))
+    message = service.thread_message(session, incident.id, CATCHUP_PURPOSE)
+    return _CatchUp(rendered, card_digest(rendered), message.ts if message else None)
 
 
 class CardSync:
@@ -132,8 +157,10 @@ class CardSync:
                 note_text = render_note(note, incident.firing_count, incident.alert_count)
                 target = CardTarget(message.channel, message.ts) if message else CardTarget(self._channel, None)
                 card_changed = digest != incident.card_hash
-                write = _choose_write(target, card_changed, note_text, note)
-            adopted = False
+                summary = _catchup(session, incident)
+                catchup_changed = summary.changed(incident.catchup_hash)
+                write = _choose_write(target, card_changed, note_text, note, catchup_changed)
+            adopted, catchup_ts = False, None
             try:
                 if write == "note":
                     result = post_once(self._factory, self._gateway, self._clock,
@@ -143,6 +170,9 @@ class CardSync:
                     note = result.payload or {}  # an adopted note settles what it was posted with
                 elif write == "card":
                     outcome, posted = self._send(incident_id, target, rendered)
+                elif write == "catchup":
+                    catchup_ts = self._send_catchup(incident_id, target, summary)
+                    outcome, posted = "caught_up", target
                 else:
                     outcome, posted = "unchanged", target
             except SlackError as exc:
@@ -153,10 +183,11 @@ class CardSync:
             # adopted: an earlier render (updated at the next interval), or an earlier note (the
             # counts that arrived since follow at the next interval)
             adopted = adopted or outcome == "adopted"
-            card_left = (card_changed and write != "card") or adopted
+            card_left = (card_changed and write != "card") or adopted or (catchup_changed and write != "catchup")
             self._record(incident_id, owner, version, attempts, target, posted, absorbed,
                          digest if write == "card" and not adopted else None, note_left, card_left, adopted,
-                         wrote_note=write == "note")
+                         wrote_note=write == "note", catchup=summary if write == "catchup" else None,
+                         catchup_ts=catchup_ts if write == "catchup" else None)
             log.info("incident card %s", outcome, extra={"channel": posted.channel, "ts": posted.ts})
             return outcome
 
@@ -184,9 +215,26 @@ class CardSync:
                            rendered["text"], rendered["blocks"])
         return "adopted" if result.adopted else "posted", CardTarget(result.message.channel, result.message.ts)
 
+    def _send_catchup(self, incident_id: int, target: CardTarget, summary: _CatchUp) -> str:
+        """Edit the catch-up in place, or post it in the thread the first time (once, across
+        crashes); returns its ts."""
+        text, blocks = summary.rendered["text"], summary.rendered["blocks"]
+        if summary.ts is not None:
+            try:
+                self._gateway.update_message(target.channel, summary.ts, text, blocks)
+                return summary.ts
+            except SlackError as exc:
+                if exc.error not in {"message_not_found", "cant_update_message"}:
+                    raise
+                log.warning("catch-up message gone (%s): posting it again", exc.error)
+        result = post_once(self._factory, self._gateway, self._clock,
+                           PostSpec(incident_id, CATCHUP_PURPOSE, target.channel, target.ts), text, blocks)
+        return result.message.ts
+
     def _record(self, incident_id: int, owner: str, version: int, attempts: int, target_before: CardTarget,
                 posted: CardTarget, note_posted: dict, digest: str | None, note_left: bool,
-                card_left: bool, adopted: bool = False, wrote_note: bool = False) -> None:
+                card_left: bool, adopted: bool = False, wrote_note: bool = False,
+                catchup: _CatchUp | None = None, catchup_ts: str | None = None) -> None:
         """Store the message and the synced version. The message is recorded even when the lease
         was lost meanwhile (it exists in Slack); the version only while the lease is ours."""
         now = self._clock()
@@ -207,6 +255,8 @@ class CardSync:
                 message.updated_at = now
             if wrote_note:
                 forget(session, incident_id, NOTE_PURPOSE)
+            if catchup is not None and catchup_ts:
+                self._record_catchup(session, incident_id, posted.channel, catchup, catchup_ts, now)
             if attempts:
                 chain.append(session, incident_id, "slack.recovered", ACTOR, {"after_attempts": attempts}, now)
             incident = session.get(Incident, incident_id)
@@ -222,6 +272,19 @@ class CardSync:
             if not _release(session, incident_id, owner, card_lease_owner=None, card_lease_until=None,
                             card_attempts=0, card_last_error=None, card_synced_at=now, **values):
                 log.warning("card lease lapsed during the Slack call; another worker will re-sync the card")
+
+    @staticmethod
+    def _record_catchup(session: Session, incident_id: int, channel: str, summary: _CatchUp, ts: str,
+                        now) -> None:
+        message = service.thread_message(session, incident_id, CATCHUP_PURPOSE)
+        if message is None:
+            session.add(SlackMessage(incident_id=incident_id, purpose=CATCHUP_PURPOSE, channel=channel, ts=ts,
+                                     created_at=now, updated_at=now))
+            forget(session, incident_id, CATCHUP_PURPOSE)
+        else:
+            message.ts, message.updated_at = ts, now
+        session.execute(update(Incident).where(Incident.id == incident_id).values(catchup_hash=summary.digest)
+                        .execution_options(synchronize_session=False))
 
     def _defer(self, incident_id: int, owner: str, attempts: int, exc: SlackError, delay_seconds: float) -> str:
         now = self._clock()

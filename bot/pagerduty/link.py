@@ -245,9 +245,18 @@ class PagerDutyLink:
         """Acknowledge a PD incident by id (`PUT /incidents/{id}`), as the `From` user: the way
         to acknowledge an incident another integration opened. Acknowledging an acknowledged
         incident changes nothing; a resolved one is refused by PagerDuty (`PagerDutyRejected`)."""
-        rest = self._require_writes("acknowledge an incident", pd_incident_id)
-        self._call("rest", "acknowledge_incident", lambda: rest.rput(
-            f"/incidents/{pd_incident_id}", json={"type": "incident_reference", "status": "acknowledged"}))
+        self._put_status(pd_incident_id, "acknowledged")
+
+    def resolve_incident(self, pd_incident_id: str) -> None:
+        """Resolve a PD incident by id, as the `From` user (someone resolved it in Slack).
+        PagerDuty cannot reopen a resolved incident through its API: there is no way back."""
+        self._put_status(pd_incident_id, "resolved")
+
+    def _put_status(self, pd_incident_id: str, status: str) -> None:
+        verb = "acknowledge" if status == "acknowledged" else "resolve"
+        rest = self._require_writes(f"{verb} an incident", pd_incident_id)
+        self._call("rest", f"{verb}_incident", lambda: rest.rput(
+            f"/incidents/{pd_incident_id}", json={"type": "incident_reference", "status": status}))
 
     def on_call_emails(self, schedule_ids: Sequence[str] = (), escalation_policy_ids: Sequence[str] = ()) -> set[str]:
         """The emails (lower-cased) of the users PagerDuty has on call now in any of these

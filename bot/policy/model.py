@@ -15,6 +15,7 @@ Glob patterns (`prod-*`) match namespaces and runbook ids; `*` matches everythin
       oncall: {users: [U01ONCALL], slack_usergroup: S0ONCALL, pagerduty_schedules: [P1ONCAL]}
     freeze_managers: [oncall]         # groups allowed to /ops freeze and /ops unfreeze
     merge_managers: [oncall]          # groups allowed to Merge incidents; absent: anyone channels/actors allow
+    incident_managers: [oncall]       # groups allowed to resolve, reopen, re-grade and declare; absent: anyone
     blast_radius: {max_pods: 20, max_replica_factor: 2.0, max_namespaces: 1}
     rate_limits:
       - {id: restarts, runbooks: [restart-deployment], per: target, max: 3, window_seconds: 3600}
@@ -139,6 +140,7 @@ class Policy(_Strict):
     approver_groups: dict[str, ApproverGroup] = Field(default_factory=dict)
     freeze_managers: list[str] = Field(default_factory=list)
     merge_managers: list[str] | None = None  # None: not restricted beyond channels and actors
+    incident_managers: list[str] | None = None  # resolve, reopen, severity, declare; None: as actors allow
     blast_radius: BlastRadius = BlastRadius()
     rate_limits: list[RateLimit] = Field(default_factory=list)
     concurrency_per_target: int = Field(1, ge=1)

@@ -16,7 +16,11 @@ template, `opsbot postmortem --format json` and, later, the Block Kit renderer a
   resolved after it), `bot-assisted` (the bot's RCA or steps were there, people resolved it),
   `human-resolved` (neither), or `open`;
 - timeline: every entry in UTC, consecutive entries of the same kind folded into one with a
-  count (the bot's own failures, `*.failed` and `slack.*`, are kept like any other).
+  count (the bot's own failures, `*.failed` and `slack.*`, are kept like any other);
+- the incident's life: who declared it (if a person did), its commander, who or what resolved
+  it (`source`, or the person's name) with their note, how many times it resolved (`resolution_number`:
+  a reopened and re-resolved incident's postmortem says so), the latest status update, and
+  its follow-ups (open and done).
 
 Invariant: the same rows give the same facts (no clock is read); text that came from outside
 (alert labels, log lines in evidence) was redacted when it was stored.
@@ -30,7 +34,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.db.models import Alert, Incident, Investigation, Proposal, ProposalApproval, TimelineEntry
+from bot.db.models import Alert, FollowUp, Incident, Investigation, Proposal, ProposalApproval, TimelineEntry
 
 MAX_EVIDENCE = 5
 SUCCEEDED = "succeeded"
@@ -72,16 +76,22 @@ def _detail(payload: dict[str, Any]) -> str:
     return ", ".join(str(p) for p in parts)[:200]
 
 
+def _unknown(rca: str) -> dict[str, Any]:
+    """The root cause when there is none to name; the same keys as a named one."""
+    return {"category": "unknown", "resource": None, "confidence": None, "summary": None, "inconclusive": True,
+            "evidence": [], "rca": rca}
+
+
 def _root_cause(investigation: Investigation | None) -> dict[str, Any]:
     if investigation is None:
-        return {"category": "unknown", "rca": "no investigation was made"}
+        return _unknown("no investigation was made")
     if investigation.status != "done" or not investigation.result:
         why = (investigation.result or {}).get("skipped") or investigation.error or investigation.status
-        return {"category": "unknown", "rca": f"no RCA: {why}"}
+        return _unknown(f"no RCA: {why}")
     report = investigation.result
     hypotheses = report.get("hypotheses") or []
     if not hypotheses:
-        return {"category": "unknown", "rca": "the RCA found no cause"}
+        return _unknown("the RCA found no cause")
     top = hypotheses[0]
     return {"category": top.get("category"), "resource": top.get("resource"), "confidence": top.get("confidence"),
             "summary": top.get("summary"), "inconclusive": bool(report.get("inconclusive")),
@@ -108,9 +118,9 @@ def _actions(session: Session, incident_id: int) -> list[dict[str, Any]]:
     return actions
 
 
-def _resolution(incident: Incident, root: dict[str, Any], actions: list[dict[str, Any]],
-                mitigated_at: datetime | None) -> str:
-    if incident.status != "resolved":
+def resolution_kind(incident: Incident, root: dict[str, Any], actions: list[dict[str, Any]],
+                    mitigated_at: datetime | None) -> str:
+    if incident.resolved_at is None:  # kept when a resolved incident is later closed
         return "open" if incident.is_open else incident.status
     bot_steps = [a for a in actions if a["status"] == SUCCEEDED and a["requested_by"].startswith("opsbot")]
     if bot_steps and mitigated_at and incident.resolved_at and mitigated_at <= incident.resolved_at:
@@ -118,6 +128,13 @@ def _resolution(incident: Incident, root: dict[str, Any], actions: list[dict[str
     if actions or root.get("rca") == "the bot's RCA":
         return "bot-assisted"
     return "human-resolved"
+
+
+def _follow_ups(session: Session, incident_id: int) -> list[dict[str, Any]]:
+    rows = session.execute(select(FollowUp).where(FollowUp.incident_id == incident_id)
+                           .order_by(FollowUp.id)).scalars().all()
+    return [{"id": f"F-{row.id}", "text": row.text, "owner": row.owner, "created_by": row.created_by,
+             "done": row.closed_at is not None, "closed_by": row.closed_by} for row in rows]
 
 
 def postmortem_facts(session: Session, incident_id: int) -> dict[str, Any]:
@@ -137,13 +154,16 @@ def postmortem_facts(session: Session, incident_id: int) -> dict[str, Any]:
              "thread_opened": _first(entries, "slack.card_posted"),
              "acknowledged": _first(entries, "incident.acknowledged"),
              "diagnosed": investigation.finished_at if investigation and investigation.status == "done" else None,
-             "mitigated": mitigated, "resolved": incident.resolved_at if incident.status == "resolved" else None}
+             "mitigated": mitigated, "resolved": incident.resolved_at}
     root = _root_cause(investigation)
     names = sorted({a.name for a in alerts})
     return {
         "incident": f"INC-{incident.id}", "title": incident.title, "severity": incident.severity,
         "status": incident.status, "cluster": incident.cluster, "namespace": incident.namespace,
-        "service": incident.service, "source": incident.source,
+        "service": incident.service, "source": incident.source, "declared_by": incident.declared_by,
+        "commander": incident.commander, "resolved_by": incident.resolved_by,
+        "resolution_note": incident.resolution_note, "resolution_number": incident.resolutions,
+        "latest_update": incident.latest_update, "follow_ups": _follow_ups(session, incident_id),
         "alerts": {"names": names, "count": len(alerts), "firing": sum(a.status == "firing" for a in alerts)},
         "times": {key: _iso(value) for key, value in times.items()},
         "durations": {"tta": _seconds(first_alert, times["acknowledged"]),
@@ -151,7 +171,7 @@ def postmortem_facts(session: Session, incident_id: int) -> dict[str, Any]:
                       "ttm": _seconds(first_alert, times["mitigated"]),
                       "ttr": _seconds(first_alert, times["resolved"])},
         "root_cause": root, "actions": actions,
-        "resolution": _resolution(incident, root, actions, mitigated),
+        "resolution": resolution_kind(incident, root, actions, mitigated),
         "reopened": sum(e.kind == "incident.reopened" for e in entries),
         "timeline": _folded(list(entries)),
     }

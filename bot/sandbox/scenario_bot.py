@@ -19,8 +19,9 @@ from bot.sandbox.scenario_time import scenario_clock
 
 def start_scenario_bot(scenario: Scenario, data_dir: Path, stop: Callable[[Callable[[], None]], None], *,
                        slack_url: str, slack_token: str, webhook_token: str, kube_url: str, prometheus_url: str,
-                       poll_seconds: float = 0.1, log_level: str = "WARNING"):
-    """Start the bot; returns (runtime, base URL). `stop(callable)` registers a clean-up."""
+                       poll_seconds: float = 0.1, log_level: str = "WARNING", policies_dir: Path | None = None):
+    """Start the bot; returns (runtime, base URL). `stop(callable)` registers a clean-up.
+    `policies_dir`: the policies to run with (default: the shipped ones)."""
     from bot.db import migrate
     from bot.runtime import build_runtime
     from bot.web import HttpServer, create_web_app
@@ -30,7 +31,8 @@ def start_scenario_bot(scenario: Scenario, data_dir: Path, stop: Callable[[Calla
                         slack_signing_secret=secrets.token_hex(16), webhook_token=webhook_token, http_port=0,
                         worker_poll_seconds=poll_seconds, log_level=log_level, log_format="text", kube_mode="url",
                         kube_api_url=kube_url, prometheus_url=prometheus_url, card_min_interval_seconds=0,
-                        intake_processes=0)  # the scenario's clock runs in this process only
+                        intake_processes=0,  # the scenario's clock runs in this process only
+                        **({"policies_dir": policies_dir} if policies_dir else {}))
     runtime = build_runtime(settings, clock=scenario_clock(scenario.now))
     stop(runtime.close)
     migrate.upgrade(runtime.engine)

@@ -212,6 +212,14 @@ class SlackGateway:
                 return None
             raise
 
+    def permalink(self, channel: str, ts: str) -> str | None:
+        """A link to a message (chat.getPermalink); None when Slack will not give one."""
+        try:
+            return str(self._call("chat.getPermalink", lambda: self.client.chat_getPermalink(
+                channel=channel, message_ts=ts)).get("permalink") or "") or None
+        except SlackError:
+            return None
+
     def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         self._call("views.open", trigger_id=trigger_id, view=redact_data(view, BLOCK_IDENTIFIERS))
 

@@ -1,4 +1,4 @@
-"""Interactive buttons on incident cards. Ack first; the work runs after the ack. A refused
+"""The Merge button on incident cards. Ack first; the work runs after the ack. A refused
 click is answered ephemerally and recorded on the timeline (`bot.incidents.refused_clicks`)."""
 
 from __future__ import annotations
@@ -9,13 +9,12 @@ from slack_bolt import Ack, App
 
 from bot.db.engine import unit_of_work
 from bot.incidents import refused_clicks
-from bot.incidents.acknowledge import ActionRefused, acknowledge, parse_incident_value
 from bot.incidents.merge import MergeRefused, merge, parse_merge_value
 from bot.policy import roles
 from bot.runtime import Runtime
 from bot.slack import inbound
 from bot.slack.gateway import SlackError
-from bot.slack.render.card import ACK_ACTION_ID, MERGE_ACTION_ID
+from bot.slack.render.card import MERGE_ACTION_ID
 from bot.slack.render.text import untrusted
 
 log = logging.getLogger(__name__)
@@ -40,26 +39,6 @@ def _value(action: dict) -> str:
 
 
 def register(app: App, runtime: Runtime) -> None:
-    @app.action(ACK_ACTION_ID)
-    def acknowledge_clicked(ack: Ack, body: dict, action: dict) -> None:
-        ack()
-        user = inbound.user_id(body)
-        who = inbound.field(body, "user", "name") or inbound.field(body, "user", "username") or user or "someone"
-        incident_id = None
-        try:
-            incident_id = parse_incident_value(_value(action))
-            kit = runtime.remediation
-            wrong_channel = roles.channel_refusal(kit.policy, inbound.channel_id(body)) if kit else None
-            if wrong_channel:
-                raise ActionRefused(f"Not acknowledged: {wrong_channel}.")
-            with unit_of_work(runtime.factory) as session:
-                acknowledge(session, incident_id, who, f"slack:{user or 'unknown'}", runtime.clock(),
-                            pagerduty_writable=runtime.settings.pagerduty_rest_writable)
-        except ActionRefused as exc:
-            _refuse(runtime, body, "acknowledge", incident_id, str(exc))
-            return
-        runtime.workers.wake_stages()
-
     @app.action(MERGE_ACTION_ID)
     def merge_clicked(ack: Ack, body: dict, action: dict) -> None:
         ack()

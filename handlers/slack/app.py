@@ -10,7 +10,7 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.runtime import Runtime
-from handlers.slack import actions, approvals, commands, events, verification
+from handlers.slack import actions, approvals, commands, events, lifecycle, verification
 
 
 def build_bolt_app(runtime: Runtime) -> App:
@@ -23,6 +23,7 @@ def build_bolt_app(runtime: Runtime) -> App:
     )
     commands.register(app, runtime)
     actions.register(app, runtime)
+    lifecycle.register(app, runtime)
     approvals.register(app, runtime)
     events.register(app, runtime)
     verification.register(app, runtime)

@@ -8,12 +8,17 @@ from slack_bolt import Ack, App
 
 from bot.db.engine import unit_of_work
 from bot.incidents import service
+from bot.incidents.control_flows import Caller, IncidentControls
+from bot.incidents.weekly import weekly_numbers
 from bot.remediation import commands as remediation_commands
 from bot.runtime import Runtime
 from bot.slack.gateway import SlackError
 from bot.slack.render.card import card_view
+from bot.slack.render.modals import declare_modal
 from bot.slack.render.status import STATUS_LIMIT, render_help, render_status, render_unknown_subcommand
 from bot.slack.render.text import untrusted
+from bot.slack.render.weekly import render_week
+from handlers.slack import incident_commands
 
 log = logging.getLogger(__name__)
 REMEDIATION = {"freeze": remediation_commands.freeze, "unfreeze": remediation_commands.unfreeze,
@@ -21,6 +26,15 @@ REMEDIATION = {"freeze": remediation_commands.freeze, "unfreeze": remediation_co
 
 
 def register(app: App, runtime: Runtime) -> None:
+    controls = IncidentControls(runtime)
+
+    def reply(command: dict, text: str, blocks: list | None = None) -> None:
+        try:
+            runtime.gateway.post_ephemeral(command["channel_id"], command["user_id"], untrusted(text, 2000)
+                                           if blocks is None else text, blocks)
+        except SlackError as exc:
+            log.warning("/ops reply failed: %s", exc)
+
     @app.command("/ops")
     def ops(ack: Ack, command: dict) -> None:
         words = (command.get("text") or "").split()
@@ -30,12 +44,28 @@ def register(app: App, runtime: Runtime) -> None:
             return
         if subcommand in REMEDIATION:
             ack()
-            reply = REMEDIATION[subcommand](runtime.remediation, command.get("user_id", ""), words[1:])
-            try:
-                runtime.gateway.post_ephemeral(command["channel_id"], command["user_id"], untrusted(reply, 2000))
-            except SlackError as exc:
-                log.warning("/ops %s reply failed: %s", subcommand, exc)
+            reply(command, REMEDIATION[subcommand](runtime.remediation, command.get("user_id", ""), words[1:]))
             runtime.workers.wake_stages()
+            return
+        if subcommand in incident_commands.SUBCOMMANDS:
+            caller = Caller(command.get("user_id", ""), command.get("user_name") or command.get("user_id", ""),
+                            command.get("channel_id"), button=False)
+            if subcommand == "declare" and len(words) == 1 and command.get("trigger_id"):
+                ack()
+                try:
+                    runtime.gateway.open_view(command["trigger_id"], declare_modal(caller.channel))
+                except SlackError as exc:
+                    reply(command, f"The form did not open ({exc.error}). Usage: "
+                                   f"{incident_commands.USAGE['declare']}")
+                return
+            planned = incident_commands.plan(subcommand, words[1:], caller, controls)
+            if isinstance(planned, incident_commands.Usage):
+                ack(response_type="ephemeral", text=planned.text)
+                return
+            ack()
+            result = planned()
+            reply(command, result.text if result.blocks else (":white_check_mark: " if result.ok else ":no_entry: ")
+                  + result.text, result.blocks)
             return
         if subcommand != "status":
             ack(response_type="ephemeral", text=render_unknown_subcommand(subcommand))
@@ -44,8 +74,6 @@ def register(app: App, runtime: Runtime) -> None:
         with unit_of_work(runtime.factory) as session:
             views = [card_view(incident) for incident in service.open_incidents(session, STATUS_LIMIT)]
             total = service.count_open_incidents(session)
-        reply = render_status(views, total)
-        try:
-            runtime.gateway.post_ephemeral(command["channel_id"], command["user_id"], reply["text"], reply["blocks"])
-        except SlackError as exc:
-            log.warning("/ops status reply failed: %s", exc)
+            week = weekly_numbers(session, runtime.clock())[-1]
+        status = render_status(views, total)
+        reply(command, status["text"], status["blocks"] + render_week(week))

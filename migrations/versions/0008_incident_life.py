@@ -20,7 +20,7 @@ branch_labels = None
 depends_on = None
 
 INCIDENT_COLUMNS = (
-    ("commander", sa.String(256)), ("declared_by", sa.String(256)), ("latest_update", sa.Text()),
+    ("commander", sa.String(256)), ("severity_by", sa.String(256)), ("declared_by", sa.String(256)), ("latest_update", sa.Text()),
     ("latest_update_by", sa.String(256)), ("latest_update_at", UTCDateTime()), ("resolved_by", sa.String(256)),
     ("resolution_note", sa.Text()), ("catchup_hash", sa.String(64)),
 )
@@ -37,8 +37,6 @@ def upgrade() -> None:
         sa.Column("resolution", sa.Integer(), nullable=False),
         sa.Column("posted_resolution", sa.Integer(), nullable=False),
         sa.Column("due_at", UTCDateTime(), nullable=False),
-        sa.Column("lease_owner", sa.String(128)),
-        sa.Column("lease_until", UTCDateTime()),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text()),
         sa.Column("channel", sa.String(64)),

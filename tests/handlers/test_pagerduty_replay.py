@@ -102,7 +102,7 @@ def test_a_resolve_replayed_after_the_duplicate_window_does_not_undo_a_reopen(wo
     assert bot.post_webhook("pagerduty", body, token=None, headers=headers).status_code == 202
     eventually(lambda: "pagerduty.ignored" in kinds(bot))
     assert all_done(bot) and incident(bot).status == "open"
-    assert kinds(bot).count("incident.resolved_by_source") == 1
+    assert kinds(bot).count("incident.resolved") == 1
     assert "Resolved by source" not in card_json(slack)
 
 

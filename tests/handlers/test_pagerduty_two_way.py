@@ -96,6 +96,35 @@ def test_a_slack_ack_of_a_pagerduty_incident_reaches_pagerduty_and_its_echo_chan
     assert len(entries(bot, "pagerduty.acknowledging")) == 1, "the user opsbot acts as is recorded once"
 
 
+def test_resolving_a_pagerduty_incident_in_slack_resolves_it_there_and_reopening_says_it_cannot(
+        configured_bot, pd, slack, tmp_path):  # noqa: F811
+    import requests
+
+    from bot.sandbox import slack_signing
+    from tests.conftest import SIGNING_SECRET
+
+    def ops(text: str):
+        body, headers = slack_signing.slash_command(SIGNING_SECRET, text=text, trigger_id=slack_signing.new_trigger_id())
+        return requests.post(f"{bot.url}/slack/commands", data=body, headers=headers, timeout=10)
+
+    bot = pd_bot(configured_bot, pd, tmp_path)
+    pd_id = pd.trigger_incident("Payments API 5xx rate above 5%", urgency="high")
+    slack.wait_for(lambda emu: "incident_ack" in card_json(emu), timeout=15)
+    assert ops("resolve INC-1 failed over to the standby").status_code == 200
+    pd.wait_for(lambda emu: emu.incident(pd_id)["status"] == "resolved", timeout=15)
+    (put,) = puts(pd, pd_id)
+    assert put.headers["from"] == pd.from_email and put.body["incident"]["status"] == "resolved"
+    eventually(lambda: "pagerduty.sent.resolved" in kinds(bot))
+    eventually(lambda: settled(bot, 1) and kinds(bot).count("alerts.received") == 2)  # its echo, ingested
+    assert state(bot, 1).status == "resolved" and state(bot, 1).resolved_by == "alice"
+    assert kinds(bot).count("incident.resolved") == 1, "the echo does not resolve it a second time"
+    assert ops("reopen INC-1").status_code == 200
+    eventually(lambda: state(bot, 1).status == "open")
+    (entry,) = entries(bot, "pagerduty.not_updated")
+    assert "cannot reopen" in entry["reason"] and pd.incident(pd_id)["status"] == "resolved"
+    assert len(puts(pd, pd_id)) == 1, "nothing is sent that PagerDuty would refuse"
+
+
 def test_a_person_acknowledging_in_pagerduty_is_mirrored_while_our_ack_waits(
         configured_bot, pd, slack, tmp_path):  # noqa: F811
     bot = pd_bot(configured_bot, pd, tmp_path)

@@ -35,6 +35,7 @@ def test_ops_status_acks_then_lists_open_incidents_ephemerally(bot, slack):
     assert response.status_code == 200 and response.text == ""
     (ephemeral,) = slack.wait_for(lambda emu: emu.ephemerals())
     assert "1 open incident" in str(ephemeral["blocks"]) and "INC-1" in str(ephemeral["blocks"])
+    assert "1 opened, 0 resolved" in str(ephemeral["blocks"]) and "Bot's contribution" in str(ephemeral["blocks"])
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,9 @@ def test_all_alerts_resolved_moves_the_incident_to_resolved_by_source(factory):
     ingest(factory, [am_alert(pod="a", status="resolved", ends_at="2026-11-21T10:05:00Z")])
     (incident,) = incidents(factory)
     assert (incident.status, incident.firing_count, incident.is_open) == ("resolved", 0, True)
-    assert timeline(factory, incident.id)[-1].kind == "incident.resolved_by_source"
+    resolved = [e for e in timeline(factory, incident.id) if e.kind == "incident.resolved"]
+    assert [e.payload["by"] for e in resolved] == ["source"] and incident.resolved_by == "source"
+    assert incident.resolutions == 1, "each resolution is counted (its postmortem is scheduled)"
     ingest(factory, [am_alert(pod="a", starts_at="2026-11-21T10:06:00Z")])
     (incident,) = incidents(factory)
     assert incident.status == "open" and incident.resolved_at is None

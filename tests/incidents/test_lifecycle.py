@@ -37,7 +37,7 @@ def test_a_refire_within_the_window_reopens_the_same_incident(factory):
     assert again.incident_id == first.incident_id
     (incident,) = incidents(factory)
     assert incident.status == "open"
-    assert kinds(factory, incident.id)[-1] == "incident.reopened"
+    assert kinds(factory, incident.id)[-2:] == ["incident.reopened", "alerts.received"]
 
 
 def test_a_refire_after_the_quiet_window_opens_a_new_incident_and_closes_the_old(factory):

@@ -43,7 +43,7 @@ def test_card_golden():
 
 
 def test_resolved_card_golden():
-    check_golden("card_resolved", render_card(replace(VIEW, status="resolved", firing_count=0)))
+    check_golden("card_resolved", render_card(replace(VIEW, status="resolved", firing_count=0, resolved_by="source")))
 
 
 def test_related_acknowledged_card_golden():
@@ -52,9 +52,29 @@ def test_related_acknowledged_card_golden():
     rendered = render_card(view)
     check_golden("card_related", rendered)
     assert valid_blocks(rendered["blocks"])
-    (button,) = rendered["blocks"][3]["elements"]
-    assert button["value"] == "7:5" and button["action_id"] == "incident_merge"
+    buttons = {element["action_id"]: element for element in rendered["blocks"][3]["elements"]}
+    assert buttons["incident_merge"]["value"] == "7:5"
+    assert "incident_ack" not in buttons, "acknowledged: no Acknowledge button"
+    assert {"incident_resolve", "incident_take_command", "incident_update", "incident_severity"} <= set(buttons)
     assert "<!here>" not in json.dumps(rendered)
+
+
+def test_the_card_shows_commander_and_latest_update_and_offers_controls_by_status():
+    from datetime import datetime
+
+    led = replace(VIEW, commander="Alice", latest_update="Rolled back; watching <!channel>",
+                  latest_update_by="Bob", latest_update_at=datetime(2026, 12, 7, 6, 0, tzinfo=UTC))
+    text = json.dumps(render_card(led))
+    assert "*Commander*\\nAlice" in text and "Latest update" in text and "<!channel>" not in text
+    actions = [b for b in render_card(led)["blocks"] if b["type"] == "actions"][0]["elements"]
+    assert "incident_take_command" not in {e["action_id"] for e in actions}, "a commander leads it already"
+    severity = next(e for e in actions if e["action_id"] == "incident_severity")
+    assert severity["initial_option"]["value"] == f"{VIEW.incident_id}:{VIEW.severity}"
+    resolved = render_card(replace(led, status="resolved", resolved_by="Alice"))
+    (row,) = [b for b in resolved["blocks"] if b["type"] == "actions"]
+    assert [e["action_id"] for e in row["elements"]] == ["incident_reopen"]
+    assert "Resolved by Alice" in json.dumps(resolved)
+    assert valid_blocks(resolved["blocks"])
 
 
 def test_a_merged_card_says_where_and_offers_no_merge():

@@ -2,9 +2,11 @@
 
 A real Prometheus scrapes this endpoint (`scrape_config`), so a runbook's verify PromQL sees the
 sandbox change after a step exactly as it would see a real cluster change: a rollback that
-makes the pods healthy raises `kube_deployment_status_replicas_available`, a cordon sets
-`kube_node_spec_unschedulable`. Only the series the built-in runbooks and tests read are
-exported, with kube-state-metrics' names and labels.
+makes the pods healthy raises `kube_deployment_status_replicas_available` when pods were
+unavailable; a stuck rollout with `maxUnavailable: 0` keeps the old revision available and shows
+instead as one pod too many in `kube_deployment_status_replicas` and `..._unavailable`, which the
+rollback removes; a cordon sets `kube_node_spec_unschedulable`. Only the series the built-in
+runbooks, the demo and the tests read are exported, with kube-state-metrics' names and labels.
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ def render(cluster: SandboxCluster) -> str:
             meta, spec, status = d.get("metadata") or {}, d.get("spec") or {}, d.get("status") or {}
             key = {"namespace": meta.get("namespace"), "deployment": meta.get("name")}
             lines.append(_line("kube_deployment_spec_replicas", key, spec.get("replicas", 1)))
+            lines.append(_line("kube_deployment_status_replicas", key, status.get("replicas") or 0))
             lines.append(_line("kube_deployment_status_replicas_available", key, status.get("availableReplicas") or 0))
+            lines.append(_line("kube_deployment_status_replicas_updated", key, status.get("updatedReplicas") or 0))
+            lines.append(_line("kube_deployment_status_replicas_unavailable", key,
+                               status.get("unavailableReplicas") or 0))
         for p in cluster.list("Pod"):
             meta, spec, status = p.get("metadata") or {}, p.get("spec") or {}, p.get("status") or {}
             owner = next(iter(meta.get("ownerReferences") or []), {})

@@ -11,12 +11,19 @@ from bot.slack.render.text import link, plain, untrusted
 
 SEVERITY_ICON = {"critical": ":red_circle:", "high": ":large_orange_circle:", "warning": ":large_yellow_circle:",
                  "info": ":large_blue_circle:", "unknown": ":white_circle:"}
-STATUS_LABEL = {"open": "Open", "resolved": "Resolved by source", "closed": "Closed", "merged": "Merged"}
+STATUS_LABEL = {"open": "Open", "resolved": "Resolved", "closed": "Closed", "merged": "Merged"}
 LINK_LABELS = (("alertmanager", "Alertmanager"), ("source", "Prometheus"), ("runbook", "Runbook"),
                ("dashboard", "Dashboard"), ("pagerduty", "PagerDuty"))
 HEADER_MAX = 150
 MERGE_ACTION_ID = "incident_merge"
 ACK_ACTION_ID = "incident_ack"
+RESOLVE_ACTION_ID = "incident_resolve"
+REOPEN_ACTION_ID = "incident_reopen"
+COMMAND_ACTION_ID = "incident_take_command"
+UPDATE_ACTION_ID = "incident_update"
+SEVERITY_ACTION_ID = "incident_severity"
+SEVERITY_CHOICES = ("critical", "high", "warning", "info")
+MAX_UPDATE_SHOWN = 600
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,11 @@ class IncidentCardView:
     related_id: int | None = None
     previous_id: int | None = None
     merged_into_id: int | None = None
+    commander: str | None = None
+    latest_update: str | None = None
+    latest_update_by: str | None = None
+    latest_update_at: datetime | None = None
+    resolved_by: str | None = None
 
 
 def card_view(incident: Incident) -> IncidentCardView:
@@ -49,7 +61,9 @@ def card_view(incident: Incident) -> IncidentCardView:
         created_at=incident.created_at, updated_at=incident.updated_at, category=incident.category,
         acknowledged_by=incident.acknowledged_by, incident_id=incident.id,
         related_id=incident.related_incident_id, previous_id=incident.previous_incident_id,
-        merged_into_id=incident.merged_into_id,
+        merged_into_id=incident.merged_into_id, commander=incident.commander,
+        latest_update=incident.latest_update, latest_update_by=incident.latest_update_by,
+        latest_update_at=incident.latest_update_at, resolved_by=incident.resolved_by,
     )
 
 
@@ -65,19 +79,45 @@ def _status(view: IncidentCardView) -> str:
     if view.status == "merged" and view.merged_into_id:
         return f"Merged into INC-{view.merged_into_id}"
     status = STATUS_LABEL.get(view.status, view.status.title())
+    if view.status == "resolved":
+        return f"{status} by {view.resolved_by}" if view.resolved_by else status
     return f"{status}, acknowledged by {view.acknowledged_by}" if view.acknowledged_by else status
 
 
+def _button(action_id: str, text: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button = {"type": "button", "action_id": action_id, "text": {"type": "plain_text", "text": text}, "value": value}
+    return {**button, "style": style} if style else button
+
+
+def _severity_menu(view: IncidentCardView) -> dict[str, Any]:
+    options = [{"text": {"type": "plain_text", "text": grade.title()}, "value": f"{view.incident_id}:{grade}"}
+               for grade in SEVERITY_CHOICES]
+    menu = {"type": "static_select", "action_id": SEVERITY_ACTION_ID,
+            "placeholder": {"type": "plain_text", "text": "Change severity"}, "options": options}
+    current = next((o for o in options if o["value"].endswith(f":{view.severity}")), None)
+    return {**menu, "initial_option": current} if current else menu
+
+
 def _action_blocks(view: IncidentCardView) -> list[dict[str, Any]]:
-    """Acknowledge (while open and unacknowledged) and, for a "possibly related" suggestion,
-    Merge: a suggestion only, merged when a person clicks."""
+    """While open: Acknowledge (until someone has), Resolve, Take command, Post update, the
+    severity menu and, for a "possibly related" suggestion, Merge (a suggestion only, merged
+    when a person clicks). Once resolved: Reopen and nothing else that changes state. Closed
+    or merged: nothing."""
+    incident = str(view.incident_id)
+    if view.status == "resolved":
+        return [{"type": "actions", "block_id": "incident_actions",
+                 "elements": [_button(REOPEN_ACTION_ID, "Reopen", incident)]}]
     if view.status != "open":
         return []
     blocks: list[dict[str, Any]] = []
     buttons: list[dict[str, Any]] = []
     if not view.acknowledged_by:
-        buttons.append({"type": "button", "action_id": ACK_ACTION_ID, "style": "primary",
-                        "text": {"type": "plain_text", "text": "Acknowledge"}, "value": str(view.incident_id)})
+        buttons.append(_button(ACK_ACTION_ID, "Acknowledge", incident, "primary"))
+    buttons.append(_button(RESOLVE_ACTION_ID, "Resolve", incident))
+    if not view.commander:
+        buttons.append(_button(COMMAND_ACTION_ID, "Take command", incident))
+    buttons.append(_button(UPDATE_ACTION_ID, "Post update", incident))
+    buttons.append(_severity_menu(view))
     if view.related_id:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
             f":link: Possibly related to *INC-{view.related_id}* (same scope, opened close together). "
@@ -112,11 +152,18 @@ def render_card(view: IncidentCardView) -> dict[str, Any]:
         _field("Service", view.service),
         _field("Cluster", view.cluster),
     ]
+    if view.commander:
+        fields.append(_field("Commander", view.commander))
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
         {"type": "section", "fields": fields},
-        *_action_blocks(view),
     ]
+    if view.latest_update:
+        when = f" ({_time(view.latest_update_at)})" if view.latest_update_at else ""
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f":loudspeaker: *Latest update*{when} by {untrusted(view.latest_update_by or 'someone', 100)}: "
+            f"{untrusted(view.latest_update, MAX_UPDATE_SHOWN)}")}})
+    blocks += _action_blocks(view)
     links = [link(view.links[key], label) for key, label in LINK_LABELS if view.links.get(key)]
     context = [f"Opened {_time(view.created_at)}", f"updated {_time(view.updated_at)}"]
     if view.previous_id:

@@ -9,12 +9,25 @@ from bot.slack.render.text import untrusted
 
 COUNTERS = ("new_firing", "resolved")
 FLAGS = ("reopened", "escalated", "acknowledged", "reassigned", "annotated", "merged", "resolved_in_pagerduty",
-         "acknowledged_here", "rca_failed")
+         "acknowledged_here", "rca_failed", "resolved_here", "resolution_note", "reopened_here", "severity_here",
+         "commander_here")
+
+
+# What a person did in Slack (or merged in), in this order: the flag's value is who (or what).
+PEOPLE_LINES = (
+    ("reopened_here", ":arrows_counterclockwise: Reopened by {}"),
+    ("severity_here", ":level_slider: Severity set to {}"),
+    ("commander_here", ":admission_tickets: {} is the incident commander"),
+    ("acknowledged_here", ":eyes: Acknowledged by {}"),
+    ("merged", ":twisted_rightwards_arrows: {} merged into this incident"),
+)
 
 
 def note_is_loud(note: dict[str, Any]) -> bool:
-    """Reopening and escalation are broadcast to the channel, not only the thread."""
-    return bool(note.get("reopened") or note.get("escalated"))
+    """Reopening, escalation and a person's resolution are broadcast to the channel, not only
+    the thread."""
+    return bool(note.get("reopened") or note.get("escalated") or note.get("reopened_here")
+                or note.get("resolved_here"))
 
 
 def render_note(note: dict[str, Any], firing: int, total: int) -> str | None:
@@ -24,10 +37,10 @@ def render_note(note: dict[str, Any], firing: int, total: int) -> str | None:
         parts.append(":rotating_light: Firing again")
     if note.get("escalated"):
         parts.append(f":arrow_double_up: Severity raised to *{note['escalated']}*")
-    if note.get("acknowledged_here"):
-        parts.append(f":eyes: Acknowledged by {untrusted(str(note['acknowledged_here']), 100)}")
-    if note.get("merged"):
-        parts.append(f":twisted_rightwards_arrows: {untrusted(str(note['merged']), 100)} merged into this incident")
+    if note.get("resolved_here"):
+        why = f": {untrusted(str(note['resolution_note']), 300)}" if note.get("resolution_note") else ""
+        parts.append(f":white_check_mark: Resolved by {untrusted(str(note['resolved_here']), 150)}{why}")
+    parts += [line.format(untrusted(str(note[flag]), 150)) for flag, line in PEOPLE_LINES if note.get(flag)]
     if note.get("new_firing"):
         parts.append(f":heavy_plus_sign: {note['new_firing']} new firing")
     if note.get("resolved"):

@@ -10,11 +10,10 @@ not in the message. Text from outside was redacted when stored and is escaped he
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from bot.postmortem.markdown import duration, utc
-from bot.slack.render.text import truncate, untrusted
+from bot.slack.render.text import mention, truncate, untrusted
 
 MAX_ACTIONS = 6
 RESOLUTION_WORDS = {"bot-mitigated": "mitigated by the bot's verified step",
@@ -36,14 +35,12 @@ def _cause(root: dict[str, Any]) -> str:
             f"`{untrusted(str(root.get('resource')), 200)}`{confidence}: {untrusted(str(root.get('summary')), 700)}")
 
 
-def _mention(user_id: str) -> str:
-    return f"<@{user_id}>" if re.fullmatch(r"[UW][A-Z0-9]{2,20}", user_id) else untrusted(user_id, 40)
 
 
 def _action(action: dict[str, Any]) -> str:
     line = f"• `{untrusted(action['runbook'], 63)}` on `{untrusted(action['target'], 120)}`: *{action['status']}*"
     if action.get("approvers"):
-        line += f", approved by {', '.join(_mention(a) for a in action['approvers'][:3])}"
+        line += f", approved by {', '.join(mention(a) for a in action['approvers'][:3])}"
     verification = action.get("verification") or {}
     if "before" in verification:
         line += f", verification {verification['before']} → {verification.get('after')}"

@@ -3,7 +3,8 @@
 Layout: the most likely cause in one sentence (with the resource and the numbers), how sure
 and why (inconclusive said plainly; an unknown cause says so first and lists the unexplained
 symptoms, with the weak leads after it), the evidence as bullets each followed by where it comes
-from, what speaks against it, the ranking rules that moved it, the next step, the other hypotheses, workloads also broken
+from, what speaks against it, the ranking rules that moved it, the next step, the other hypotheses, similar past
+incidents (hypotheses to check, worded as such, never as the cause), workloads also broken
 nearby that the evidence does not connect, and what could not be checked. Every untrusted string (log lines, event messages, annotations) goes through
 `untrusted` (redacted, escaped); every block stays inside Block Kit's limits, and long
 material goes in a file instead (see `bot.incidents.rca_stage`).
@@ -19,6 +20,10 @@ from bot.slack.render.text import truncate, untrusted
 SECTION_CHARS = 2900
 MAX_BULLETS = 8
 MAX_OTHERS = 3
+MAX_SIMILAR = 3
+HOW_RESOLVED = {"bot-mitigated": "mitigated by the bot's step", "bot-assisted": "resolved by people with the bot's help",
+                "human-resolved": "resolved by people"}
+HELD = {True: "the fix held", False: "the fix did not hold", None: "nothing verified the fix"}
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -42,6 +47,22 @@ def _confidence_words(confidence: float) -> str:
     if confidence >= 0.6:
         return "medium confidence"
     return "low confidence"
+
+
+def _past(item: dict[str, Any]) -> str:
+    """One similar past incident: how similar and why, what it was, how it ended."""
+    how = HOW_RESOLVED.get(item.get("resolution", ""), untrusted(str(item.get("resolution")), 40))
+    if item.get("fixed_by"):
+        how += f" `{untrusted(item['fixed_by'], 63)}`" if item.get("resolution") == "bot-mitigated" else \
+            f", step `{untrusted(item['fixed_by'], 63)}`"
+    cause = CATEGORY_TITLES.get(item.get("category", ""), untrusted(str(item.get("category")), 40))
+    where = f" on `{untrusted(item['resource'], 120)}`" if item.get("resource") else ""
+    line = (f"• *{untrusted(item['incident'], 20)}* ({item['score'] * 100:.0f} % similar: "
+            f"{untrusted('; '.join(item.get('reasons') or []), 400)}) — {untrusted(item.get('title') or '', 150)}. "
+            f"Was: {cause}{where}; {how}; {HELD.get(item.get('fix_held'), HELD[None])}.")
+    if item.get("note"):
+        line += f" Note: {untrusted(item['note'], 200)}"
+    return line
 
 
 def render_rca(report: dict[str, Any], reference: str) -> dict[str, Any]:
@@ -77,6 +98,10 @@ def render_rca(report: dict[str, Any], reference: str) -> dict[str, Any]:
             lines = [f"{i + 2}. {CATEGORY_TITLES.get(h['category'], h['category'])} — `{untrusted(h['resource'], 120)}` "
                      f"({h['confidence'] * 100:.0f} %): {untrusted(h['summary'], 300)}" for i, h in enumerate(others)]
             blocks.append(_section(f"*{heading}*\n" + "\n".join(lines)))
+    similar = report.get("similar") or []
+    if similar:
+        blocks.append(_section("*Similar past incidents* — hypotheses to check, not the cause of this one\n"
+                               + "\n".join(_past(item) for item in similar[:MAX_SIMILAR])))
     nearby = report.get("nearby") or []
     if nearby:
         blocks.append(_context("*Also broken nearby* (not connected to this incident by the evidence): "

@@ -9,7 +9,12 @@ from bot.slack.render.text import untrusted
 
 HELP_TEXT = (
     "*opsbot* — incident threads for Kubernetes on-call.\n"
-    "• `/ops status` — open incidents\n"
+    "• `/ops status` — open incidents and this week's numbers\n"
+    "• `/ops declare <title> [severity]` — open an incident by hand (a form without a title)\n"
+    "• `/ops ack|resolve|reopen|catchup INC-12` — act on an incident (`resolve` takes a note)\n"
+    "• `/ops severity INC-12 critical|high|warning|info`, `/ops commander INC-12 [@person]`\n"
+    "• `/ops update INC-12 <text>` — a status update (thread and status channel)\n"
+    "• `/ops followup INC-12 <text> [@owner]`, `/ops followup done F-3` — action items\n"
     "• `/ops run INC-12 RUNBOOK [param=value …]` — propose a runbook step for an incident\n"
     "• `/ops freeze [namespace|all] [reason]` — stop every change there at once (kill switch)\n"
     "• `/ops unfreeze [namespace|all]` — lift it\n"

@@ -6,6 +6,8 @@ so `&`, `<` and `>` in untrusted text are escaped; secrets are redacted first.
 
 from __future__ import annotations
 
+import re
+
 from bot.redaction import redact
 
 ELLIPSIS = "…"
@@ -35,3 +37,8 @@ def plain(text: str, limit: int) -> str:
     """Untrusted text for plain_text objects: redacted, angle brackets made inert look-alikes
     (plain_text is not parsed as mrkdwn, but a copied `<!channel>` should never survive)."""
     return truncate(redact(text).replace("<", "‹").replace(">", "›"), limit)
+
+
+def mention(user_id: str) -> str:
+    """A Slack mention of a user id; anything that is not one is shown as escaped text."""
+    return f"<@{user_id}>" if re.fullmatch(r"[UW][A-Z0-9]{2,20}", user_id or "") else untrusted(user_id or "", 40)
