@@ -235,3 +235,28 @@ def test_postmortem_is_posted_once_with_two_replicas(database_url, slack, engine
         time.sleep(2)  # both stages have had their rounds since
         assert len(postmortems(slack, root)) == 1
         assert kinds(first).count("postmortem.posted") == 1
+
+
+def test_the_update_button_and_the_declare_form_work_through_their_modals(bot, slack):
+    root = open_incident(bot, slack)
+    assert click(bot, slack, "incident_update", CAROL, "carol").status_code == 200
+    (view,) = slack.wait_for(lambda emu: emu.views, timeout=15)
+    assert view["callback_id"] == "incident_update_text"
+    assert submit(bot, view, CAROL, "carol", {"update": {"text": {"type": "plain_text_input",
+                                                                  "value": "Failover done"}}}).status_code == 200
+    slack.wait_for(lambda emu: any("Status update* by carol: Failover done" in t for t in thread_texts(emu, root)),
+                   timeout=15)
+    assert incident(bot).latest_update == "Failover done"
+    # /ops declare with no title opens the form; its submission opens the incident
+    assert command(bot, "declare", "U0BOB", "bob").status_code == 200
+    declare = slack.wait_for(lambda emu: [v for v in emu.views if v["callback_id"] == "incident_declare"], timeout=15)
+    values = {"title": {"text": {"type": "plain_text_input", "value": "Payments degraded in eu-west"}},
+              "severity": {"choice": {"type": "static_select", "selected_option": {"value": "critical"}}}}
+    assert submit(bot, declare[0], "U0BOB", "bob", values).status_code == 200
+    slack.wait_for(lambda _: kinds(bot, 2)[:1] == ["incident.opened"], timeout=15)
+    assert (incident(bot, 2).title, incident(bot, 2).severity) == ("Payments degraded in eu-west", "critical")
+    # a form submitted by someone the policy refuses changes nothing
+    assert submit(bot, declare[0], CAROL, "carol", values).status_code == 200
+    slack.wait_for(lambda emu: any("only the incident managers" in t for t in ephemeral_to(emu, CAROL)), timeout=15)
+    with reading(bot.runtime.factory) as session:
+        assert session.execute(select(Incident.id).order_by(Incident.id.desc())).scalars().first() == 2

@@ -95,11 +95,11 @@ def block_actions(message: dict, button: dict, user: str) -> dict:
 
 @pytest.fixture
 def world(database_url, slack, engine, prometheus_factory, tmp_path) -> Iterator:  # noqa: F811
-    """world(scenario, policy=POLICY, runbooks={name: yaml text}, prometheus=True, **settings)."""
+    """world(scenario, policy=POLICY, runbooks={name: yaml text}, prometheus=True, replicas=1, **settings)."""
     stack = ExitStack()
 
     def start(scenario: Scenario, policy: str = POLICY, runbooks: dict[str, str] | None = None,
-              prometheus: bool = True, **overrides) -> World:
+              prometheus: bool = True, replicas: int = 1, **overrides) -> World:
         policies_dir, runbooks_dir = tmp_path / "policies", tmp_path / "runbooks"
         policies_dir.mkdir(exist_ok=True)
         (policies_dir / "test.yaml").write_text(policy)
@@ -122,6 +122,8 @@ def world(database_url, slack, engine, prometheus_factory, tmp_path) -> Iterator
                                  prometheus_url=prometheus_url, policies_dir=policies_dir, runbooks_dir=runbooks_dir,
                                  **overrides)
         bot = serve_on(stack, settings, slack, clock=scenario_clock(scenario.now))
+        for _ in range(replicas - 1):  # more replicas on the same database, cluster, Prometheus and Slack
+            serve_on(stack, settings, slack, clock=scenario_clock(scenario.now))
         return World(bot, cluster, scenario, slack, kube)
 
     yield start

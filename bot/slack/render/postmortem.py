@@ -37,13 +37,18 @@ def _cause(root: dict[str, Any]) -> str:
 
 
 
+def _reading(value: Any) -> str:
+    """A check's value; "—" when Prometheus had none to give at that moment."""
+    return "—" if value is None else str(value)
+
+
 def _action(action: dict[str, Any]) -> str:
     line = f"• `{untrusted(action['runbook'], 63)}` on `{untrusted(action['target'], 120)}`: *{action['status']}*"
     if action.get("approvers"):
         line += f", approved by {', '.join(mention(a) for a in action['approvers'][:3])}"
     verification = action.get("verification") or {}
     if "before" in verification:
-        line += f", verification {verification['before']} → {verification.get('after')}"
+        line += f", verification {_reading(verification['before'])} → {_reading(verification.get('after'))}"
     return line
 
 
