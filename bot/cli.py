@@ -326,7 +326,8 @@ def cmd_postmortem(args: argparse.Namespace) -> int:
     import json
 
     from bot.db.engine import reading
-    from bot.postmortem.facts import NoSuchIncident, postmortem_facts
+    from bot.postmortem.document import postmortem_document
+    from bot.postmortem.facts import NoSuchIncident
     from bot.postmortem.markdown import TemplateProblem, render_markdown
 
     match = re.fullmatch(r"(?:INC-)?(\d+)", args.incident.strip(), re.I)
@@ -335,7 +336,7 @@ def cmd_postmortem(args: argparse.Namespace) -> int:
 
     def build(factory):
         with reading(factory) as session:
-            return postmortem_facts(session, int(match.group(1)))
+            return postmortem_document(session, int(match.group(1)))
     try:
         facts = _with_database(build)
     except NoSuchIncident as exc:

@@ -36,7 +36,7 @@ from bot.db.models import Incident, Postmortem
 from bot.incidents import service
 from bot.incidents.slack_posts import PostSpec, forget, post_once
 from bot.logs import incident_context
-from bot.postmortem.facts import postmortem_facts
+from bot.postmortem.document import postmortem_document
 from bot.postmortem.markdown import TemplateProblem, render_markdown
 from bot.postmortem.memory import remember
 from bot.slack.gateway import SlackError, SlackGateway, SlackRetryLater
@@ -140,7 +140,7 @@ class PostmortemStage:
             card = service.card_message(session, incident_id)
             if card is None:
                 return None
-            facts = postmortem_facts(session, incident_id)
+            facts = postmortem_document(session, incident_id)
             resolution, earlier_ts = row.resolution, row.ts
             channel, card_ts = row.channel or card.channel, card.ts
         problem, markdown = None, None

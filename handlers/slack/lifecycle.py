@@ -1,5 +1,6 @@
 """The card's incident controls: Acknowledge, Resolve (a modal for the note), Reopen, Take
-command, Post update (a modal) and the severity menu; and the Declare form. Thin: ack, read who
+command, Post update (a modal) and the severity menu; the Declare form; and the "Add
+follow-up" message shortcut on any message of an incident's thread. Thin: ack, read who
 clicked what where from the signed payload, call the flow (`bot.incidents.control_flows`), tell
 the clicker (ephemeral) what happened or why not."""
 
@@ -11,6 +12,7 @@ from slack_bolt import Ack, App
 
 from bot.db.engine import reading
 from bot.db.models import Incident
+from bot.incidents import service
 from bot.incidents.acknowledge import ActionRefused, parse_incident_value
 from bot.incidents.control_flows import Caller, IncidentControls, Reply
 from bot.runtime import Runtime
@@ -140,6 +142,38 @@ def register(app: App, runtime: Runtime) -> None:
         severity = inbound.field(view, "state", "values", "severity", "choice", "selected_option", "value") or ""
         return controls.declare(caller, typed(view, "title"), severity)
 
+    def followup_submitted(caller: Caller, incident_id: int | None, view: dict) -> Reply:
+        if incident_id is None:
+            return controls.refuse_malformed("followup", caller, "this form is malformed: nothing was changed")
+        owner = inbound.field(view, "state", "values", "owner", "user", "selected_user")
+        return controls.followup(caller, incident_id, typed(view, "followup"), owner)
+
+    @app.shortcut(modals.FOLLOWUP_SHORTCUT)
+    def followup_from_message(ack: Ack, body: dict) -> None:
+        """A message in an incident's thread becomes a follow-up (the form starts from its text)."""
+        ack()
+        caller = caller_of(body)
+        thread = inbound.field(body, "message", "thread_ts") or inbound.field(body, "message", "ts")
+        with reading(runtime.factory) as session:
+            incident_id = service.incident_of_message(session, caller.channel, thread)
+            incident = session.get(Incident, incident_id) if incident_id is not None else None
+            heading = f"{incident.reference} · {incident.title}" if incident else ""
+        if incident_id is None:
+            tell(runtime, caller.channel, caller.user, ":no_entry: This message is not in an incident's thread: "
+                 "use `/ops followup INC-N <text> [@owner]`.")
+            return
+        refusal = controls.refusal_reply("followup", caller, incident_id)
+        if refusal is not None:
+            _answer(runtime, caller, refusal)
+            return
+        try:
+            runtime.gateway.open_view(body.get("trigger_id") or "", modals.followup_modal(
+                incident_id, heading, caller.channel, inbound.field(body, "message", "text") or ""))
+        except SlackError as exc:
+            tell(runtime, caller.channel, caller.user, f":no_entry: The form did not open ({exc.error}): use "
+                 f"`/ops followup INC-{incident_id} <text> [@owner]`.")
+
+    app.view(modals.FOLLOWUP_VIEW)(submitted(followup_submitted))
     app.view(modals.RESOLVE_VIEW)(submitted(resolve_submitted))
     app.view(modals.UPDATE_VIEW)(submitted(update_submitted))
     app.view(modals.DECLARE_VIEW)(submitted(declare_submitted))

@@ -260,3 +260,37 @@ def test_the_update_button_and_the_declare_form_work_through_their_modals(bot, s
     slack.wait_for(lambda emu: any("only the incident managers" in t for t in ephemeral_to(emu, CAROL)), timeout=15)
     with reading(bot.runtime.factory) as session:
         assert session.execute(select(Incident.id).order_by(Incident.id.desc())).scalars().first() == 2
+
+
+def test_a_message_in_the_thread_becomes_a_follow_up_through_the_shortcut(bot, slack):
+    root = open_incident(bot, slack)
+    reply = slack.thread(root["channel"], root["ts"])[-1]
+
+    def shortcut(message: dict, user: str, in_thread: bool = True) -> requests.Response:
+        payload = {"type": "message_action", "callback_id": "incident_followup_from_message",
+                   "trigger_id": slack_signing.new_trigger_id(), "team": {"id": slack_signing.DEFAULT_TEAM_ID},
+                   "user": {"id": user, "username": "bob", "name": "bob"}, "channel": {"id": root["channel"]},
+                   "message": {"type": "message", "ts": message["ts"], "text": "Add an alert on probe failures",
+                               **({"thread_ts": root["ts"]} if in_thread else {})},
+                   "response_url": "http://127.0.0.1:9/unused"}
+        body, headers = slack_signing.interaction(SIGNING_SECRET, payload)
+        return requests.post(f"{bot.url}/slack/interactions", data=body, headers=headers, timeout=10)
+
+    assert shortcut(reply, "U0BOB").status_code == 200
+    (view,) = slack.wait_for(lambda emu: emu.views, timeout=15)
+    assert view["callback_id"] == "incident_followup"
+    assert view["blocks"][1]["element"]["initial_value"] == "Add an alert on probe failures"
+    values = {"followup": {"text": {"type": "plain_text_input", "value": "Alert on probe failures"}},
+              "owner": {"user": {"type": "users_select", "selected_user": "U0CAROL"}}}
+    assert submit(bot, view, "U0BOB", "bob", values).status_code == 200
+    slack.wait_for(lambda _: "followup.added" in kinds(bot), timeout=15)
+    with reading(bot.runtime.factory) as session:
+        (item,) = session.execute(select(FollowUp)).scalars()
+        assert (item.incident_id, item.text, item.owner, item.created_by) == \
+            (1, "Alert on probe failures", "U0CAROL", "slack:U0BOB")
+    # a message that is in no incident's thread: said privately, nothing opens
+    elsewhere = {"ts": "1700000000.000100", "channel": root["channel"]}
+    assert shortcut(elsewhere, "U0BOB", in_thread=False).status_code == 200
+    slack.wait_for(lambda emu: any("not in an incident's thread" in t for t in ephemeral_to(emu, "U0BOB")),
+                   timeout=15)
+    assert len(slack.views) == 1

@@ -275,3 +275,22 @@ def test_a_memory_that_cannot_be_read_costs_only_its_section(orders, scenario_bo
     (rca,) = slack.wait_for(rca_messages, timeout=30)
     assert "Root cause analysis" in str(rca["blocks"]) and "Similar past" not in str(rca["blocks"])
     assert any("similar past incidents failed" in r.getMessage() for r in caplog.records)
+
+
+def test_the_postmortem_lists_the_past_incidents_like_it_as_hypotheses(factory, memory):
+    from bot.postmortem.document import postmortem_document
+    from bot.postmortem.markdown import render_markdown
+    from bot.slack.render.postmortem import render_postmortem
+
+    same, _workload, _faint = memory
+    new = _open(factory, "d", NOW + timedelta(days=1),
+                _report("memory_limit", CHECKOUT, ["Pod/shop/checkout-9", CHECKOUT], [OOM]))
+    _resolve(factory, "d", NOW + timedelta(days=1, minutes=20))
+    with reading(factory) as session:
+        document = postmortem_document(session, new)
+    assert [item["incident"] for item in document["similar"]][:1] == [f"INC-{same}"]
+    message = json.dumps(render_postmortem(document)["blocks"])
+    assert "Similar past incidents" in message and "not the cause of this one" in message
+    assert f"INC-{same}" in message and "raise-memory-limit" in message and "(it held)" in message
+    markdown = render_markdown(document)
+    assert "## Similar past incidents" in markdown and f"- INC-{same} " in markdown

@@ -13,6 +13,8 @@ from bot.slack.render.text import plain
 RESOLVE_VIEW = "incident_resolve_note"
 UPDATE_VIEW = "incident_update_text"
 DECLARE_VIEW = "incident_declare"
+FOLLOWUP_VIEW = "incident_followup"
+FOLLOWUP_SHORTCUT = "incident_followup_from_message"  # the message shortcut (deploy/slack-app-manifest.yaml)
 
 
 def _metadata(incident_id: int | None, channel: str | None) -> str:
@@ -52,6 +54,17 @@ def declare_modal(channel: str | None) -> dict[str, Any]:
                             "initial_option": options[2]}}
     return _modal(DECLARE_VIEW, "Declare an incident", "Declare", _metadata(None, channel), [
         _text_input("title", "Title", False, 300, multiline=False), severity])
+
+
+def followup_modal(incident_id: int, reference_title: str, channel: str | None, text: str) -> dict[str, Any]:
+    """A follow-up from a message in the thread: its text to start from, an optional owner."""
+    item = _text_input("followup", "What to do", False, 2000)
+    if text.strip():
+        item["element"]["initial_value"] = plain(text, 2000)
+    owner = {"type": "input", "block_id": "owner", "optional": True, "label": {"type": "plain_text", "text": "Owner"},
+             "element": {"type": "users_select", "action_id": "user"}}
+    return _modal(FOLLOWUP_VIEW, "Add a follow-up", "Add", _metadata(incident_id, channel), [
+        {"type": "section", "text": {"type": "plain_text", "text": plain(reference_title, 2000)}}, item, owner])
 
 
 def read_metadata(view: dict[str, Any]) -> tuple[int | None, str | None]:

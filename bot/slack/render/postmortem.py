@@ -1,9 +1,9 @@
 """The postmortem message: a pure function from the postmortem's facts to Block Kit.
 
 Layout: the title with how it was resolved, the key times and durations as fields, the root
-cause (or "unknown" and why), the steps with their status, approvers and numbers, and a
-context line pointing at the full Markdown (`opsbot postmortem INC-N`). Not posted by the bot
-yet: the posting stage is the next part of issue 14. Every block stays inside Block Kit's
+cause (or "unknown" and why), the steps with their status, approvers and numbers, the similar
+past incidents (hypotheses for the review), and a context line pointing at the full Markdown
+(`opsbot postmortem INC-N`); posted by `bot.postmortem.stage`. Every block stays inside Block Kit's
 limits; the timeline and the long evidence live in the Markdown (`bot.postmortem.markdown`),
 not in the message. Text from outside was redacted when stored and is escaped here.
 """
@@ -52,6 +52,14 @@ def _action(action: dict[str, Any]) -> str:
     return line
 
 
+def _similar(item: dict[str, Any]) -> str:
+    fix = f", fixed by `{untrusted(str(item['fixed_by']), 63)}`" if item.get("fixed_by") else ""
+    held = {True: " (it held)", False: " (it did not hold)"}.get(item.get("fix_held"), "")
+    return (f"• *{item['incident']}* {untrusted(str(item.get('title') or ''), 120)} — "
+            f"{round(item['score'] * 100)} %: {untrusted(', '.join(item.get('reasons') or []), 200)}; "
+            f"{RESOLUTION_WORDS.get(item.get('resolution', ''), item.get('resolution', ''))}{fix}{held}")
+
+
 def render_postmortem(facts: dict[str, Any], updated: bool = False) -> dict[str, Any]:
     title = untrusted(str(facts.get("title") or ""), 200)
     how = RESOLUTION_WORDS.get(facts.get("resolution", ""), facts.get("resolution", ""))
@@ -72,6 +80,9 @@ def render_postmortem(facts: dict[str, Any], updated: bool = False) -> dict[str,
         blocks.append(_section("*Steps*\n" + "\n".join(lines)))
     else:
         blocks.append(_section("*Steps:* none was proposed or run."))
+    if facts.get("similar"):
+        blocks.append(_section("*Similar past incidents* (to compare in the review, not the cause of this one)\n"
+                               + "\n".join(_similar(item) for item in facts["similar"])))
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
         f"Built from the database's facts: {len(facts.get('timeline') or [])} timeline entries, "
         f"{(facts.get('alerts') or {}).get('count', 0)} alert(s). The full postmortem with the timeline, as "
