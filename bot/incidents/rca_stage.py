@@ -218,6 +218,7 @@ class RcaStage:
                 if not (report.get("graph") or report.get("material")):
                     investigations.files_posted(session, investigation_id, None, self._clock())
                 service.release_thread_write(session, incident_id, owner, self._clock())
+                service.catchup_moved(session, incident_id)
                 chain.append(session, incident_id, "slack.rca_posted", ACTOR,
                              {"channel": message.channel, "ts": message.ts,
                               **({"adopted": True} if result.adopted else {})}, self._clock())

@@ -177,6 +177,14 @@ def lease_thread_write(session: Session, incident_id: int, owner: str, now: date
     return result.rowcount == 1
 
 
+def catchup_moved(session: Session, incident_id: int) -> None:
+    """Something the catch-up shows (a step's outcome, the RCA) changed elsewhere: have the card
+    worker look again, when the thread carries a catch-up (`bot.incidents.catchup`). The card
+    itself is unchanged, so its digest keeps it from being re-sent."""
+    session.execute(update(Incident).where(Incident.id == incident_id, Incident.catchup_hash.is_not(None))
+                    .values(card_version=Incident.card_version + 1).execution_options(synchronize_session=False))
+
+
 def release_thread_write(session: Session, incident_id: int, owner: str, wrote_at: datetime | None) -> None:
     """Give the slot back; `wrote_at` (when a write happened) starts the next interval."""
     values: dict = {"card_lease_owner": None, "card_lease_until": None}

@@ -119,4 +119,5 @@ class ProposalMessages:
                                          thread_ts=thread_ts, created_at=now, updated_at=now))
                 forget(session, incident_id, purpose)
             service.release_thread_write(session, incident_id, owner, now)
+            service.catchup_moved(session, incident_id)
         return True

@@ -24,6 +24,10 @@ def postmortems(w) -> list[dict]:
     return [m for m in w.thread()[1:] if m.get("text", "").startswith("Postmortem")]
 
 
+def catchups(w) -> list[dict]:
+    return [m for m in w.thread()[1:] if m.get("text", "").startswith("Catch-up")]
+
+
 def kinds(w) -> list[str]:
     with reading(w.bot.runtime.factory) as session:
         return list(session.execute(select(TimelineEntry.kind).where(TimelineEntry.incident_id == 1)
@@ -34,8 +38,16 @@ def test_a_remediated_incident_gets_one_postmortem_that_matches_the_database(wor
     w = world(shared("orders-api-revision-22-panics-on-start"), replicas=2, postmortem_grace_seconds=0,
               investigation_budget_seconds=60)  # a loaded machine must not cut the RCA short
     w.deliver()
-    assert w.click(w.proposal("rollback-deployment"), "step_approve", ALICE).status_code == 200
+    proposal = w.proposal("rollback-deployment")
+    card = w.slack.wait_for(lambda emu: next((m for m in emu.messages() if "thread_ts" not in m
+                                              and "incident_take_command" in json.dumps(m["blocks"])), None))
+    assert w.click(card, "incident_take_command", BOB).status_code == 200
+    w.slack.wait_for(lambda _: "orders-api: proposed" in json.dumps(catchups(w)), timeout=15)
+    assert w.click(proposal, "step_approve", ALICE).status_code == 200
     w.wait_status("rollback-deployment", "succeeded", timeout=60)
+    w.slack.wait_for(lambda _: "rollback-deployment on Deployment/orders/orders-api: succeeded"
+                     in json.dumps(catchups(w)), timeout=15)
+    assert len(catchups(w)) == 1, "the catch-up follows the step in place"
     assert w.command("resolve INC-1 rolled back to 4.11.3", ALICE).status_code == 200
     (message,) = w.slack.wait_for(lambda _: postmortems(w), timeout=30)
     w.slack.wait_for(lambda _: "postmortem.posted" in kinds(w), timeout=15)
