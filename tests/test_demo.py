@@ -44,10 +44,11 @@ def test_demo_auto_approve_runs_the_incident_to_resolution(capsys, prometheus_bi
         "Roll orders-api back to revision 21" in out
     assert "Approved: Roll orders-api back to revision 21" in out, "the bot accepted the click under its policy"
     assert "▸ waiting for verification" in out
-    verified = re.search(r"▸ verified: (min\(kube_deployment_status_replicas_available\{.*\}\).*) = (\S+) "
+    verified = re.search(r"▸ verified: (max\(.*kube_deployment_status_replicas_available\{.*\}.*\)) = (\S+) "
                          r"\(expects >= 1; (\S+) when the step was applied, (\d+) samples\)", out)
     assert verified and "deployment=\"orders-api\"" in verified.group(1)
     assert float(verified.group(2)) >= 1 and int(verified.group(4)) >= 2
+    assert verified.group(3) == "0.75", "the check read the broken revision's pod before the rollback"
     assert "orders-api pods 4 → 3" in out and "unavailable 1 → 0" in out, "Prometheus saw the cluster recover"
     assert "KubePodCrashLooping sent to Alertmanager again with endsAt" in out
     assert "▸ INC-1 resolved by its source" in out

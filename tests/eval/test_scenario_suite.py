@@ -34,6 +34,7 @@ def test_our_suite_covers_every_category_at_least_twice():
 
 
 @pytest.mark.prometheus
+@pytest.mark.timeout(900)  # ~300 s on a quiet 2-core machine: every scenario through the whole bot
 def test_eval_reaches_the_targets_on_both_suites(prometheus_binary):
     out = io.StringIO()
     code = run_eval([OURS, shared_scenarios_dir()], jobs=2, out=out)
