@@ -1,5 +1,5 @@
 """`opsbot` command line: serve, db upgrade, deliveries, demo, eval, runbooks, policy, audit,
-postmortem, incidents similar, version.
+postmortem, explain, incidents similar, version.
 
 Every failure a user can cause ends in one line on stderr naming the problem and a non-zero
 exit status, never a traceback. Exit codes: 0 ok, 1 runtime failure, 2 bad usage/config.
@@ -430,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     postmortem.add_argument("incident", metavar="INC-N")
     postmortem.add_argument("--format", choices=("md", "json"), default="md")
     postmortem.set_defaults(func=cmd_postmortem)
+
+    from bot.ask.explain_cli import cmd_explain
+
+    explained = commands.add_parser("explain", help="what /ops explain answers, as text: INC-N, P-N or a runbook id")
+    explained.add_argument("target", metavar="TARGET", help="INC-12, P-17 or a runbook id")
+    explained.set_defaults(func=cmd_explain)
 
     from bot.postmortem.memory_cli import cmd_incidents_similar
 

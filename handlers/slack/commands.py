@@ -6,6 +6,7 @@ import logging
 
 from slack_bolt import Ack, App
 
+from bot.ask import explain
 from bot.db.engine import unit_of_work
 from bot.incidents import service
 from bot.incidents.control_flows import Caller, IncidentControls
@@ -14,6 +15,7 @@ from bot.remediation import commands as remediation_commands
 from bot.runtime import Runtime
 from bot.slack.gateway import SlackError
 from bot.slack.render.card import card_view
+from bot.slack.render.explain import render_explanation
 from bot.slack.render.modals import declare_modal
 from bot.slack.render.status import STATUS_LIMIT, render_help, render_status, render_unknown_subcommand
 from bot.slack.render.text import untrusted
@@ -41,6 +43,16 @@ def register(app: App, runtime: Runtime) -> None:
         subcommand = words[0].lower() if words else "help"
         if subcommand == "help":
             ack(response_type="ephemeral", **render_help())
+            return
+        if subcommand == "explain":
+            ack()
+            try:
+                answer = render_explanation(explain.answer(runtime.remediation, " ".join(words[1:]),
+                                                           command.get("channel_id"), command.get("channel_name")))
+            except explain.NotAnswered as exc:
+                reply(command, str(exc))
+                return
+            reply(command, answer["text"], answer["blocks"])
             return
         if subcommand in REMEDIATION:
             ack()

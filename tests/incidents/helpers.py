@@ -24,9 +24,23 @@ def ingest(factory, alerts, now=NOW, **kwargs):
     return ingest_body(factory, am_body(alerts, **kwargs), now)
 
 
+def store_rca(factory, incident_id: int, report: dict, at) -> None:
+    """The incident's RCA stored as the RCA stage stores it (claimed, then finished)."""
+    from datetime import timedelta
+
+    from bot.db.models import Investigation
+    from bot.incidents import investigations
+
+    with unit_of_work(factory) as session:
+        investigation = session.execute(select(Investigation).where(
+            Investigation.incident_id == incident_id)).scalar_one()
+        assert investigations.claim(session, investigation.id, "test", at, timedelta(minutes=1))
+        assert investigations.finish(session, investigation.id, "test", report, at)
+
+
 def incidents(factory):
     with unit_of_work(factory) as session:
         return list(session.execute(select(Incident).order_by(Incident.id)).scalars())
 
 
-__all__ = ["ingest", "ingest_body", "incidents", "make_session_factory", "NOW"]
+__all__ = ["ingest", "ingest_body", "incidents", "make_session_factory", "store_rca", "NOW"]

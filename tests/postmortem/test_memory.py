@@ -18,13 +18,12 @@ from sqlalchemy import select, text
 
 from bot.db.engine import make_session_factory, reading, unit_of_work
 from bot.db.models import IncidentSignature, Investigation, Proposal, TimelineEntry
-from bot.incidents import investigations
 from bot.postmortem.facts import NoSuchIncident
 from bot.postmortem.memory import FEATURES, MIN_SCORE, remember, similar
 from bot.postmortem.memory_cli import parse_reference
 from bot.sandbox.scenario_alerts import webhook_body
 from bot.slack.render.rca import render_rca
-from tests.incidents.helpers import NOW, ingest_body
+from tests.incidents.helpers import NOW, ingest_body, store_rca
 from tests.incidents.test_rca_stage import rca_messages, scenario_bot  # noqa: F401 - fixture
 from tests.payloads import am_alert, am_body
 from tests.slack.test_card_render import check_golden, valid_blocks
@@ -46,11 +45,7 @@ def _open(factory, key: str, at, report: dict | None, alerts=("KubePodCrashLoopi
                    group_key=key)
     incident_id = ingest_body(factory, body, at).incident_id
     if report is not None:
-        with unit_of_work(factory) as session:
-            investigation = session.execute(select(Investigation).where(
-                Investigation.incident_id == incident_id)).scalar_one()
-            assert investigations.claim(session, investigation.id, "test", at, timedelta(minutes=1))
-            assert investigations.finish(session, investigation.id, "test", report, at)
+        store_rca(factory, incident_id, report, at)
     return incident_id
 
 

@@ -1,0 +1,1 @@
+"""ASK: /ops explain, questions in the incident thread, deployment risk."""
