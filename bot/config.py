@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     postmortem_grace_seconds: float = Field(
         15, ge=0, le=3600, description="Post the postmortem this long after an incident resolves (an alert that "
                                        "fires again within it reopens the incident instead).")
+    deploy_check_token: str | None = Field(None, description="Bearer token of `POST /api/deploy-check` (a CD "
+                                                              "pipeline's own credential); without it the route is off.")
+    risk_slo_objective: float = Field(0.999, gt=0, lt=1, description="The SLO the deploy gate's burn rates are "
+                                                                      "measured against (0.999: 99.9 %).")
     status_channel: str | None = Field(None, description="Stakeholder channel: status updates (`/ops update`) are "
                                                           "also posted there, linking back to the thread.")
 

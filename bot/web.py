@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def create_web_app(runtime: Runtime, with_slack: bool = True) -> Flask:
+    from handlers.deploy_check import deploy_check_blueprint
     from handlers.health import health_blueprint
     from handlers.webhooks import webhooks_blueprint
 
@@ -23,6 +24,7 @@ def create_web_app(runtime: Runtime, with_slack: bool = True) -> Flask:
     runtime.metrics.watch_weeks(runtime.factory, runtime.clock)  # /metrics: the week's numbers
     app.register_blueprint(health_blueprint(runtime))
     app.register_blueprint(webhooks_blueprint(runtime))
+    app.register_blueprint(deploy_check_blueprint(runtime))
     if with_slack:
         from handlers.slack.app import build_bolt_app
         from handlers.slack.routes import slack_blueprint

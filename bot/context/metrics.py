@@ -107,20 +107,32 @@ def _first_of(template: str, selectors: list[str]) -> str:
     return " or ".join(f"({template.format(sel=sel)})" for sel in selectors)
 
 
+def _owners(namespace: str, name: str, pods: list[str]) -> list[str]:
+    ns, quoted = _quote(namespace), _quote(name)
+    owners = [f"namespace={ns},service={quoted}", f"namespace={ns},job={quoted}", f"namespace={ns},app={quoted}"]
+    if pods:
+        owners.append(f"namespace={ns},pod=~{_pods_regex(pods)}")
+    return owners
+
+
+def error_ratio_query(namespace: str, name: str, window: str = "5m", pods: list[str] | None = None) -> str:
+    """The workload's 5xx ratio over `window` by the common instrumentation conventions (its
+    `service`, `job` or `app` label, or its pods): no errors counted is 0, no requests is no data."""
+    counters = [f'__name__=~"{REQUEST_COUNTERS}",{owner}' for owner in _owners(namespace, name, pods or [])]
+    errors = [f"{sel},{matcher}" for sel in counters for matcher in ERROR_MATCHERS]
+    requests = f"sum(rate({{{{{{sel}}}}}}[{window}]))"
+    return f"({_first_of(requests, errors)} or vector(0)) / ({_first_of(requests, counters)})"
+
+
 def application_queries(namespace: str, workload: ObjectRef, pods: list[str]) -> list[SignalQuery]:
     """Requests, 5xx ratio and p95 latency by the common instrumentation conventions; the
     workload is found by its `service` label, its `job` label, or its pods."""
-    ns, name = _quote(namespace), _quote(workload.name)
-    owners = [f"namespace={ns},service={name}", f"namespace={ns},job={name}", f"namespace={ns},app={name}"]
-    if pods:
-        owners.append(f"namespace={ns},pod=~{_pods_regex(pods)}")
+    owners = _owners(namespace, workload.name, pods)
     counters = [f'__name__=~"{REQUEST_COUNTERS}",{owner}' for owner in owners]
-    errors = [f"{sel},{matcher}" for sel in counters for matcher in ERROR_MATCHERS]
     requests = "sum(rate({{{sel}}}[5m]))"
     return [
         SignalQuery("request_rate", "requests/s", _first_of(requests, counters), "per_second"),
-        SignalQuery("error_ratio", "5xx ratio",
-                    f"({_first_of(requests, errors)} or vector(0)) / ({_first_of(requests, counters)})", "ratio"),
+        SignalQuery("error_ratio", "5xx ratio", error_ratio_query(namespace, workload.name, "5m", pods), "ratio"),
         SignalQuery("latency_p95", "p95 latency", _first_of(
             "histogram_quantile(0.95, sum by (le) (rate({{{sel}}}[5m])))",
             [f'__name__=~"{LATENCY_BUCKETS}",{owner}' for owner in owners]), "seconds"),

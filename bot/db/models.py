@@ -436,3 +436,19 @@ class IncidentSignature(Base):
     features: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # owner chain, alerts, log templates, runbooks
     resolution: Mapped[str] = mapped_column(String(24))
     summary: Mapped[str] = mapped_column(Text, default="")
+
+
+class RiskCheck(Base):
+    """One answer to "should we deploy this now?" (`/ops risk`, `POST /api/deploy-check`): who
+    asked, the verdict and every finding it rests on (`bot.ask.risk`). Written once, never changed."""
+
+    __tablename__ = "risk_checks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime]
+    asked_by: Mapped[str] = mapped_column(String(128))
+    workload: Mapped[str] = mapped_column(String(300))
+    verdict: Mapped[str] = mapped_column(String(8))
+    findings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+    __table_args__ = (Index("ix_risk_checks_workload_at", "workload", "at"),)

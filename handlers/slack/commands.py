@@ -6,7 +6,7 @@ import logging
 
 from slack_bolt import Ack, App
 
-from bot.ask import explain
+from bot.ask import explain, risk
 from bot.db.engine import unit_of_work
 from bot.incidents import service
 from bot.incidents.control_flows import Caller, IncidentControls
@@ -17,6 +17,7 @@ from bot.slack.gateway import SlackError
 from bot.slack.render.card import card_view
 from bot.slack.render.explain import render_explanation
 from bot.slack.render.modals import declare_modal
+from bot.slack.render.risk import render_risk
 from bot.slack.render.status import STATUS_LIMIT, render_help, render_status, render_unknown_subcommand
 from bot.slack.render.text import untrusted
 from bot.slack.render.weekly import render_week
@@ -53,6 +54,18 @@ def register(app: App, runtime: Runtime) -> None:
                 reply(command, str(exc))
                 return
             reply(command, answer["text"], answer["blocks"])
+            return
+        if subcommand == "risk":
+            try:
+                workload = risk.parse_workload(words[1] if len(words) == 2 else "")
+            except risk.RiskInputError as exc:
+                ack(response_type="ephemeral", text=f"Usage: `/ops risk deploy/NAMESPACE/NAME`: {exc}")
+                return
+            ack()
+            verdict = risk.assess(runtime.factory, workload, risk.inputs_of(runtime), runtime.clock(),
+                                  f"slack:{command.get('user_id', '')}")
+            rendered = render_risk(verdict)
+            reply(command, rendered["text"], rendered["blocks"])
             return
         if subcommand in REMEDIATION:
             ack()
