@@ -176,3 +176,24 @@ def test_risk_golden():
     rendered = render_risk(verdict)
     check_golden("risk_wait", rendered)
     assert valid_blocks(rendered["blocks"])
+
+
+def test_the_slash_command_is_acked_before_a_slow_cluster_answers(database_url, slack, engine, tmp_path):  # noqa: F811
+    """Kubernetes holds the read of the Deployment: Slack has its ack already, and the verdict
+    follows once the cluster answers."""
+    from bot.sandbox.kube import KubeApiServer, SandboxCluster
+
+    scenario = shared("orders-api-revision-22-panics-on-start")
+    cluster = SandboxCluster(now=scenario.now)
+    cluster.load(scenario.cluster.objects, scenario.cluster.events, [s.model_dump() for s in scenario.cluster.logs])
+    with ExitStack() as stack:
+        kube = stack.enter_context(KubeApiServer(cluster))
+        bot = start(database_url, slack, tmp_path, stack, kube_mode="url", kube_api_url=kube.base_url)
+        hold = kube.hold("GET", "/apis/apps/v1/namespaces/orders/deployments/orders-api", seconds=30)
+        reply = ops(bot, "risk deploy/orders/orders-api")
+        assert reply.status_code == 200 and reply.text == "", "acked at once, answered later"
+        assert hold.arrived.wait(15), "the verdict waits on the cluster"
+        assert slack.ephemerals() == []
+        hold.release()
+        (said,) = slack.wait_for(lambda emu: emu.ephemerals(), timeout=15)
+        assert "Wait" in json.dumps(said["blocks"]) and "rollout is in progress" in json.dumps(said["blocks"])
