@@ -95,3 +95,21 @@ def test_auto_approve_with_nothing_to_approve_says_what_did_not_happen(capsys, p
     (line,) = [line for line in err.splitlines() if line.startswith("opsbot demo:")]
     assert line.startswith("opsbot demo: the RCA of INC-1 proposed no step to approve (no runbook matches ")
     assert "Traceback" not in err
+
+
+def test_explain_reads_what_the_demo_kept(capsys, monkeypatch, prometheus_binary, alertmanager_binary):
+    """`opsbot demo --keep`, then `opsbot explain INC-1` on the state it kept: the same incident,
+    its cause and the step waiting for approval, from the database the demo's bot wrote."""
+    import re
+    import shutil
+
+    assert main(["demo", "--keep"]) == 0
+    kept = re.search(r"state kept in (\S+);", capsys.readouterr().out).group(1)
+    try:
+        monkeypatch.setenv("OPSBOT_DATA_DIR", kept)
+        assert main(["explain", "INC-1"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("INC-1: KubePodCrashLooping")
+        assert "Bad rollout on Deployment/orders/orders-api" in out and "P-1 waits for 1 approval(s) from oncall" in out
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)

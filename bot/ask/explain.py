@@ -11,22 +11,28 @@ row or file says, and no model is asked):
   its plan and dry run, and who may approve it until when.
 - a runbook id: what it does, its parameters, its verification and rollback, and its autonomy
   level in each environment the policy declares.
+- an alert name (`bot.ask.explain_alert`) and a workload such as `deploy/shop/checkout`
+  (`bot.ask.explain_workload`): these also read Prometheus or Kubernetes, once, before the
+  snapshot is opened (`gather`); what could not be read is a line of the answer. A runbook id
+  wins over an alert name spelled the same.
 
 Anything else is `NotAnswered` naming the forms that are answered. `visibility_refusal` says
 when the asker may not see a target: an incident or a step is shown only in a channel the
 policy's `channels` allow (when it lists any); runbooks are the team's configuration, not
-incident data, and are shown anywhere.
+incident data, and are shown anywhere; alerts and workloads list incidents, so they are not.
 
 Invariants: reads only (one snapshot, never a write); `Explanation` holds plain text (the Slack
 and terminal renderers escape and lay it out, so both say exactly the same); the same rows
-give the same explanation (no clock is read); secret parameters are masked (the plan lists them).
+give the same explanation (no clock is read, but the terminal's for an alert's 30 days); secret
+parameters are masked (the plan lists them).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import select
@@ -46,9 +52,11 @@ from bot.remediation.runbook_model import Runbook
 from bot.slack.render.proposal import STATES
 
 if TYPE_CHECKING:
+    from bot.context.clusters import ClusterDirectory
     from bot.remediation.kit import RemediationKit
 
-FORMS = ("INC-12 (an incident)", "P-17 (a proposed step)", "a runbook id such as restart-deployment")
+FORMS = ("INC-12 (an incident)", "P-17 (a proposed step)", "a runbook id such as restart-deployment",
+         "an alert name such as KubePodCrashLooping", "a workload such as deploy/shop/checkout")
 MIN_EVIDENCE, MAX_EVIDENCE = 3, 5
 MAX_SIMILAR = 3
 MAX_DIFF = 8
@@ -85,12 +93,16 @@ class Refused(NotAnswered):
 
 @dataclass(frozen=True)
 class Target:
-    kind: str  # incident | proposal | runbook
-    key: str  # the id (digits) or the runbook id
+    kind: str  # incident | proposal | runbook | alert | workload
+    key: str  # the id (digits), the runbook id, the alert name or `Kind/namespace/name`
 
 
-def parse_target(text: str, catalog: Catalog) -> Target:
-    """`INC-12`, `P-17` (any case) or a runbook id of the catalog; NotAnswered otherwise."""
+def parse_target(text: str, catalog: Catalog, rule_names: Callable[[], set[str]] | None = None) -> Target:
+    """`INC-12`, `P-17` (any case), a runbook id of the catalog, a workload (`deploy/ns/name`),
+    a CamelCase alert name or any alerting rule `rule_names()` knows; NotAnswered otherwise."""
+    from bot.ask.explain_alert import looks_like_alert
+    from bot.ask.explain_workload import parse_workload
+
     word = text.strip()
     if found := _INCIDENT.fullmatch(word):
         return Target("incident", found.group(1))
@@ -98,12 +110,20 @@ def parse_target(text: str, catalog: Catalog) -> Target:
         return Target("proposal", found.group(1))
     if catalog.get(word) is not None:
         return Target("runbook", word)
+    if workload := parse_workload(word):
+        return Target("workload", str(workload))
+    if looks_like_alert(word) or (word and rule_names is not None and word in rule_names()):
+        return Target("alert", word)
     _not_answered(word if len(word) <= 40 else word[:39] + "…")
 
 
 def _not_answered(word: str) -> NoReturn:
     what = f"Nothing to explain for {word!r}" if word else "Explain what?"
     raise NotAnswered(f"{what}: /ops explain answers {', '.join(FORMS[:-1])} or {FORMS[-1]}.")
+
+
+def _label(target: Target) -> str:
+    return {"incident": "INC-", "proposal": "P-"}.get(target.kind, f"{target.kind} ") + target.key
 
 
 def visibility_refusal(policy: Policy, target: Target, channel_id: str | None, channel_name: str | None) -> str | None:
@@ -115,23 +135,60 @@ def visibility_refusal(policy: Policy, target: Target, channel_id: str | None, c
     names = {channel_id, channel_name, f"#{channel_name}" if channel_name else None} - {None}
     if names & set(policy.channels):
         return None
-    return (f"{'INC' if target.kind == 'incident' else 'P'}-{target.key} is not explained in this channel: "
+    return (f"{_label(target)} is not explained in this channel: "
             "the policy shows incidents and steps only in its listed channels.")
 
 
 def answer(kit: RemediationKit, text: str, channel_id: str | None, channel_name: str | None) -> Explanation:
     """`/ops explain <text>` asked in a channel: parsed, checked against the policy's channels,
-    then read in one snapshot. NotAnswered (or Refused) carries the one line to say instead."""
-    target = parse_target(text, kit.catalog)
+    then read in one snapshot. NotAnswered (or Refused) carries the one line to say instead.
+    Prometheus' rules are asked for at most once: to recognise a rule name, then to explain it."""
+    from bot.ask.explain_alert import read_rules
+
+    rules: list = []
+
+    def rule_names() -> set[str]:
+        rules[:] = rules or [read_rules(kit.clusters)]
+        return rules[0].names()
+
+    target = parse_target(text, kit.catalog, rule_names)
     refusal = visibility_refusal(kit.policy, target, channel_id, channel_name)
     if refusal:
         raise Refused(refusal)
+    outside = rules[0] if rules and target.kind == "alert" else gather(kit.factory, kit.clusters, target)
     with reading(kit.factory) as session:
-        return explain(session, target, kit.catalog, kit.policy)
+        return explain(session, target, kit.catalog, kit.policy, outside, kit.clock())
 
 
-def explain(session: Session, target: Target, catalog: Catalog, policy: Policy) -> Explanation:
-    """The explanation of a parsed target; NotAnswered when it refers to nothing."""
+def gather(factory, clusters: ClusterDirectory, target: Target) -> Any:
+    """What an alert or workload answer reads outside the database (Prometheus' rules, the
+    workload from Kubernetes), before the snapshot opens; None for the other targets."""
+    from bot.ask import explain_alert, explain_workload
+
+    if target.kind == "alert":
+        return explain_alert.read_rules(clusters)
+    if target.kind != "workload":
+        return None
+    ref = explain_workload.parse_ref(target.key)
+    with reading(factory) as session:
+        cluster = explain_workload.latest_cluster(session, ref)
+    return explain_workload.read_workload(clusters, cluster, ref)
+
+
+def explain(session: Session, target: Target, catalog: Catalog, policy: Policy, outside: Any = None,
+            now: datetime | None = None) -> Explanation:
+    """The explanation of a parsed target; NotAnswered when it refers to nothing. `outside` is
+    `gather`'s read (without it, an alert or workload answer says Prometheus or Kubernetes was
+    not asked); `now` ends an alert's 30 days (the terminal passes none: the current time)."""
+    from bot.ask import explain_alert, explain_workload
+
+    if target.kind == "alert":
+        read = outside or explain_alert.RulesRead(failures=("Could not read the rule: Prometheus was not asked.",))
+        return explain_alert.explain_alert(session, target.key, read, now or datetime.now(UTC))
+    if target.kind == "workload":
+        ref = explain_workload.parse_ref(target.key)
+        read = outside or explain_workload.WorkloadRead(None, failures=["Kubernetes was not asked."])
+        return explain_workload.explain_workload(session, ref, read, catalog, policy)
     if target.kind == "incident":
         return explain_incident(session, int(target.key))
     if target.kind == "proposal":

@@ -1,6 +1,7 @@
 """`opsbot explain <target>`: the answer `/ops explain` gives, as text in a terminal. Read-only.
 
-The target forms are `bot.ask.explain`'s (INC-12, P-17, a runbook id). The terminal has no
+The target forms are `bot.ask.explain`'s (INC-12, P-17, a runbook id, an alert name, a
+workload); Prometheus and Kubernetes are read as the configuration says, as `/ops explain` does. The terminal has no
 channel, so nothing is refused for where it is asked: whoever runs it can read the database.
 An unknown form or a reference to nothing is one line on stderr and exit code 2; nothing is
 changed either way.
@@ -26,8 +27,9 @@ def explanation_text(explanation: Explanation) -> str:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from bot.ask.explain import NotAnswered, explain, parse_target
+    from bot.ask.explain import NotAnswered, explain, gather, parse_target
     from bot.cli import CliError, _settings, _with_database
+    from bot.context.clusters import ClusterDirectory
     from bot.db.engine import reading
     from bot.policy.model import PolicyError, load_policies
     from bot.remediation.catalog import CatalogError, load_catalog
@@ -42,8 +44,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         target = parse_target(args.target, catalog)
 
         def build(factory):
+            outside = gather(factory, ClusterDirectory.from_settings(_settings()), target)  # before the snapshot
             with reading(factory) as session:
-                return explain(session, target, catalog, policy)
+                return explain(session, target, catalog, policy, outside)
         explanation = _with_database(build)
     except NotAnswered as exc:
         raise CliError(str(exc), code=2) from None
