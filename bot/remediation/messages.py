@@ -44,7 +44,7 @@ def view_of(kit: RemediationKit, proposal: Proposal, reference: str, approvals: 
         approve_value=tokens.sign(kit.key, APPROVE, proposal.id, proposal.expires_at),
         reject_value=tokens.sign(kit.key, REJECT, proposal.id, proposal.expires_at),
         **unverified.button_values(kit, proposal),
-        rejected_by=proposal.rejected_by, reject_reason=proposal.reject_reason)
+        rejected_by=proposal.rejected_by, reject_reason=proposal.reject_reason, proposal_id=proposal.id)
 
 
 class ProposalMessages:

@@ -1,4 +1,5 @@
-"""Approve / Reject on proposed steps. Thin: ack, call the flow, tell the clicker why not.
+"""Approve / Reject / Why? on proposed steps. Thin: ack, call the flow, tell the clicker why not
+(Why? shows the step's explanation, `/ops explain P-N`, to the clicker alone).
 
 Reject opens a modal asking for an optional reason (the rejection happens when it is
 submitted); without a trigger id the step is rejected at once, without a reason.
@@ -11,11 +12,13 @@ import logging
 
 from slack_bolt import Ack, App
 
+from bot.ask import explain
 from bot.remediation import clicks
 from bot.runtime import Runtime
 from bot.slack import inbound
 from bot.slack.gateway import SlackError
-from bot.slack.render.proposal import APPROVE_ACTION_ID, REJECT_ACTION_ID
+from bot.slack.render.explain import render_explanation
+from bot.slack.render.proposal import APPROVE_ACTION_ID, REJECT_ACTION_ID, WHY_ACTION_ID
 from bot.slack.render.text import plain
 from handlers.slack.ephemeral import tell
 
@@ -72,6 +75,23 @@ def register(app: App, runtime: Runtime) -> None:
         result = clicks.reject(kit, click, "")
         tell(runtime, click.channel, click.user, (":no_entry_sign: " if result.ok else ":no_entry: ") + result.message)
         runtime.workers.wake_stages()
+
+    @app.action(WHY_ACTION_ID)
+    def why_clicked(ack: Ack, body: dict, action: dict) -> None:
+        """`/ops explain P-N` for the clicker alone: reads, changes nothing."""
+        ack()
+        click = click_of(body, action)
+        value = click.value if click.value.isdigit() and len(click.value) <= 18 else ""
+        try:
+            answer = render_explanation(explain.answer(kit, f"P-{value}", click.channel, None))
+        except explain.NotAnswered as exc:
+            tell(runtime, click.channel, click.user, f":no_entry: {exc}")
+            return
+        if click.channel:
+            try:
+                runtime.gateway.post_ephemeral(click.channel, click.user, answer["text"], answer["blocks"])
+            except SlackError as exc:
+                log.warning("the Why? answer was not shown: %s", exc)
 
     @app.view(REJECT_VIEW)
     def reason_submitted(ack: Ack, body: dict, view: dict) -> None:

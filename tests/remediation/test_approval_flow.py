@@ -236,3 +236,16 @@ def test_a_token_names_its_purpose(orders):
         tokens.verify(key, "approve", value, now + timedelta(minutes=6))
     with pytest.raises(tokens.TokenError, match="not one of"):
         tokens.verify(key, "approve", "7.abc", now)
+
+
+def test_why_shows_the_step_decision_to_the_clicker_alone_and_changes_nothing(world, orders):
+    w = world(orders)
+    w.deliver()
+    message = w.proposal("rollback-deployment")
+    before = kinds(w)
+    assert w.click(message, "step_why", BOB).status_code == 200
+    said = w.slack.wait_for(lambda emu: [e for e in emu.ephemerals() if e.get("user") == BOB], timeout=15)
+    text = str(said[0]["blocks"])
+    assert "P-1" in text and "needs_approval" in text and "oncall" in text
+    assert status_of(w, "rollback-deployment") == "proposed" and w.writes() == []
+    assert kinds(w) == before, "reading the explanation writes nothing"

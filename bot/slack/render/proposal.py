@@ -21,6 +21,7 @@ APPROVE_ACTION_ID = "step_approve"
 REJECT_ACTION_ID = "step_reject"
 VERIFY_ROLLBACK_ACTION_ID = "step_verify_rollback"
 VERIFY_ACCEPT_ACTION_ID = "step_verify_accept"
+WHY_ACTION_ID = "step_why"  # `/ops explain P-N` for the clicker alone; changes nothing
 STATES = {
     "described": (":bulb:", "suggested (not runnable from here: the policy's autonomy for it is suggest)"),
     "proposed": (":hourglass_flowing_sand:", "waiting for approval"),
@@ -71,6 +72,7 @@ class ProposalView:
     accept_value: str | None = None
     rejected_by: str | None = None
     reject_reason: str | None = None
+    proposal_id: int | None = None  # the Why? button explains P-<id>
 
 
 def _diff(plan: dict[str, Any]) -> str:
@@ -147,6 +149,8 @@ def render_proposal(view: ProposalView) -> dict[str, Any]:
              "text": {"type": "plain_text", "text": "Approve"}},
             {"type": "button", "action_id": REJECT_ACTION_ID, "style": "danger", "value": view.reject_value,
              "text": {"type": "plain_text", "text": "Reject"}},
+            *([{"type": "button", "action_id": WHY_ACTION_ID, "value": str(view.proposal_id),
+                "text": {"type": "plain_text", "text": "Why?"}}] if view.proposal_id else []),
         ]})
     if view.status == "unverified" and (view.rollback_value or view.accept_value):
         elements = [{"type": "button", "action_id": VERIFY_ROLLBACK_ACTION_ID, "style": "danger",
