@@ -30,7 +30,7 @@ from bot.context.kube_read import KubeReader
 from bot.context.model import ObjectRef
 from bot.context.rollout import rollout_view
 from bot.context.subject import valid_name
-from bot.db.models import Incident, Investigation
+from bot.db.models import Incident, Investigation, RiskCheck
 from bot.diagnosis.model import CATEGORY_TITLES
 from bot.policy.engine import autonomy_for, environment_of
 from bot.policy.model import Policy
@@ -234,6 +234,18 @@ def _runbooks(ref: ObjectRef, catalog: Catalog, policy: Policy, read: WorkloadRe
     return Part(heading, tuple(lines) or (f"No runbook applies to a {ref.kind}.",))
 
 
+MAX_DEPLOY_CHECKS = 3
+
+
+def _deploy_checks(session: Session, ref: ObjectRef) -> Part:
+    """The latest verdicts of `/ops risk` and the deploy gate on it (`bot.ask.risk`), worst reason first."""
+    rows = session.execute(select(RiskCheck).where(RiskCheck.workload == str(ref))
+                           .order_by(RiskCheck.at.desc(), RiskCheck.id.desc()).limit(MAX_DEPLOY_CHECKS)).scalars().all()
+    lines = [f"R-{row.id} {row.at:%Y-%m-%d %H:%M} UTC: {row.verdict}, asked by {row.asked_by}"
+             + (f" — {row.findings[0]['check']}: {row.findings[0]['text']}" if row.findings else "") for row in rows]
+    return Part("Deploy checks (/ops risk, the deploy gate)", tuple(lines) or ("None asked.",))
+
+
 def explain_workload(session: Session, ref: ObjectRef, read: WorkloadRead, catalog: Catalog,
                      policy: Policy) -> Explanation:
     """The workload now (from `read`), its incidents, dependencies and runbooks (from the rows)."""
@@ -242,4 +254,5 @@ def explain_workload(session: Session, ref: ObjectRef, read: WorkloadRead, catal
     headline = f"{ref}" + (f" in cluster {read.cluster}" if read.cluster else "") + \
         f" — {len(found)} incident(s) recorded, {open_count} open"
     return Explanation(str(ref), headline, (_health(ref, read), _rollouts(ref, read), _incidents(found),
-                                            _dependencies(ref, found), _runbooks(ref, catalog, policy, read)))
+                                            _dependencies(ref, found), _deploy_checks(session, ref),
+                                            _runbooks(ref, catalog, policy, read)))

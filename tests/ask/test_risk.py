@@ -92,6 +92,12 @@ def test_an_open_critical_incident_is_a_no_go_in_slack_and_for_the_pipeline(data
         assert "No-go" in json.dumps(said["blocks"]) and "INC-1 is open" in json.dumps(said["blocks"])
         assert [(c.verdict, c.asked_by.split(":")[0]) for c in checks(bot)] == \
             [("go", "api"), ("no-go", "api"), ("no-go", "slack")]
+        # every verdict is visible in /ops explain of the workload
+        assert ops(bot, "explain deploy/shop/checkout").status_code == 200
+        shown = slack.wait_for(lambda emu: [e for e in emu.ephemerals() if "Deploy checks" in json.dumps(e["blocks"])],
+                               timeout=15)
+        text = json.dumps(shown[0]["blocks"])
+        assert "R-3" in text and "no-go, asked by slack:" in text and "R-1" in text
 
 
 def test_bad_requests_change_nothing(database_url, slack, engine, tmp_path):  # noqa: F811
