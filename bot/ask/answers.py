@@ -14,8 +14,9 @@ Three parts, kept apart:
   `ask.answered` on the timeline. A Slack failure is logged and recorded as `slack.failed`,
   never raised: a question can never break the listener.
 
-The graph intent re-renders the graph stored with the RCA (`bot.slack.graph`); Prometheus is not
-queried again, and the answer says so and from when the data is.
+The graph intent re-renders the graph stored with the RCA (`bot.slack.graph`), and says from when
+the data is; a signal named in the question ("graph error rate", "memory") is queried from
+Prometheus now instead (`bot.ask.fresh_graph`), or the answer says why it could not be.
 
 Slack's retries of one event are dropped before the listener (`bot.slack.inbound`, by
 `event_id`), so a question is answered once.
@@ -25,13 +26,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.ask.fresh_graph import fresh_graph, wanted_signal
 from bot.ask.intents import INTENTS, Intent, match
 from bot.clock import Clock
 from bot.db.engine import reading, unit_of_work
@@ -357,9 +359,23 @@ class ThreadQuestions:
     """Answers questions in incident threads (the app_mention listener calls it after acking)."""
 
     def __init__(self, factory: sessionmaker[Session], gateway: SlackGateway, clock: Clock,
-                 policy: Callable[[], Policy | None] = lambda: None):
-        """`policy`: the policy in force when a question is answered (read at each answer)."""
+                 policy: Callable[[], Policy | None] = lambda: None,
+                 prometheus: Callable[[str | None], str | None] = lambda _cluster: None):
+        """`policy`: the policy in force when a question is answered (read at each answer);
+        `prometheus`: the Prometheus URL of a cluster, for a graph asked for by name."""
         self._factory, self._gateway, self._clock, self._policy = factory, gateway, clock, policy
+        self._prometheus = prometheus
+
+    def _fresh(self, stored: Answer, evidence: Evidence, key: str, cluster: str | None) -> Answer:
+        """The named signal queried now (`bot.ask.fresh_graph`); else the stored graph, saying why."""
+        now = self._clock()
+        graph, why_not = fresh_graph(self._prometheus(cluster), evidence.report, key, now)
+        if graph is None:
+            return replace(stored, source=f"{stored.source} Asked for {key.replace('_', ' ')}: {why_not}.")
+        lines = (Line(f"{graph['title']} ({len(graph['series'])} series), image below."),
+                 Line(str(graph["query"]), code=True))
+        return Answer(stored.reference, "graph", f"Graph of {key.replace('_', ' ')}", lines,
+                      f"Queried from Prometheus at {_when(now)}.", graph)
 
     def incident_of_thread(self, channel: str | None, thread_ts: str | None) -> int | None:
         """The incident whose thread this is (its root is the incident's card), else None."""
@@ -373,7 +389,10 @@ class ThreadQuestions:
             incident = session.get(Incident, incident_id)
             if incident is None:
                 return None
-            answer = build_answer(intent, load_evidence(session, incident, self._policy()))
+            evidence = load_evidence(session, incident, self._policy())
+            answer, cluster = build_answer(intent, evidence), incident.cluster
+        if intent is not None and intent.name == "graph" and (key := wanted_signal(question)):
+            answer = self._fresh(answer, evidence, key, cluster)
         rendered = render_answer(answer)
         failure = None
         try:

@@ -26,8 +26,12 @@ def from_a_bot(event: dict, body: dict, bot_user_id: str | None) -> bool:
 
 def register(app: App, runtime: Runtime) -> None:
     kit = runtime.remediation
+    def prometheus_of(cluster: str | None) -> str | None:
+        access = kit.clusters.resolve(cluster) if kit is not None else None
+        return access.prometheus_url if access is not None else runtime.settings.prometheus_url
+
     questions = ThreadQuestions(runtime.factory, runtime.gateway, runtime.clock,
-                                lambda: kit.policy if kit is not None else None)
+                                lambda: kit.policy if kit is not None else None, prometheus_of)
 
     @app.event("app_mention")
     def mentioned(event: dict, body: dict, context) -> None:

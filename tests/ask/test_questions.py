@@ -244,3 +244,36 @@ def test_a_slack_failure_is_on_the_timeline_not_raised(bot, slack):
     assert timeline(bot.runtime, "ask.answered")[-1] == {"intent": "status", "posted": False}
     mention(bot.url, root["channel"], root["ts"], "status?")  # the listener still answers the next question
     slack.wait_for(lambda emu: answers(emu, root), timeout=15)
+
+
+@pytest.mark.prometheus
+def test_a_signal_named_in_the_question_is_queried_from_prometheus_now(world, orders):
+    w = world(orders)
+    w.deliver()
+    w.proposal("rollback-deployment")
+    root = w.thread()[0]
+    assert mention(w.bot.url, root["channel"], root["ts"], "graph the restarts please").status_code == 200
+    (got,) = w.slack.wait_for(lambda emu: answers(emu, root) or None, timeout=15)
+    text = json.dumps(got["blocks"])
+    assert "Graph of restarts" in text and "Queried from Prometheus at" in text, text
+    assert "kube_pod_container_status_restarts_total" in text and "orders-api" in text
+    (png,) = w.slack.wait_for(lambda emu: [f for f in emu.files if f["filename"] == "inc-1-graph.png"], timeout=15)
+    assert png["bytes"].startswith(b"\x89PNG")
+    assert mention(w.bot.url, root["channel"], root["ts"], "graph the error rate").status_code == 200
+    second = w.slack.wait_for(lambda emu: answers(emu, root)[1] if len(answers(emu, root)) > 1 else None, timeout=15)
+    assert "Graph of error ratio" in json.dumps(second["blocks"])
+
+
+def test_a_named_signal_that_cannot_be_queried_says_why():
+    from datetime import UTC, datetime
+
+    from bot.ask.fresh_graph import fresh_graph, wanted_signal
+
+    assert (wanted_signal("graph error rate"), wanted_signal("show memory"), wanted_signal("graph it")) == \
+        ("error_ratio", "memory_vs_limit", None)
+    report = {"owners": ["Pod/shop/checkout-1", "Deployment/shop/checkout"], "hypotheses": [{"resource": "x"}]}
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    assert fresh_graph(None, report, "restarts", now) == (None, "Prometheus is not configured")
+    assert fresh_graph("http://127.0.0.1:9", {}, "restarts", now) == (None, "the analysis names no workload to query")
+    graph, why = fresh_graph("http://127.0.0.1:9", report, "restarts", now)
+    assert graph is None and "unreachable" in why
