@@ -207,7 +207,9 @@ def _incidents(found: list[tuple[Incident, dict[str, Any] | None]]) -> Part:
     return Part("Incidents on it", tuple(lines))
 
 
-def _dependencies(ref: ObjectRef, found: list[tuple[Incident, dict[str, Any] | None]]) -> Part:
+def known_dependencies(ref: ObjectRef, found: list[tuple[Incident, dict[str, Any] | None]]) -> dict[str, list[str]]:
+    """What the workload depends on as its incidents' RCAs named it (a host, or an object), with
+    the incidents that named each; also what `/ops risk` checks for incidents."""
     seen: dict[str, list[str]] = {}
     for incident, report in found:
         for h in (report or {}).get("hypotheses") or []:
@@ -217,6 +219,11 @@ def _dependencies(ref: ObjectRef, found: list[tuple[Incident, dict[str, Any] | N
             for name in filter(None, names):
                 if f"INC-{incident.id}" not in seen.setdefault(name, []):
                     seen[name].append(f"INC-{incident.id}")
+    return seen
+
+
+def _dependencies(ref: ObjectRef, found: list[tuple[Incident, dict[str, Any] | None]]) -> Part:
+    seen = known_dependencies(ref, found)
     if not seen:
         return Part("Dependencies (as its RCAs found them)", ("Not known: no stored RCA of its incidents names one.",))
     return Part("Dependencies (as its RCAs found them)",

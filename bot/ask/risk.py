@@ -17,8 +17,10 @@ finding: any no-go is no-go, else any wait is wait, else go.
   Google SRE workbook's pairs: 1 h and 5 min above 14.4× is no-go, 6 h and 30 min above 6× is
   wait), against the SLO objective (`OPSBOT_RISK_SLO_OBJECTIVE`, 99.9 % by default).
 
-Dependencies' incidents are not checked yet (the RCA's dependency graph is not stored per
-workload); the answer says so. Database reads happen in one snapshot; Kubernetes and
+- dependencies: an open incident on what it depends on, as the RCAs of its past incidents named
+  it (wait); none known is said.
+
+Database reads happen in one snapshot; Kubernetes and
 Prometheus are asked outside any transaction, each bounded by a timeout. Every verdict is
 recorded (`risk_checks`: who asked, the verdict, every finding).
 """
@@ -34,7 +36,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.ask.explain_workload import incidents_on, known_dependencies
 from bot.context.metrics import error_ratio_query
+from bot.context.model import ObjectRef
 from bot.db.models import Alert, Incident, Proposal, RiskCheck
 from bot.policy.cron import in_window
 from bot.policy.model import Policy, matches
@@ -165,6 +169,39 @@ def rollback_findings(session: Session, workload: Workload, now: datetime) -> li
             for p in rows] or [Finding("rollbacks", "ok", f"no rollback of it in the last {_span(ROLLBACKS)}")]
 
 
+def _scope_of(dependency: str, namespace: str) -> tuple[str, str] | None:
+    """(namespace, service) of a dependency as an RCA names it: `Kind/ns/name`, a cluster DNS
+    name (`name.ns.svc[.cluster.local][:port]`) or a bare `name[:port]` in the workload's namespace."""
+    parts = dependency.split("/")
+    if len(parts) == 3:
+        return parts[1], parts[2]
+    host = dependency.split(":")[0].lower()
+    labels = host.split(".")
+    if len(labels) >= 3 and labels[2] == "svc":
+        return labels[1], labels[0]
+    return (namespace, host) if len(labels) == 1 and _NAME.fullmatch(host) else None
+
+
+def dependency_findings(session: Session, workload: Workload) -> list[Finding]:
+    """Open incidents on what it depends on, as its past RCAs named it (wait: not its fault, but
+    not the moment); said when none is known."""
+    ref = ObjectRef(workload.kind, workload.namespace, workload.name)
+    dependencies = known_dependencies(ref, incidents_on(session, ref))
+    if not dependencies:
+        return [Finding("dependencies", "unknown", "none known: no stored RCA of its incidents names one")]
+    found = []
+    for name in sorted(dependencies):
+        scope = _scope_of(name, workload.namespace)
+        if scope is None:
+            continue
+        for incident in session.execute(select(Incident).where(
+                Incident.namespace == scope[0], Incident.service == scope[1], Incident.status == "open")).scalars():
+            found.append(Finding("dependencies", "wait", f"{name}, which it depends on, has {incident.reference} "
+                                                          f"open ({incident.severity}): {incident.title}"))
+    return found or [Finding("dependencies", "ok", f"no open incident on what it depends on "
+                                                   f"({', '.join(sorted(dependencies)[:5])})")]
+
+
 # -- the checks that ask the cluster and Prometheus ----------------------------------------
 
 def rollout_findings(api_client, workload: Workload, timeout_seconds: float = 5.0) -> list[Finding]:
@@ -267,10 +304,9 @@ def assess(factory, workload: Workload, inputs: Inputs, now: datetime, asked_by:
     with reading(factory) as session:
         findings = [*incident_findings(session, workload, now), *alert_findings(session, workload),
                     *freeze_findings(session, inputs.policy, workload, now),
-                    *rollback_findings(session, workload, now)]
+                    *rollback_findings(session, workload, now), *dependency_findings(session, workload)]
     findings += rollout_findings(inputs.api_client, workload)
     findings += burn_findings(inputs.prometheus_url, workload, inputs.objective)
-    findings.append(Finding("dependencies", "unknown", "incidents on what it depends on are not checked yet"))
     findings.sort(key=lambda f: LEVELS.index(f.level))
     verdict = Verdict(workload.ref, verdict_of(findings), tuple(findings), now)
     with unit_of_work(factory) as session:

@@ -203,3 +203,29 @@ def test_the_slash_command_is_acked_before_a_slow_cluster_answers(database_url, 
         hold.release()
         (said,) = slack.wait_for(lambda emu: emu.ephemerals(), timeout=15)
         assert "Wait" in json.dumps(said["blocks"]) and "rollout is in progress" in json.dumps(said["blocks"])
+
+
+def test_an_open_incident_on_a_dependency_its_rcas_named_means_wait(engine):  # noqa: F811
+    from datetime import timedelta
+
+    from bot.db.engine import make_session_factory
+    from tests.incidents.helpers import NOW, ingest_body, store_rca
+
+    factory = make_session_factory(engine)
+    past = ingest_body(factory, am_body([am_alert(namespace="shop", service="checkout")], group_key="a")).incident_id
+    store_rca(factory, past, {"version": 1, "subject": "Deployment/shop/checkout", "owners": ["Deployment/shop/checkout"],
+                              "hypotheses": [{"category": "dependency_unreachable", "resource": "Deployment/shop/checkout",
+                                              "confidence": 0.8, "summary": "payments refuses connections",
+                                              "facts": {"dependency": "payments.shop.svc:8080"}}]}, NOW)
+    with reading(factory) as session:
+        (nothing_open,) = risk.dependency_findings(session, SHOP)
+    assert nothing_open.level == "ok" and "payments.shop.svc:8080" in nothing_open.text
+    ingest_body(factory, am_body([am_alert(namespace="shop", service="payments", severity="critical")], group_key="b"),
+                NOW + timedelta(minutes=5))
+    with reading(factory) as session:
+        (down,) = risk.dependency_findings(session, SHOP)
+        (unknown,) = risk.dependency_findings(session, risk.Workload("Deployment", "maps", "tiles"))
+    assert down.level == "wait" and "payments.shop.svc:8080, which it depends on, has INC-2 open" in down.text
+    assert unknown.level == "unknown"
+    assert risk._scope_of("Deployment/db/postgres", "shop") == ("db", "postgres")
+    assert risk._scope_of("redis:6379", "shop") == ("shop", "redis") and risk._scope_of("api.example.com", "x") is None
