@@ -50,6 +50,8 @@ def test_an_incident_is_mirrored_to_pagerduty_and_back_without_a_loop(configured
     (pd_incident,) = pd.wait_for(lambda emu: emu.incidents(), timeout=15)
     assert pd_incident["incident_key"] == "opsbot-INC-1"
     assert pd_incident["urgency"] == "high"
+    # the card first: an acknowledgement that arrives before it is told by the card itself, not a note
+    slack.wait_for(lambda emu: roots(emu), timeout=15)
 
     pd.acknowledge(pd_incident["id"], by="Alice Oncall")
     slack.wait_for(lambda emu: "acknowledged by Alice Oncall" in card_json(emu), timeout=15)
