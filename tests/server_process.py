@@ -51,7 +51,7 @@ class ServerProcess:
             assert self._process is not None and self._process.poll() is None, f"the server exited:\n{self.logs()}"
             try:
                 return requests.get(f"{self.url}/readyz", timeout=1).status_code == 200
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy starting to answer in time
                 return False
         eventually(ready, timeout=READY_SECONDS, interval=0.1)
         return self.url
