@@ -168,6 +168,6 @@ def run_demo(scenario_path: Path | None, keep: bool = False, auto_approve: bool 
     print(thread, flush=True)
     print(f"\n(the demo took {time.monotonic() - started:.0f} s)")
     if keep:
-        print(f"\n(state kept in {workdir}; `OPSBOT_DATA_DIR={workdir} opsbot explain INC-1` explains the incident "
-              "from it, as /ops explain does)")
+        print(f"\n(state kept in {workdir}; `OPSBOT_DATABASE_URL=sqlite:///{workdir / 'opsbot.sqlite3'} opsbot "
+              "explain INC-1` explains the incident from it, as /ops explain does)")
     return 0

@@ -104,9 +104,11 @@ def test_explain_reads_what_the_demo_kept(capsys, monkeypatch, prometheus_binary
     import shutil
 
     assert main(["demo", "--keep"]) == 0
-    kept = re.search(r"state kept in (\S+);", capsys.readouterr().out).group(1)
+    printed = capsys.readouterr().out
+    kept = re.search(r"state kept in (\S+);", printed).group(1)
     try:
-        monkeypatch.setenv("OPSBOT_DATA_DIR", kept)
+        # the command the demo prints: its own database wins over any DATABASE_URL around
+        monkeypatch.setenv("OPSBOT_DATABASE_URL", re.search(r"`OPSBOT_DATABASE_URL=(\S+) opsbot", printed).group(1))
         assert main(["explain", "INC-1"]) == 0
         out = capsys.readouterr().out
         assert out.startswith("INC-1: KubePodCrashLooping")
