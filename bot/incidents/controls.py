@@ -9,6 +9,8 @@ is on the timeline with the person who made it, bumps the card, and queues a lin
 thread (`note_pending`, posted by the card worker: debounced, posted once). PagerDuty follows
 through the incident's wanted status (`bot.incidents.pagerduty_sync`), as for Acknowledge.
 Refusals raise `ActionRefused` with the sentence shown to the person; nothing is changed.
+What people type (a resolution note, a status update, a follow-up) is redacted before it is
+stored, so a pasted secret reaches no row, file or printout.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bot.db.models import FollowUp, Incident
 from bot.incidents import investigations, resolution, service
 from bot.incidents.acknowledge import NOT_UPDATED_REASON, ActionRefused
 from bot.incidents.flows import desired_pagerduty_status
+from bot.redaction import redact
 from bot.timeline import chain
 
 SEVERITIES = ("critical", "high", "warning", "info")
@@ -95,7 +98,7 @@ def resolve(session: Session, incident_id: int, person: Person, now: datetime, n
     if incident.status == "resolved":
         raise ActionRefused(f"{incident.reference} is already resolved"
                             + (f" (by {incident.resolved_by})" if incident.resolved_by else ""))
-    note = note.strip()[:MAX_NOTE]
+    note = redact(note.strip())[:MAX_NOTE]
     resolution.mark_resolved(session, incident, person.name, person.ref, now, grace, "resolved by a person",
                              note or None)
     shown = person.name + _follow_pagerduty(session, incident, "resolved", pagerduty_writable, now)
@@ -152,7 +155,7 @@ def take_command(session: Session, incident_id: int, person: Person, now: dateti
 def post_update(session: Session, incident_id: int, text: str, person: Person, now: datetime) -> Incident:
     """A status update: shown on the card and posted in the thread (and the status channel) by
     the caller after this commits."""
-    text = text.strip()
+    text = redact(text.strip())
     if not text:
         raise ActionRefused("a status update needs some text: `/ops update INC-N <what changed>`")
     incident = _locked(session, incident_id)
@@ -164,7 +167,7 @@ def post_update(session: Session, incident_id: int, text: str, person: Person, n
 
 def add_follow_up(session: Session, incident_id: int, text: str, owner: str | None, person: Person,
                   now: datetime) -> FollowUp:
-    text = text.strip()
+    text = redact(text.strip())
     if not text:
         raise ActionRefused("a follow-up needs a text: `/ops followup INC-N <what to do> [@owner]`")
     incident = session.get(Incident, incident_id)

@@ -66,3 +66,20 @@ def test_repeats_of_alerts_still_firing_do_not_reopen_an_incident_a_person_resol
            now=NOW + timedelta(minutes=6))  # something new fires: that reopens it
     (incident,) = incidents(factory)
     assert incident.status == "open" and incident.resolved_by is None
+
+
+def test_what_people_type_is_redacted_before_it_is_stored(factory):
+    from bot.db.engine import unit_of_work
+    from bot.incidents import controls
+
+    ingest(factory, [firing("2026-11-21T10:00:00Z")])
+    (incident,) = incidents(factory)
+    alice = controls.Person("U0ALICE", "alice")
+    secret = "postgres://app:s3cret@db:5432/orders"
+    with unit_of_work(factory) as session:
+        controls.post_update(session, incident.id, f"DSN was {secret}", alice, NOW)
+        item = controls.add_follow_up(session, incident.id, f"rotate {secret}", None, alice, NOW)
+        controls.resolve(session, incident.id, alice, NOW, f"fixed {secret}")
+        stored = (session.get(type(incident), incident.id).latest_update, item.text,
+                  session.get(type(incident), incident.id).resolution_note)
+    assert all("s3cret" not in text for text in stored), stored
