@@ -76,6 +76,10 @@ class IncidentControls:
                                   channel=caller.channel, message_ts=caller.message_ts, now=self._runtime.clock())
         return Reply(False, reason, incident_id=incident_id)
 
+    def refusal_text(self, control: str, caller: Caller) -> str | None:
+        """The policy's reason to refuse `control` to `caller` (None: allowed), recording nothing."""
+        return self._refusal(control, caller)
+
     def refuse_malformed(self, control: str, caller: Caller, reason: str) -> Reply:
         """A button or form whose value is not ours: nothing changes; recorded in the thread it
         was clicked in, when that is one of ours."""

@@ -61,6 +61,11 @@ def register(app: App, runtime: Runtime) -> None:
             except risk.RiskInputError as exc:
                 ack(response_type="ephemeral", text=f"Usage: `/ops risk deploy/NAMESPACE/NAME`: {exc}")
                 return
+            refusal = controls.refusal_text("risk", Caller(command.get("user_id", ""), "", command.get("channel_id"),
+                                                          button=True))
+            if refusal:  # it lists the workload's incidents: only where incidents may be shown
+                ack(response_type="ephemeral", text=untrusted(f"Not answered: {refusal}.", 500))
+                return
             ack()
             verdict = risk.assess(runtime.factory, workload, risk.inputs_of(runtime), runtime.clock(),
                                   f"slack:{command.get('user_id', '')}")

@@ -229,3 +229,11 @@ def test_an_open_incident_on_a_dependency_its_rcas_named_means_wait(engine):  # 
     assert unknown.level == "unknown"
     assert risk._scope_of("Deployment/db/postgres", "shop") == ("db", "postgres")
     assert risk._scope_of("redis:6379", "shop") == ("shop", "redis") and risk._scope_of("api.example.com", "x") is None
+
+
+def test_risk_is_refused_where_the_policy_does_not_show_incidents(database_url, slack, engine, tmp_path):  # noqa: F811
+    with ExitStack() as stack:
+        bot = start(database_url, slack, tmp_path, stack, policy="id: test\nchannels: [C0ELSEWHERE]\n")
+        answer = ops(bot, "risk deploy/shop/checkout")
+        assert "Not answered" in answer.json()["text"] and "C0OPSBOT" in answer.json()["text"]
+        assert checks(bot) == [], "nothing asked, nothing recorded"
