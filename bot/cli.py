@@ -115,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(**overrides)
     configure_logging(settings.log_level, settings.log_format)
     _ensure_sqlite_dir(settings)
+    from bot.digests.config import DigestsConfigError
     from bot.policy.model import PolicyError
     from bot.remediation.catalog import CatalogError
 
@@ -122,6 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         runtime = build_runtime(settings)
     except (CatalogError, PolicyError) as exc:
         raise CliError(f"cannot start: the runbooks or policies are invalid:\n{exc}", code=2) from None
+    except DigestsConfigError as exc:
+        raise CliError("cannot start: the digests file is invalid:\n  " + "\n  ".join(exc.problems), code=2) from None
     try:
         try:
             problem = schema_problem(runtime.engine)
@@ -138,6 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise CliError(f"cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror}") from None
         socket_mode = _start_socket_mode(runtime) if settings.slack_app_token else None
         runtime.workers.start()
+        runtime.start_schedules()
         freeze_startup_objects()
         stopping = threading.Event()
 
@@ -454,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--min-top1", type=float, help="exit 1 when the top-1 share is below this (0-1)")
     evaluate.set_defaults(func=cmd_eval)
 
+    from bot.digests.cli import add_parser as add_digest_parser
+
+    add_digest_parser(commands)
     commands.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     return parser
 

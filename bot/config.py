@@ -147,6 +147,8 @@ class Settings(BaseSettings):
                                                                       "measured against (0.999: 99.9 %).")
     status_channel: str | None = Field(None, description="Stakeholder channel: status updates (`/ops update`) are "
                                                           "also posted there, linking back to the thread.")
+    digests_file: Path | None = Field(None, description="YAML file of the daily digests: schedules (digest, channel, "
+                                                        "cron, time zone) and what each checks. None: no schedules.")
 
     duplicate_window_seconds: int = Field(
         120, ge=0, le=86400, description="An identical webhook body within this is a retry, processed once."

@@ -66,8 +66,17 @@ class Runtime:
     signing_secret: str
     owned: list = field(default_factory=list)  # things with .stop() started for this runtime
     remediation: RemediationKit | None = None
+    digests: object | None = None  # `bot.digests.flows.DigestRunner`
+    digest_scheduler: object | None = None  # `bot.digests.scheduler.DigestScheduler`
+
+    def start_schedules(self) -> None:
+        """The digests' cron jobs (each replica runs them; the claims decide who posts)."""
+        if self.digest_scheduler is not None:
+            self.digest_scheduler.start()
 
     def close(self) -> None:
+        if self.digest_scheduler is not None:
+            self.digest_scheduler.stop()
         self.workers.stop()
         for thing in reversed(self.owned):
             thing.stop()
@@ -172,9 +181,17 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
                                                      template=settings.postmortem_template,
                                                      lease=timedelta(seconds=settings.claim_lease_seconds),
                                                      min_interval=timedelta(seconds=settings.card_min_interval_seconds)))
+        from bot.digests.config import load_digests  # the builders' modules load with the first runtime
+        from bot.digests.flows import DigestRunner
+        from bot.digests.scheduler import DigestScheduler
+
+        digest_config = load_digests(settings.digests_file)
+        digests = DigestRunner(factory, gateway, clusters, digest_config, clock, owner=worker_identity())
+        scheduler = DigestScheduler(digests, digest_config.schedules, clock,
+                                    timedelta(hours=digest_config.catch_up_hours))
     except BaseException:
         for thing in reversed(owned):
             thing.stop()
         raise
     return Runtime(settings, clock, metrics, engine, factory, web_client, gateway, workers, signing_secret, owned,
-                   remediation=kit)
+                   remediation=kit, digests=digests, digest_scheduler=scheduler)

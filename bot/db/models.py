@@ -368,7 +368,11 @@ class SeenRequest(Base):
 
 
 class JobClaim(Base):
-    """A scheduled job's run for one slot (e.g. the 2026-11-21 daily digest), claimed once."""
+    """A scheduled job's run for one slot (e.g. the 2026-11-21 09:00 drift digest for #platform),
+    claimed once: the primary key makes the first replica to insert the row the only one to run
+    it. A claim whose run never finished (its replica died) may be taken over once its lease
+    lapsed (`bot.digests.claims`). outcome: posted | failed | empty (nothing was posted).
+    `summary` keeps the run's figures for the next run (growth, forecasts)."""
 
     __tablename__ = "job_claims"
 
@@ -377,6 +381,31 @@ class JobClaim(Base):
     claimed_by: Mapped[str] = mapped_column(String(128))
     claimed_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(64))
+    ts: Mapped[str | None] = mapped_column(String(32))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class DigestFinding(Base):
+    """A finding a digest reported, kept between runs so that the next run says "still drifted
+    since <date>" and reports a fixed one once. `scope` is the digest's job (digest and channel):
+    each channel hears of a fix once. `fixed_at` is set when a run that checked everything no
+    longer finds it; `fix` is the runbook step the digest offered (looked up at click time,
+    never taken from the button)."""
+
+    __tablename__ = "digest_findings"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    section: Mapped[str] = mapped_column(String(120))
+    subject: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    fixed_at: Mapped[datetime | None]
+    fix: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Postmortem(Base):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from slack_bolt import App
 
 from bot.runtime import Runtime
-from handlers.slack import actions, approvals, commands, events, lifecycle, verification
+from handlers.slack import actions, approvals, commands, digests, events, lifecycle, verification
 
 
 def build_bolt_app(runtime: Runtime) -> App:
@@ -27,4 +27,5 @@ def build_bolt_app(runtime: Runtime) -> App:
     approvals.register(app, runtime)
     events.register(app, runtime)
     verification.register(app, runtime)
+    digests.register(app, runtime)
     return app

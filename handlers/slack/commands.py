@@ -21,7 +21,7 @@ from bot.slack.render.risk import render_risk
 from bot.slack.render.status import STATUS_LIMIT, render_help, render_status, render_unknown_subcommand
 from bot.slack.render.text import untrusted
 from bot.slack.render.weekly import render_week
-from handlers.slack import incident_commands
+from handlers.slack import digests, incident_commands
 
 log = logging.getLogger(__name__)
 REMEDIATION = {"freeze": remediation_commands.freeze, "unfreeze": remediation_commands.unfreeze,
@@ -71,6 +71,9 @@ def register(app: App, runtime: Runtime) -> None:
                                   f"slack:{command.get('user_id', '')}")
             rendered = render_risk(verdict)
             reply(command, rendered["text"], rendered["blocks"])
+            return
+        if subcommand == "digest":
+            digests.digest_command(runtime, ack, command, words[1:])
             return
         if subcommand in REMEDIATION:
             ack()

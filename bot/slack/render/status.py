@@ -20,6 +20,7 @@ HELP_TEXT = (
     "• `@opsbot why? / what changed? / what did you check? / show the logs / graph / who can approve?` "
     "in an incident's thread — answered from its evidence\n"
     "• `/ops risk deploy/NAMESPACE/NAME` — go / wait / no-go for a deploy now, with the reasons\n"
+    "• `/ops digest drift|credentials|cost|database` — post that digest in this channel now\n"
     "• `/ops run INC-12 RUNBOOK [param=value …]` — propose a runbook step for an incident\n"
     "• `/ops freeze [namespace|all] [reason]` — stop every change there at once (kill switch)\n"
     "• `/ops unfreeze [namespace|all]` — lift it\n"
