@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes import client as k8s
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.context.kube_facts import controller_of, parse_quantity
@@ -316,6 +317,69 @@ def _plan_rerun(writer: KubeWriter, inp: Named) -> Plan:
                 write=lambda w, dry: w.create_job(inp.namespace, body, dry))
 
 
+# -- certificate.renew ----------------------------------------------------------------------------
+
+CERT_MANAGER_CERTIFICATES = ("cert-manager.io", "v1", "certificates")
+RENEWAL_REASON = "ManuallyTriggered"  # the reason `cmctl renew` writes; cert-manager then issues anew
+RENEWAL_MESSAGE = "Renewal requested through opsbot (runbook renew-certificate)"
+
+
+class RenewInput(Named):
+    not_after: int | None = Field(None, ge=0, description="epoch seconds of the notAfter the step was proposed "
+                                                          "for; a Certificate already past it needs no renewal")
+
+
+def _certificates_api(writer: KubeWriter) -> k8s.CustomObjectsApi:
+    return k8s.CustomObjectsApi(writer.core.api_client)
+
+
+def _epoch_of(text: Any) -> int | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        return None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+
+
+def _plan_renew(writer: KubeWriter, inp: RenewInput) -> Plan:
+    """`cmctl renew`: set the Certificate's Issuing condition (True, ManuallyTriggered) through the
+    status subresource; cert-manager then issues a new certificate into its Secret. Idempotent:
+    a Certificate already being issued, or already renewed past `not_after`, gets no write."""
+    group, version, plural = CERT_MANAGER_CERTIFICATES
+    ref = ObjectRef("Certificate", inp.namespace, inp.name)
+    crt = writer._call(f"read {ref}", _certificates_api(writer).get_namespaced_custom_object, group, version,
+                       inp.namespace, plural, inp.name)
+    status, meta = crt.get("status") or {}, crt.get("metadata") or {}
+    conditions = [dict(c) for c in status.get("conditions") or [] if isinstance(c, dict)]
+    issuing = next((c for c in conditions if c.get("type") == "Issuing"), None)
+    before = f"{issuing.get('status')} ({issuing.get('reason')})" if issuing else None
+    current = _epoch_of(status.get("notAfter"))
+    notes = [f"notAfter now {status.get('notAfter') or 'unset'}; there is no undo: a certificate once issued "
+             "stays issued", "pods that read the certificate only at start-up keep the old one until restarted"]
+    if inp.not_after is not None and current is not None and current > inp.not_after:
+        return Plan("certificate.renew", ref, f"nothing to do: {ref} was already renewed (notAfter "
+                                              f"{status.get('notAfter')})", [], 0, notes=notes)
+    if issuing is not None and issuing.get("status") == "True":
+        return Plan("certificate.renew", ref, f"nothing to do: cert-manager is already issuing {ref} "
+                                              f"({issuing.get('reason')})", [], 0, notes=notes)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    condition = {"type": "Issuing", "status": "True", "reason": RENEWAL_REASON, "message": RENEWAL_MESSAGE,
+                 "lastTransitionTime": stamp}
+    if meta.get("generation") is not None:
+        condition["observedGeneration"] = meta["generation"]
+    body = {"metadata": {"resourceVersion": meta.get("resourceVersion")},  # a concurrent status write: 409
+            "status": {"conditions": [c for c in conditions if c.get("type") != "Issuing"] + [condition]}}
+
+    def write(w: KubeWriter, dry: bool) -> dict[str, Any]:
+        return w._call(f"patch {ref} status", _certificates_api(w).patch_namespaced_custom_object_status, group,
+                       version, inp.namespace, plural, inp.name, body, _content_type=MERGE,
+                       **({"dry_run": "All"} if dry else {}))
+    return Plan("certificate.renew", ref, f"ask cert-manager to renew {ref} now (Issuing condition, as cmctl renew)",
+                [("status.conditions[Issuing]", before, f"True ({RENEWAL_REASON})")], 0, write=write, notes=notes)
+
+
 REGISTRY: dict[str, Operation] = {op.name: op for op in (
     Operation("deployment.rollback", True, RollbackInput, _plan_rollback,
               "replace a Deployment's pod template with a previous revision's"),
@@ -330,6 +394,8 @@ REGISTRY: dict[str, Operation] = {op.name: op for op in (
     Operation("node.drain", True, NodeInput, _plan_drain, "cordon a node and evict its pods (PDBs respected)"),
     Operation("pvc.expand", True, ExpandInput, _plan_expand, "grow a PersistentVolumeClaim"),
     Operation("job.rerun", True, Named, _plan_rerun, "create a fresh Job from a failed Job's template"),
+    Operation("certificate.renew", True, RenewInput, _plan_renew,
+              "ask cert-manager to renew a Certificate now (its Issuing condition, as cmctl renew)"),
 )}
 RESTORE = "restore.captured"  # a rollback that applies the undo captured before the step
 

@@ -76,6 +76,7 @@ EXPECTED_WRITES = frozenset(
         ("", "nodes", "patch"),  # cordon-node, drain-node
         ("", "persistentvolumeclaims", "patch"),  # expand-pvc
         ("batch", "jobs", "create"),  # rerun-job
+        ("cert-manager.io", "certificates/status", "patch"),  # renew-certificate
     }
 )
 
@@ -108,6 +109,7 @@ EXPECTED_READS = frozenset(
         ("", "namespaces"),
         ("networking.k8s.io", "networkpolicies"),
         ("networking.k8s.io", "ingresses"),
+        ("cert-manager.io", "certificates"),  # the credentials digest
         ("monitoring.coreos.com", "probes"),
         ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
         ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),

@@ -190,6 +190,13 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
     ),
 )
 
+# Subresources that well-known CustomResourceDefinitions declare, keyed by (group, kind): a generic
+# kind registered from a scenario serves them as the real CRD does (cert-manager's Certificate has
+# `subresources: {status: {}}`, which `cmctl renew` and the renew-certificate runbook write).
+KNOWN_CUSTOM_SUBRESOURCES: Mapping[tuple[str, str], frozenset[str]] = MappingProxyType(
+    {("cert-manager.io", "Certificate"): frozenset({"status"})}
+)
+
 # When several versions of a group serve the same resource, the first one listed is preferred.
 _PREFERRED_VERSION: Mapping[str, str] = MappingProxyType({"autoscaling": "v2"})
 
@@ -265,6 +272,7 @@ class ResourceRegistry:
                     kind=known.kind,
                     plural=known.plural,
                     namespaced=True,
+                    subresources=known.subresources,
                     builtin=False,
                 )
                 self._order[self._order.index(known)] = upgraded
@@ -283,7 +291,9 @@ class ResourceRegistry:
             kind=kind,
             plural=plural,
             namespaced=sibling.namespaced if sibling is not None else namespaced,
-            subresources=sibling.subresources if sibling is not None else frozenset(),
+            subresources=sibling.subresources
+            if sibling is not None
+            else KNOWN_CUSTOM_SUBRESOURCES.get((group, kind), frozenset()),
             builtin=False,
         )
         self._add(rt)

@@ -5,13 +5,16 @@ sandbox change after a step exactly as it would see a real cluster change: a rol
 makes the pods healthy raises `kube_deployment_status_replicas_available` when pods were
 unavailable; a stuck rollout with `maxUnavailable: 0` keeps the old revision available and shows
 instead as one pod too many in `kube_deployment_status_replicas` and `..._unavailable`, which the
-rollback removes; a cordon sets `kube_node_spec_unschedulable`. Only the series the built-in
+rollback removes; a cordon sets `kube_node_spec_unschedulable`; cert-manager Certificates give
+`certmanager_certificate_expiration_timestamp_seconds` from status.notAfter, as cert-manager's own
+exporter does (so renew-certificate's verification sees a renewal). Only the series the built-in
 runbooks, the demo and the tests read are exported, with kube-state-metrics' names and labels.
 """
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -55,11 +58,38 @@ def render(cluster: SandboxCluster) -> str:
             name = (n.get("metadata") or {}).get("name")
             lines.append(_line("kube_node_spec_unschedulable", {"node": name},
                                1 if (n.get("spec") or {}).get("unschedulable") else 0))
+        for c in _certificates(cluster):
+            meta, spec, status = c.get("metadata") or {}, c.get("spec") or {}, c.get("status") or {}
+            issuer = spec.get("issuerRef") or {}
+            not_after = _epoch(status.get("notAfter"))
+            if not_after is not None:  # cert-manager's exporter: 0 before the first issuance; absent here
+                labels = {"namespace": meta.get("namespace"), "name": meta.get("name"),
+                          "issuer_name": issuer.get("name", ""), "issuer_kind": issuer.get("kind", "Issuer"),
+                          "issuer_group": issuer.get("group", "cert-manager.io")}
+                # a timestamp needs every digit: `_line`'s %g would round it to six
+                lines.append(_line("certmanager_certificate_expiration_timestamp_seconds", labels, 0)
+                             .rsplit(" ", 1)[0] + f" {not_after:.0f}")
         for j in cluster.list("Job"):
             meta, status = j.get("metadata") or {}, j.get("status") or {}
             lines.append(_line("kube_job_status_succeeded", {"namespace": meta.get("namespace"),
                                                              "job_name": meta.get("name")}, status.get("succeeded") or 0))
     return "\n".join(lines) + "\n"
+
+
+def _certificates(cluster: SandboxCluster) -> list[dict[str, Any]]:
+    """cert-manager Certificates, when the scenario has any (the kind is registered on load)."""
+    rt = cluster.registry.for_object("cert-manager.io/v1", "Certificate")
+    return cluster.list("certificates.cert-manager.io") if rt is not None else []
+
+
+def _epoch(text: Any) -> float | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 class StateMetricsServer:
