@@ -97,6 +97,7 @@ class DigestReport:
     attachments: tuple[Attachment, ...] = ()
     summary: Mapping[str, float] = field(default_factory=dict)
     fixed: tuple[Finding, ...] = ()  # filled by the store: findings of the last run that are gone
+    partial_sections: tuple[str, ...] = ()  # sections cut to their top N: a finding missing there is not fixed
 
     @property
     def clean(self) -> bool:

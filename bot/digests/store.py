@@ -9,7 +9,7 @@ Findings (`digest_findings`): `remember` compares a run's findings with the scop
 a finding seen before keeps its first sighting (`Finding.reported_since`, "still drifted since"),
 one no longer found is marked fixed and returned once in `DigestReport.fixed`. A run that
 could not check everything (`problems`) marks nothing fixed: a finding it did not see may only
-have been out of reach.
+have been out of reach; nor does a section the builder cut to its top N (`partial_sections`).
 """
 
 from __future__ import annotations
@@ -85,11 +85,10 @@ def annotate(session: Session, scope: str, report: DigestReport) -> DigestReport
     in, and the open findings no longer found in `fixed` (for the message, and for a dry run)."""
     known = {row.key: row for row in session.scalars(
         select(DigestFinding).where(DigestFinding.scope == scope, DigestFinding.fixed_at.is_(None)))}
-    seen = {f.key for f in report.findings}
-    fixed = () if report.problems else tuple(
+    fixed = tuple(
         Finding(key=key, section=row.section, subject=row.subject, detail=row.detail, severity="info",
                 reported_since=row.first_seen)
-        for key, row in sorted(known.items()) if key not in seen)
+        for key, row in sorted(known.items()) if _gone(report, key, row.section))
     return dataclasses.replace(report, fixed=fixed, findings=tuple(
         dataclasses.replace(f, reported_since=known[f.key].first_seen) if f.key in known else f
         for f in report.findings))
@@ -117,14 +116,19 @@ def remember(session: Session, scope: str, report: DigestReport, now: datetime) 
         for name, value in values.items():
             setattr(row, name, value)
     fixed: list[Finding] = []
-    if not report.problems:
-        seen = {f.key for f in report.findings}
-        for key, row in open_rows.items():
-            if row.fixed_at is None and key not in seen:
-                row.fixed_at = now
-                fixed.append(Finding(key=key, section=row.section, subject=row.subject, detail=row.detail,
-                                     severity="info", reported_since=row.first_seen))
+    for key, row in open_rows.items():
+        if row.fixed_at is None and _gone(report, key, row.section):
+            row.fixed_at = now
+            fixed.append(Finding(key=key, section=row.section, subject=row.subject, detail=row.detail,
+                                 severity="info", reported_since=row.first_seen))
     return dataclasses.replace(report, findings=tuple(findings), fixed=tuple(fixed))
+
+
+def _gone(report: DigestReport, key: str, section: str) -> bool:
+    """A stored finding this run proves fixed: it checked everything (no problems), the finding's
+    section was not cut to a top N, and the finding is not among this run's."""
+    return (not report.problems and section not in report.partial_sections
+            and all(f.key != key for f in report.findings))
 
 
 def stored_fix(session: Session, scope: str, key: str) -> tuple[DigestFinding | None, dict[str, Any] | None]:

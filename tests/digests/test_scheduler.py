@@ -179,3 +179,17 @@ def test_crontab_weekdays_count_from_sunday():
     assert crontab_weekdays("1-5") == "mon,tue,wed,thu,fri"
     assert crontab_weekdays("0,6") == "sun,sat" and crontab_weekdays("7") == "sun"
     assert crontab_weekdays("*/2") == "sun,tue,thu,sat" and crontab_weekdays("mon-fri") == "mon-fri"
+
+
+def test_a_finding_cut_from_a_top_n_section_is_not_reported_fixed(engine, slack):
+    saving = Finding(key="cost/a", section="Oversized", subject="Deployment shop/a", detail="save $40/month")
+    runner(engine, slack, Counting((saving,)), "r").run("drift", "C1", "digest:drift:C1", "one")
+
+    def top_n_without_it(_config, context) -> DigestReport:
+        return DigestReport(name="drift", title="Drift", generated_at=context.now, headline="top 10 savings",
+                            partial_sections=("Oversized",))
+
+    later = runner(engine, slack, top_n_without_it, "r", now=NOW + timedelta(days=1))
+    assert later.run("drift", "C1", "digest:drift:C1", "two").report.fixed == ()
+    with reading(make_session_factory(engine)) as session:
+        assert session.get(DigestFinding, ("digest:drift:C1", "cost/a")).fixed_at is None
