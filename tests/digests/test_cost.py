@@ -23,6 +23,7 @@ from bot.digests.cost import queries as q
 from bot.digests.model import DigestContext, DigestReport, Finding
 from bot.sandbox.promstack import PrometheusProcess, free_port
 from tests.digests import usage_series as us
+from tests.digests.golden import check_digest_golden
 
 pytestmark = pytest.mark.prometheus
 
@@ -271,3 +272,8 @@ def test_a_clean_cluster_says_nothing_to_save(prometheus_factory) -> None:
     assert report.clean and report.summary["monthly_saving"] == 0
     assert report.attachments  # the chart still shows the namespaces
     assert report.notes[0].startswith("look-back 1 day;")
+
+
+def test_the_digest_as_slack_receives_it(report: DigestReport) -> None:
+    rendered = check_digest_golden("digest_cost", report)
+    assert "Propose fix" in str(rendered["blocks"]) and "Queries behind these figures" in str(rendered["blocks"])

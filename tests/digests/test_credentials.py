@@ -20,6 +20,7 @@ from bot.digests.credentials import CredentialsConfig, build, parse_time
 from bot.digests.model import DigestContext, DigestReport
 from bot.sandbox.kube import KubeApiServer, SandboxCluster, sandbox_api_client
 from bot.sandbox.promstack import free_port
+from tests.digests.golden import check_digest_golden
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
 NO_PROMETHEUS = CredentialsConfig(cluster_certificates=False)
@@ -278,6 +279,7 @@ def test_cert_manager_certificates_stand_for_their_secrets_and_carry_the_renew_f
     assert [f.key for f in in_shop.findings] == [f.key for f in report.findings]
     elsewhere = build(CredentialsConfig(cluster_certificates=False, namespaces=["edge"]), context_for(server))
     assert elsewhere.findings == () and elsewhere.problems == ()
+    check_digest_golden("digest_credentials", report, mask_numbers=True)  # issued relative to now
 
 
 def test_the_same_certificate_in_many_objects_is_reported_once_and_annotations_date_others(cluster, server):

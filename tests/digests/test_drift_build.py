@@ -17,6 +17,7 @@ from bot.context.clusters import ClusterAccess, ClusterDirectory
 from bot.digests.drift import DriftConfig, build
 from bot.digests.model import DigestContext, DigestReport
 from bot.sandbox.kube import KubeApiServer, SandboxCluster, sandbox_api_client
+from tests.digests.golden import check_digest_golden
 
 MANIFESTS = Path(__file__).parent / "drift_manifests"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -403,3 +404,10 @@ def test_a_kind_the_cluster_does_not_serve_is_a_problem(tmp_path):
         f"{tmp_path}: cluster default does not serve argoproj.io/v1alpha1 Application; "
         "1 declared object(s) not compared",
     )
+
+
+def test_the_digest_as_slack_receives_it():
+    with sandbox(shop_drifted()) as (_, url):
+        report = run(url, {"path": "shop", "namespace": "shop"})
+    rendered = check_digest_golden("digest_drift_shop", report)
+    assert [b["text"]["text"] for b in rendered["blocks"][0:1]] == ["Drift digest · 01 May 2024"]
