@@ -8,9 +8,12 @@ wording, buttons and order; the others compare exactly."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 from bot.digests.model import DigestReport
+from bot.sandbox.thread_text import message_text
 from bot.slack.render.digest import render_digest
 from tests.slack.test_card_render import check_golden, valid_blocks
 
@@ -32,5 +35,8 @@ def _masked(value, digits: bool):
 def check_digest_golden(name: str, report: DigestReport, mask_numbers: bool = False) -> dict:
     rendered = render_digest(report, f"digest:{report.name}:C0PLATFORM")
     assert valid_blocks(rendered["blocks"]) and len(rendered["blocks"]) <= 50
+    samples = os.environ.get("OPSBOT_DIGEST_SAMPLES")  # a folder: the message as text, for the README
+    if samples:
+        Path(samples, f"{name}.txt").write_text(message_text({"blocks": _masked(rendered["blocks"], False)}))
     check_golden(name, _masked(rendered, mask_numbers))
     return rendered
