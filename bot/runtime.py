@@ -186,6 +186,7 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
         from bot.digests.scheduler import DigestScheduler
 
         digest_config = load_digests(settings.digests_file)
+        kit.databases = {t.name: t.dsn_write_env for t in digest_config.database.databases if t.dsn_write_env}
         digests = DigestRunner(factory, gateway, clusters, digest_config, clock, owner=worker_identity())
         scheduler = DigestScheduler(digests, digest_config.schedules, clock,
                                     timedelta(hours=digest_config.catch_up_hours))

@@ -6,6 +6,10 @@ Parameters come from the diagnosis' facts (`from: diagnosis.container`) or an al
 param's type, pattern and bounds before it is used, and values only ever fill typed operation
 inputs (never a command line). A runbook whose required param cannot be filled is not
 proposed, and the reason is kept.
+
+The lint is strictest for a step on a database (`postgres.*`, `sql_operations.lint_step`): it
+must need approval by the `dba` group, at least two approvals, never the requester's (so no
+autonomy level can run it on its own), and is never retried.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pydantic import ValidationError
 
 from bot.alerts.matchers import parse_matchers
 from bot.context.kube_facts import parse_quantity
-from bot.remediation import operations
+from bot.remediation import operations, sql_operations
 from bot.remediation.runbook_model import ParamSpec, Runbook, fill
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -45,11 +49,14 @@ def _lint(runbook: Runbook) -> tuple[list[str], list[str]]:
     """Problems (the runbook cannot be used) and warnings (it can, but look)."""
     problems, warnings = [], []
     for step in runbook.steps:
-        op = operations.REGISTRY.get(step.operation)
+        op = operations.REGISTRY.get(step.operation) or sql_operations.REGISTRY.get(step.operation)
         if op is None:
             problems.append(f"steps[{step.id}].operation: unknown operation {step.operation!r}; known: "
-                            f"{', '.join(sorted(operations.REGISTRY))}")
+                            f"{', '.join(sorted({*operations.REGISTRY, *sql_operations.REGISTRY}))}")
             continue
+        if sql_operations.is_sql(step.operation):  # dba approval by two, never retried, drops only what it built
+            problems += sql_operations.lint_step(runbook, step)
+        problems += sql_operations.lint_verify(runbook, step)
         accepted = set(op.input_model.model_fields)
         unknown = set(step.input) - accepted
         if unknown:

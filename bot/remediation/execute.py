@@ -18,6 +18,12 @@
 Verification is a state, not a loop: each poll is a short unit of work, so a worker is never
 parked for the verification window and a restart resumes it.
 
+A step on a database (`postgres.*`, `bot.remediation.sql_operations`) takes the same path without
+Kubernetes: planned again on the live database, its intent and undo recorded under the lease,
+then one statement while a heartbeat renews the lease (a concurrent index build may outlast any
+lease), never retried; its `verify.sql` holds when the query returns true, and its rollback is
+the captured `DROP INDEX CONCURRENTLY`.
+
 No data is not a failure. Which samples decide (`verdict_at_deadline`): a real sample that
 holds succeeds at once; at the end of the window, when at least one real sample was read, the
 last real one decides (nulls between them change nothing: a null is "could not read", not
@@ -50,11 +56,12 @@ from sqlalchemy.orm import Session
 from bot.db.engine import reading, unit_of_work
 from bot.db.models import Incident, Proposal
 from bot.policy import engine
-from bot.remediation import catalog, intent, operations, recovery, store
+from bot.remediation import catalog, intent, operations, recovery, sql_operations, store
 from bot.remediation.kit import RemediationKit
 from bot.remediation.kube_write import KubeWriter, WriteError
 from bot.remediation.propose import propose, rendered_input
 from bot.remediation.runbook_model import Step, Verify, fill
+from bot.remediation.sql_write import HeartbeatStopped, SqlWriter
 from bot.timeline import chain
 
 log = logging.getLogger(__name__)
@@ -96,7 +103,20 @@ def gate_denial(kit: RemediationKit, session: Session, proposal: Proposal, phase
 
 
 def verify_query(verify: Verify, params: dict[str, Any]) -> str:
+    """The check as shown: PromQL with its values filled in (escaped), or the SQL as written
+    (its values are bound when it runs)."""
+    if verify.sql is not None:
+        return " ".join(verify.sql.split())
     return fill(verify.promql, catalog.promql_values(params))
+
+
+def expectation(verify: Verify) -> tuple[str, float]:
+    """(compare, threshold): a SQL check holds when its query returns true (1)."""
+    return ("==", 1.0) if verify.sql is not None else (verify.compare, verify.threshold)
+
+
+def expectation_text(verify: Verify) -> str:
+    return "is true" if verify.sql is not None else f"{verify.compare} {verify.threshold:g}"
 
 
 def verdict_at_deadline(real_samples: int) -> str:
@@ -187,18 +207,24 @@ class Executor:
                          {"proposal": proposal_id, "decision": decision.as_dict()}, now)
             if decision.decision == "deny" or runbook is None or step is None:
                 return "denied"
-        access = kit.clusters.resolve(cluster)
-        if access is None or access.api_client is None:
+        sql = sql_operations.is_sql(step.operation)  # a database step: no Kubernetes at all
+        access = None if sql else kit.clusters.resolve(cluster)
+        if not sql and (access is None or access.api_client is None):
             return self.finish(proposal_id, incident_id, "failed", {"error": "Kubernetes is not configured"},
                                 owner=owner)
-        api_client = access.api_client()
+        api_client = None if sql else access.api_client()
         try:
-            applied = self._apply(self.writer(api_client, step), step, params, proposal_id, owner)
+            applied = self._apply_sql(step, params, proposal_id, owner) if sql else \
+                self._apply(self.writer(api_client, step), step, params, proposal_id, owner)
         except LeaseLost:
             log.warning("step %s: its lease was lost (another worker recovered it): no further writes", proposal_id)
             return "taken"
         finally:
-            api_client.close()
+            if api_client is not None:
+                api_client.close()
+        if "recovery" in applied:  # the statement may still run on the server: judged once the lease lapses
+            log.warning("step %s: %s", proposal_id, applied["recovery"])
+            return "left to recovery"
         if "error" in applied:
             return self.finish(proposal_id, incident_id, "failed", applied, owner=owner)
         with unit_of_work(kit.factory) as session:
@@ -209,16 +235,17 @@ class Executor:
         if step.verify is None:
             return self.finish(proposal_id, incident_id, "succeeded", {**applied, "verified": "no verify block"},
                                 owner=owner)
-        return self.start_verifying(proposal_id, incident_id, step, params, access.prometheus_url, applied, owner)
+        return self.start_verifying(proposal_id, incident_id, step, params, access.prometheus_url if access else None,
+                                    applied, owner)
 
     def start_verifying(self, proposal_id: int, incident_id: int, step: Step, params: dict[str, Any],
                         url: str | None, result: dict[str, Any], owner: str) -> str:
         """`running` → `verifying` with the first sample (or `unverified` at once when there is
         no Prometheus to ask). Also where a recovered step that was found applied goes on."""
-        if not url:
+        if not url and step.verify.sql is None:
             return self.unverified(proposal_id, incident_id, "Prometheus is not configured", result, owner,
                                    ("running",))
-        before, problem = self._sample(url, verify_query(step.verify, params))
+        before, problem = self._read_check(step, params, url)
         later = self._kit.clock()
         with unit_of_work(self._kit.factory) as session:
             current = session.get(Proposal, proposal_id).result or {}
@@ -255,6 +282,59 @@ class Executor:
                 if not store.renew(session, proposal_id, status, owner, self._kit.clock() + self._lease):
                     raise LeaseLost(proposal_id)
         return renew
+
+    def _beat(self, proposal_id: int, owner: str, status: str) -> Callable[[], bool]:
+        """The heartbeat of a long statement (`SqlWriter.leased`): the lease renewed, False once
+        it is lost. A renewal that fails otherwise (the bot's database briefly away) raises, and
+        the writer tries again at the next beat, well before the lease ends."""
+        renew = self._hold(proposal_id, owner, status)
+
+        def beat() -> bool:
+            try:
+                renew()
+            except LeaseLost:
+                return False
+            return True
+        return beat
+
+    def _sql_writer(self, proposal_id: int) -> SqlWriter:
+        return SqlWriter(self._kit.databases, tag=sql_operations.tag_of(proposal_id))
+
+    def _apply_sql(self, step: Step, params: dict[str, Any], proposal_id: int, owner: str) -> dict[str, Any]:
+        """A postgres.* step: planned again on the live database; its intent and undo recorded
+        under the lease; then its one statement, the lease renewed by a heartbeat every quarter
+        of it. Never retried: after a failure the database says what is left
+        (`sql_operations.after_failure`)."""
+        writer = self._sql_writer(proposal_id)
+        values = rendered_input(step, params)
+        try:
+            plan = sql_operations.plan(writer, step.operation, values)
+        except (WriteError, operations.InputError) as exc:
+            return {"error": str(exc), "error_kind": getattr(exc, "kind", "invalid"), "attempts": 1}
+        undo = plan.undo if "target" in step.capture else None
+        calls = sql_operations.intent_calls(plan, values, writer.tag)
+        self._intend(proposal_id, owner, "running", "intent", calls, undo=undo)
+        done = {"summary": plan.summary, "diff": [[p, b, a] for p, b, a in plan.diff], "attempts": 1}
+        if not calls:
+            return done
+        leased = writer.leased(self._beat(proposal_id, owner, "running"), self._lease.total_seconds() / 4)
+        try:
+            executed = plan.write(leased, False)
+        except HeartbeatStopped as exc:
+            raise LeaseLost(proposal_id) from exc
+        except WriteError as exc:
+            return sql_operations.after_failure(writer, calls, exc, done)
+        return {**done, "statement": calls[0]["statement"], "seconds": executed.seconds}
+
+    def _read_check(self, step: Step, params: dict[str, Any], url: str | None) -> tuple[float | None, str | None]:
+        """One reading of the step's check: its SQL on the database, or its PromQL."""
+        if step.verify.sql is None:
+            return self._sample(url, verify_query(step.verify, params))
+        try:
+            return sql_operations.check(self._sql_writer(None), step, params, rendered_input(step, params))
+        except Exception as exc:  # noqa: BLE001 - a failed read is "no value", recorded as such
+            log.warning("verification query failed: %s", exc)
+            return None, f"the database could not be read ({type(exc).__name__})"
 
     def _apply(self, writer: KubeWriter, step: Step, params: dict[str, Any], proposal_id: int,
                owner: str) -> dict[str, Any]:
@@ -396,22 +476,24 @@ class Executor:
             return self.finish(proposal_id, incident_id, "failed", {"error": "the step's verify block is gone"},
                                 owner=owner)
         query = verify_query(step.verify, params)
-        value, problem = self._sample(url, query)
+        value, problem = self._read_check(step, params, url)
         samples.append([now.isoformat(), value])
         real_samples += value is not None
-        holds = value is not None and COMPARE[step.verify.compare](value, step.verify.threshold)
-        numbers = {"samples": samples[-20:], "query": query, "expect": f"{step.verify.compare} {step.verify.threshold:g}",
+        compare, threshold = expectation(step.verify)
+        holds = value is not None and COMPARE[compare](value, threshold)
+        readable = bool(url) or step.verify.sql is not None  # a SQL check asks the database, not Prometheus
+        numbers = {"samples": samples[-20:], "query": query, "expect": expectation_text(step.verify),
                    "before": samples[0][1], "after": value, "real_samples": real_samples, "read_problem": problem}
         if holds:
             return self.finish(proposal_id, incident_id, "succeeded", numbers, owner=owner)
-        if now < deadline and url:
+        if now < deadline and readable:
             with unit_of_work(kit.factory) as session:
                 proposal = session.get(Proposal, proposal_id)
                 session.execute(Proposal.__table__.update().where(Proposal.id == proposal_id, Proposal.lease_owner == owner)
                                 .values(lease_owner=None, lease_until=None, result={**proposal.result, **numbers},
                                         next_check_at=now + timedelta(seconds=step.verify.poll_seconds)))
             return "verifying"
-        if not url or verdict_at_deadline(real_samples) == "unverified":  # no Prometheus now: a person decides
+        if not readable or verdict_at_deadline(real_samples) == "unverified":  # no Prometheus now: a person decides
             return self.unverified(proposal_id, incident_id, f"no data to verify with: {problem}", numbers, owner)
         if step.on_failure == "rollback" and step.rollback and step.rollback.operation:
             return self._roll_back(proposal_id, numbers, owner)
@@ -447,19 +529,25 @@ class Executor:
                 proposal.undo
             who = (proposal.result or {}).get("rollback_requested_by")
             automatic = bool((proposal.result or {}).get(store.AUTO_ROLLBACK))
-        access = kit.clusters.resolve(cluster)
+        sql = step is not None and sql_operations.is_sql(step.operation)  # the captured DROP INDEX
+        access = None if sql else kit.clusters.resolve(cluster)
         failed = {"from_statuses": ("rolling_back",), "owner": owner, "next_step": False}
         why = "verification failed; " if automatic else ""
-        if access is None or access.api_client is None or step is None:
+        if not sql and (access is None or access.api_client is None or step is None):
             return self.finish(proposal_id, incident_id, "rollback_failed",
                                 {"error": f"{why}the rollback could not start: Kubernetes or the step is gone"},
                                 **failed)
-        api_client = access.api_client()
+        api_client = None if sql else access.api_client()
+        before_write = lambda calls: self._intend(  # noqa: E731
+            proposal_id, owner, "rolling_back", "rollback_intent", calls, gates=() if automatic else ROLLBACK_GATES)
         try:
-            rollback_writes(self.writer(api_client, step), step, params, undo, before_write=lambda calls: self._intend(
-                proposal_id, owner, "rolling_back", "rollback_intent", calls, gates=() if automatic else ROLLBACK_GATES),
-                renew=self._hold(proposal_id, owner, "rolling_back"))
-        except LeaseLost:
+            if sql:
+                sql_operations.apply_undo(self._sql_writer(proposal_id).leased(
+                    self._beat(proposal_id, owner, "rolling_back"), self._lease.total_seconds() / 4), undo, before_write)
+            else:
+                rollback_writes(self.writer(api_client, step), step, params, undo, before_write=before_write,
+                                renew=self._hold(proposal_id, owner, "rolling_back"))
+        except (LeaseLost, HeartbeatStopped):
             return "taken"
         except Denied as exc:
             log.warning("rollback of step %s denied at execution: %s", proposal_id, exc.reason)
@@ -470,7 +558,8 @@ class Executor:
             return self.finish(proposal_id, incident_id, "rollback_failed",
                                 {"error": f"{why}the rollback failed{' too' if automatic else ''}: {exc}"}, **failed)
         finally:
-            api_client.close()
+            if api_client is not None:
+                api_client.close()
         done = {"error": "verification failed; the step was rolled back"} if automatic else {"rolled_back_by": who}
         return self.finish(proposal_id, incident_id, "rolled_back", done, **failed)
 

@@ -1,6 +1,7 @@
 """What the remediation flows share: the catalog, the policy, cluster access, the button key,
-who is in which approver group, and the helpers that turn a stored proposal into a policy
-request. Built once per runtime (`Runtime.remediation`)."""
+who is in which approver group, the databases the postgres.* operations may write to, and the
+helpers that turn a stored proposal into a policy request. Built once per runtime
+(`Runtime.remediation`)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,9 @@ class RemediationKit:
     key: bytes
     clock: Clock
     groups: GroupResolver
+    # database name -> the environment variable holding its write DSN (`DatabaseTarget.dsn_write_env`),
+    # for the postgres.* operations; the DSN itself is read only when a connection opens
+    databases: dict[str, str] = field(default_factory=dict)
 
     def step_of(self, proposal: Proposal) -> tuple[Runbook | None, Step | None]:
         runbook = self.catalog.get(proposal.runbook_id)

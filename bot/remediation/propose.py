@@ -20,10 +20,11 @@ from typing import Any
 from bot.db.engine import unit_of_work
 from bot.db.models import Proposal
 from bot.policy import engine
-from bot.remediation import catalog, operations, store
+from bot.remediation import catalog, operations, sql_operations, store
 from bot.remediation.kit import RemediationKit, step_facts
 from bot.remediation.kube_write import KubeWriter, WriteError
 from bot.remediation.runbook_model import Runbook, Step
+from bot.remediation.sql_write import SqlWriter
 from bot.timeline import chain
 
 log = logging.getLogger(__name__)
@@ -61,20 +62,22 @@ def _check_preconditions(runbook: Runbook, params: dict[str, Any], writer: KubeW
     return problems
 
 
-def plan_step(writer: KubeWriter | None, step: Step, params: dict[str, Any]
+def plan_step(writer: KubeWriter | SqlWriter | None, step: Step, params: dict[str, Any]
               ) -> tuple[dict[str, Any], operations.Plan | None, list[str]]:
     """(plan for storage, the live plan, problems): what the operation would change, read from
-    the cluster (reads only: the dry run comes after the policy, see `dry_run`)."""
+    the cluster, or the database for a postgres.* step (reads only: the dry run comes after the
+    policy, see `dry_run`). Input that does not fit is refused before anything is read."""
     values = rendered_input(step, params)
+    ops = sql_operations if sql_operations.is_sql(step.operation) else operations
     try:
-        operations.validate_input(step.operation, values)
+        ops.validate_input(step.operation, values)
     except operations.InputError as exc:
         return {"summary": step.operation, "diff": [], "pods_affected": 0}, None, [str(exc)]
     if writer is None:
         return {"summary": f"{step.operation} {values}", "diff": [], "pods_affected": 0,
                 "dry_run": "not run: Kubernetes is not configured"}, None, ["Kubernetes is not configured"]
     try:
-        plan = operations.plan(writer, step.operation, values)
+        plan = ops.plan(writer, step.operation, values)
     except WriteError as exc:
         return {"summary": f"{step.operation} {values}", "diff": [], "pods_affected": 0,
                 "dry_run": f"not run: {exc}"}, None, [f"cannot plan: {exc}"]
@@ -84,11 +87,13 @@ def plan_step(writer: KubeWriter | None, step: Step, params: dict[str, Any]
     return stored, plan, []
 
 
-def dry_run(writer: KubeWriter, plan: operations.Plan, stored: dict[str, Any]) -> list[str]:
-    """Send the change with dryRun=All; the API server's answer goes into `stored`."""
+def dry_run(writer: KubeWriter | SqlWriter, plan: operations.Plan, stored: dict[str, Any]) -> list[str]:
+    """Send the change with dryRun=All; the API server's answer goes into `stored`. A postgres.*
+    step has no server-side dry run: its checks (primary, owner, names) answer instead."""
     try:
-        plan.write(writer, True)
-        stored["dry_run"] = "accepted by the API server (dryRun=All)"
+        outcome = plan.write(writer, True)
+        stored["dry_run"] = str(outcome) if sql_operations.is_sql(plan.operation) else \
+            "accepted by the API server (dryRun=All)"
         return []
     except WriteError as exc:
         stored["dry_run"] = f"refused: {exc}"
@@ -125,11 +130,12 @@ def propose(kit: RemediationKit, incident_id: int, runbook: Runbook, params: dic
     proposal is stored as denied with the reason, so the thread says why)."""
     step = runbook.steps[step_index]
     now = kit.clock()
-    access = kit.clusters.resolve(cluster)
+    sql = sql_operations.is_sql(step.operation)  # a database step: no Kubernetes at all
+    access = None if sql else kit.clusters.resolve(cluster)
     api_client = access.api_client() if access is not None and access.api_client is not None else None
-    writer = KubeWriter(api_client) if api_client is not None else None
+    writer = SqlWriter(kit.databases) if sql else KubeWriter(api_client) if api_client is not None else None
     try:
-        problems = _check_preconditions(runbook, params, writer)
+        problems = _check_preconditions(runbook, params, None if sql else writer)
         plan, live, plan_problems = plan_step(writer, step, params) if not problems else ({"diff": []}, None, [])
         problems += plan_problems
         values = rendered_input(step, params)

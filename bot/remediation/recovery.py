@@ -11,7 +11,11 @@ target. Each executor round therefore looks for lapsed leases and recovers those
 2. judge: the intent recorded before the write (`bot.remediation.intent`) is compared with the
    live objects: applied, not applied, or undecided. No intent recorded means the worker died
    before writing. Kubernetes unreachable: tried again at the next lapse, up to `TRIES` times,
-   then undecided.
+   then undecided. A database step (`postgres.*`) is judged from the database instead
+   (`sql_operations.judge`): its statement still running on the server (a concurrent index
+   build can take hours, and outlives the worker's connection) keeps the claim and is looked at
+   again at the next lapse, as often as it takes; an index found, valid or not, is applied (an
+   INVALID one then fails verification and is dropped); none is not applied.
 3. go on without writing: applied → verified as usual (`verifying`, or `succeeded` when the
    step has no check); not applied → `failed`, not retried (a person proposes it again if it
    is still wanted); undecided → `failed` for a person to check. A rollback found applied is
@@ -27,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from bot.db.engine import unit_of_work
 from bot.db.models import Proposal
-from bot.remediation import intent, store
+from bot.remediation import intent, sql_operations, store
 from bot.remediation.kube_write import WriteError
+from bot.remediation.sql_write import SqlWriter
 from bot.timeline import chain
 
 if TYPE_CHECKING:
@@ -103,7 +108,14 @@ def recover(executor: Executor, proposal_id: int) -> bool:
     else:
         before = intent.undo_calls(undo) if status == "running" else list((result.get("intent") or {}).get("calls")
                                                                              or [])
-        judgement = _judge(executor, cluster, recorded["calls"], before)
+        sql = step is not None and sql_operations.is_sql(step.operation)
+        judgement = sql_operations.judge(SqlWriter(kit.databases), recorded["calls"]) if sql else \
+            _judge(executor, cluster, recorded["calls"], before)
+        if isinstance(judgement, sql_operations.StillRunning):  # never re-run it: look again at the next lapse
+            with unit_of_work(kit.factory) as session:
+                store.renew(session, proposal_id, status, owner, kit.clock() + executor.lease,
+                            result={**result, "note": judgement.detail})
+            return True
         if judgement is None:
             tries = int(result.get("recovery_tries") or 0) + 1
             if tries < TRIES:  # keep the claim: the next lapse tries again

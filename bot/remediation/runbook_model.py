@@ -33,6 +33,12 @@
         on_failure: rollback                # stop | continue | rollback
         rollback: {operation: restore.captured}   # or {none: "why there is no safe undo"}
 
+A step on a PostgreSQL database (an operation `postgres.*`, e.g. `postgres.create_index` of the
+`create-index` runbook) verifies with SQL instead, values bound by the driver:
+
+        verify: {database: "${database}", sql: "SELECT indisvalid FROM ... WHERE relname = %(index)s",
+                 within_seconds: 60, poll_seconds: 5}
+
 Rules beyond the schema (checked here and by `opsbot runbooks lint`): a mutating step needs a
 `verify`, or a `rollback` (an operation, or `none` with a reason); `on_failure: rollback` needs a
 rollback operation; every `${placeholder}` in inputs, titles and queries names a declared param
@@ -145,13 +151,41 @@ class Retry(_Strict):
         default_factory=lambda: ["conflict", "unavailable"])
 
 
+SQL_BIND = re.compile(r"%\(([A-Za-z_][A-Za-z0-9_]*)\)s")  # a value bound by the driver, never filled in
+
+
 class Verify(_Strict):
-    promql: str
-    compare: Literal[">", ">=", "<", "<=", "==", "!="]
-    threshold: float
+    """A PromQL check (`promql`, `compare`, `threshold`), or a SQL one (`sql` on `database`):
+    a query whose first column is true once the step worked. In `sql`, values are bound as
+    parameters (`%(name)s`: a declared param or a value the step's operation names, see
+    `sql_operations.bind_values`), never filled into the text; `${...}` is refused there."""
+
+    promql: str | None = None
+    compare: Literal[">", ">=", "<", "<=", "==", "!="] | None = None
+    threshold: float | None = None
+    sql: str | None = None
+    database: str | None = None  # a configured database's name, usually "${database}"
     within_seconds: int = Field(300, gt=0, le=3600)
     poll_seconds: int = Field(15, gt=0, le=600)
     description: str = ""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Verify:
+        if (self.promql is None) == (self.sql is None):
+            raise ValueError("a verify block has exactly one of `promql` and `sql`")
+        if self.promql is not None and (self.compare is None or self.threshold is None):
+            raise ValueError("a `promql` check needs `compare` and `threshold`")
+        if self.sql is not None:
+            if not self.database:
+                raise ValueError("a `sql` check names its `database`")
+            if self.compare is not None or self.threshold is not None:
+                raise ValueError("a `sql` check passes when its query returns true: no `compare` or `threshold`")
+            if placeholders(self.sql):
+                raise ValueError("`sql` binds values as %(name)s parameters; ${...} would fill them into the text")
+        return self
+
+    def sql_binds(self) -> set[str]:
+        return set(SQL_BIND.findall(self.sql or ""))
 
 
 class Rollback(_Strict):
@@ -174,6 +208,8 @@ class Precondition(_Strict):
     def _one_of(self) -> Precondition:
         if (self.exists is None) == (self.promql is None):
             raise ValueError("a precondition is either `exists` or `promql`")
+        if self.promql is not None and self.promql.promql is None:
+            raise ValueError("a `promql` precondition is a PromQL check")
         if self.exists is not None and not {"kind", "name"} <= set(self.exists):
             raise ValueError("`exists` needs kind and name")
         return self
@@ -231,8 +267,10 @@ class Runbook(_Strict):
         for step in self.steps:
             found.append((f"steps[{step.id}].title", step.title))
             found += [(f"steps[{step.id}].input.{k}", v) for k, v in step.input.items() if isinstance(v, str)]
-            if step.verify:
+            if step.verify and step.verify.promql is not None:
                 found.append((f"steps[{step.id}].verify.promql", step.verify.promql))
+            if step.verify and step.verify.database is not None:
+                found.append((f"steps[{step.id}].verify.database", step.verify.database))
             if step.rollback and step.rollback.input:
                 found += [(f"steps[{step.id}].rollback.input.{k}", v) for k, v in step.rollback.input.items()
                           if isinstance(v, str)]

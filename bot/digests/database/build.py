@@ -64,6 +64,9 @@ class DatabaseTarget(BaseModel):
     dsn_env: str | None = Field(None, description="environment variable holding the DSN of a read-only role "
                                                   "(preferred: keeps the password out of the file)")
     dsn: str | None = Field(None, description="the DSN itself, when it holds no password")
+    dsn_write_env: str | None = Field(
+        None, description="environment variable holding the DSN of a role that owns the tables, used only by the "
+                          "create-index runbook after approval by the dba group (the digest itself never writes)")
     explain: bool = Field(True, description="EXPLAIN the top statements (never executes them)")
     explain_analyze_selects: bool = Field(
         False, description="EXPLAIN ANALYZE read-only SELECTs without parameters, in a rolled-back transaction")
