@@ -60,6 +60,15 @@ class Metrics:
         self.gatherer_seconds = Histogram(
             "opsbot_gatherer_seconds", "Time each RCA gatherer took.", ["gatherer"], registry=self.registry,
         )
+        self.digest_runs = Counter(
+            "opsbot_digest_runs_total", "Digest runs by digest and outcome: posted, adopted (a dead run's post), "
+            "failed (Slack refused it), taken (another replica has the slot).", ["digest", "outcome"],
+            registry=self.registry,
+        )
+        self.digest_findings = Gauge(
+            "opsbot_digest_findings", "Findings of each digest's last posted run, and what it could not check.",
+            ["digest", "kind"], registry=self.registry,
+        )
         self.pending_deliveries = Gauge(
             "opsbot_pending_deliveries", "Deliveries waiting for a worker.", registry=self.registry,
         )

@@ -55,10 +55,12 @@ def manual_slot(now: datetime) -> str:
 
 class DigestRunner:
     def __init__(self, factory: sessionmaker[Session], gateway, clusters, config: DigestsConfig, clock: Clock,
-                 owner: str, builders: dict[str, Callable[[Any, DigestContext], DigestReport]] | None = None):
+                 owner: str, builders: dict[str, Callable[[Any, DigestContext], DigestReport]] | None = None,
+                 metrics=None):
         self._factory, self._gateway, self._clusters = factory, gateway, clusters
         self._config, self._clock, self._owner = config, clock, owner
         self._builders = builders or {}
+        self._metrics = metrics  # `bot.metrics.Metrics`: runs and findings (None: not exported)
 
     @property
     def config(self) -> DigestsConfig:
@@ -99,6 +101,16 @@ class DigestRunner:
 
     def run(self, name: str, channel: str, job: str, slot: str) -> RunResult:
         """Claim, build, post, remember; see the module docstring."""
+        result = self._run(name, channel, job, slot)
+        if self._metrics is not None:
+            self._metrics.digest_runs.labels(digest=name, outcome=result.outcome).inc()
+            if result.outcome == "posted" and result.report is not None:
+                for kind, count in (("findings", len(result.report.findings)),
+                                    ("not_checked", len(result.report.problems)), ("fixed", len(result.report.fixed))):
+                    self._metrics.digest_findings.labels(digest=name, kind=kind).set(count)
+        return result
+
+    def _run(self, name: str, channel: str, job: str, slot: str) -> RunResult:
         now = self._clock()
         with unit_of_work(self._factory) as session:
             retaken = session.get(JobClaim, (job, slot)) is not None

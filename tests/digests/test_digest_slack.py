@@ -77,6 +77,9 @@ def test_ops_digest_posts_it_and_a_fix_becomes_an_approvable_step(bot, slack):
     slack.wait_for(lambda s: [f for f in s.files if f.get("title", "").startswith("Drift digest")], timeout=10)
     claim = slack.wait_for(lambda _: finished_claim(bot), timeout=10)
     assert claim.outcome == "posted" and claim.slot.startswith("manual:") and claim.channel == CHANNEL
+    metrics = requests.get(f"{bot.url}/metrics", timeout=10).text
+    assert 'opsbot_digest_runs_total{digest="drift",outcome="posted"} 1.0' in metrics
+    assert 'opsbot_digest_findings{digest="drift",kind="findings"}' in metrics
 
     scale = fix_button(message, "Scale")
     # someone outside the incident managers: refused privately, nothing opened

@@ -78,3 +78,11 @@ def test_untrusted_text_is_inert():
     text = json.dumps(render_digest(report, "s")["blocks"])
     assert "<!channel>" not in text and "<https://evil" not in text and "&lt;!channel&gt;" in text
     assert "hunter2" not in text
+
+
+def test_the_attached_file_is_redacted_too():
+    leaky = Finding(key="k", section="Differs from declared", subject="Deployment shop/api",
+                    detail="env DATABASE_URL: declared postgres://app:s3cr3tpass@db/app, live postgres://app:hunter2@db/app")
+    markdown = render_markdown(DigestReport(name="drift", title="Drift", generated_at=NOW, headline="1 drifted",
+                                            findings=(leaky,)))
+    assert "s3cr3tpass" not in markdown and "hunter2" not in markdown and "Deployment shop/api" in markdown

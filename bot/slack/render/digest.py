@@ -5,7 +5,7 @@ the headline said plainly (also when there is nothing to report), what could not
 the findings grouped under their sections (most important first, at most `MAX_SHOWN`), a
 "Propose fix" button on each finding that has a safe fix, what was fixed since the last digest,
 how the digest was made and the queries behind its figures. `render_markdown(report)` is the
-whole report as Markdown, attached beside the message when anything did not fit.
+whole report as Markdown (redacted, as the message is), attached in the message's thread.
 
 Pure: no I/O. Every text from a report is untrusted (names, values and messages come from the
 cluster or a database): escaped and redacted. Stays inside Block Kit's limits (50 blocks, 3000
@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.digests.model import SEVERITY_ORDER, DigestReport, Finding
+from bot.redaction import redact
 from bot.slack.render.text import plain, truncate, untrusted
 
 MAX_SHOWN = 15  # findings in the message; the rest are in the attached file
@@ -156,7 +157,7 @@ def render_markdown(report: DigestReport) -> str:
         out += ["", "## How this digest was made", ""] + [f"- {n}" for n in report.notes]
     if report.queries:
         out += ["", "## Queries", ""] + [f"```\n{q}\n```" for q in report.queries]
-    return "\n".join(out).strip() + "\n"
+    return redact("\n".join(out).strip()) + "\n"
 
 
 def render_text(report: DigestReport) -> str:
