@@ -13,6 +13,7 @@ could not be checked, exactly as the Slack message does.
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import timedelta
 
 from bot.digests.model import DIGEST_NAMES
@@ -83,6 +84,7 @@ def cmd_digest(args: argparse.Namespace) -> int:
         if problem:
             raise CliError(problem)
         for name in names:
+            print(f"opsbot: building the {name} digest…", file=sys.stderr, flush=True)  # cost can take a minute
             schedules = [s for s in config.schedules if s.digest == name]
             if args.dry_run or (not schedules and not args.now):
                 print(render_text(runner.preview(name, schedules[0].job if schedules else None)))
