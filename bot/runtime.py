@@ -187,7 +187,8 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
 
         digest_config = load_digests(settings.digests_file)
         kit.databases = {t.name: t.dsn_write_env for t in digest_config.database.databases if t.dsn_write_env}
-        digests = DigestRunner(factory, gateway, clusters, digest_config, clock, owner=worker_identity())
+        digests = DigestRunner(factory, gateway, clusters, digest_config, clock, owner=worker_identity(),
+                               metrics=metrics)
         scheduler = DigestScheduler(digests, digest_config.schedules, clock,
                                     timedelta(hours=digest_config.catch_up_hours))
     except BaseException:

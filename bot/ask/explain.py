@@ -485,8 +485,9 @@ def _verification(runbook: Runbook) -> Part:
             continue
         v = s.verify
         what = f" ({v.description})" if v.description else ""
-        lines.append(f"Step {s.id}{what}: {' '.join(v.promql.split())} {v.compare} {v.threshold:g} within "
-                     f"{v.within_seconds} s, polled every {v.poll_seconds} s.")
+        check = (f"SQL on {v.database}: {' '.join(v.sql.split())} is true" if v.sql is not None
+                 else f"{' '.join(v.promql.split())} {v.compare} {v.threshold:g}")
+        lines.append(f"Step {s.id}{what}: {check} within {v.within_seconds} s, polled every {v.poll_seconds} s.")
     return Part("Verification", tuple(lines))
 
 

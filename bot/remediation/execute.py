@@ -305,26 +305,13 @@ class Executor:
         under the lease; then its one statement, the lease renewed by a heartbeat every quarter
         of it. Never retried: after a failure the database says what is left
         (`sql_operations.after_failure`)."""
-        writer = self._sql_writer(proposal_id)
-        values = rendered_input(step, params)
+        writer = self._sql_writer(proposal_id).leased(self._beat(proposal_id, owner, "running"),
+                                                      self._lease.total_seconds() / 4)
         try:
-            plan = sql_operations.plan(writer, step.operation, values)
-        except (WriteError, operations.InputError) as exc:
-            return {"error": str(exc), "error_kind": getattr(exc, "kind", "invalid"), "attempts": 1}
-        undo = plan.undo if "target" in step.capture else None
-        calls = sql_operations.intent_calls(plan, values, writer.tag)
-        self._intend(proposal_id, owner, "running", "intent", calls, undo=undo)
-        done = {"summary": plan.summary, "diff": [[p, b, a] for p, b, a in plan.diff], "attempts": 1}
-        if not calls:
-            return done
-        leased = writer.leased(self._beat(proposal_id, owner, "running"), self._lease.total_seconds() / 4)
-        try:
-            executed = plan.write(leased, False)
+            return sql_operations.apply(writer, step, rendered_input(step, params), lambda calls, undo: self._intend(
+                proposal_id, owner, "running", "intent", calls, undo=undo))
         except HeartbeatStopped as exc:
             raise LeaseLost(proposal_id) from exc
-        except WriteError as exc:
-            return sql_operations.after_failure(writer, calls, exc, done)
-        return {**done, "statement": calls[0]["statement"], "seconds": executed.seconds}
 
     def _read_check(self, step: Step, params: dict[str, Any], url: str | None) -> tuple[float | None, str | None]:
         """One reading of the step's check: its SQL on the database, or its PromQL."""

@@ -106,11 +106,13 @@ def recover(executor: Executor, proposal_id: int) -> bool:
     if recorded is None:
         judgement = intent.Judgement("not_applied", "the bot stopped before sending the write")
     else:
-        before = intent.undo_calls(undo) if status == "running" else list((result.get("intent") or {}).get("calls")
-                                                                             or [])
         sql = step is not None and sql_operations.is_sql(step.operation)
-        judgement = sql_operations.judge(SqlWriter(kit.databases), recorded["calls"]) if sql else \
-            _judge(executor, cluster, recorded["calls"], before)
+        if sql:  # judged from the database; its undo is a DROP INDEX, not Kubernetes calls
+            judgement = sql_operations.judge(SqlWriter(kit.databases), recorded["calls"])
+        else:
+            before = intent.undo_calls(undo) if status == "running" else \
+                list((result.get("intent") or {}).get("calls") or [])
+            judgement = _judge(executor, cluster, recorded["calls"], before)
         if isinstance(judgement, sql_operations.StillRunning):  # never re-run it: look again at the next lapse
             with unit_of_work(kit.factory) as session:
                 store.renew(session, proposal_id, status, owner, kit.clock() + executor.lease,

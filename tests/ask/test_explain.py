@@ -218,6 +218,9 @@ def test_a_runbook_is_explained_with_params_checks_rollback_and_autonomy_per_env
         ["production: approve", "staging: auto", "any other namespace: approve"], "the engine's own autonomy, per environment"
     assert any(line.startswith("memory (quantity, from diagnosis.suggested_memory_limit") for line in lines)
     assert "Step raise: operation restore.captured; when the check fails: rollback." in lines
+    sql = content(ask(world, slack, "explain create-index")["blocks"])  # a SQL check, not PromQL
+    assert any(line.startswith("Step create") and "SQL on ${database}: SELECT" in line and "is true" in line
+               for line in sql), sql
 
 
 def test_unknown_targets_name_the_forms_and_other_channels_are_refused(world, slack):

@@ -12,7 +12,7 @@ ORDERS = shared_scenarios_dir() / "orders-api-revision-22-panics-on-start.yaml"
 
 def test_lint_passes_the_shipped_runbooks_and_names_every_problem(tmp_path):
     ok = opsbot("runbooks", "lint")
-    assert ok.returncode == 0 and "11 runbook(s) valid" in ok.stdout
+    assert ok.returncode == 0 and "13 runbook(s) valid" in ok.stdout
     (tmp_path / "broken.yaml").write_text("id: broken\ntitle: t\nowners: []\nsteps: []\nsurprise: 1\n")
     bad = opsbot("runbooks", "lint", "--dir", str(tmp_path))
     assert bad.returncode == 1 and "Traceback" not in bad.stdout + bad.stderr

@@ -8,7 +8,7 @@ from bot.remediation import catalog
 from bot.remediation.runbook_model import ParamSpec
 from bot.runtime import REPO
 
-BUILTIN = {"renew-certificate", "rollback-deployment", "restart-deployment", "scale-deployment", "raise-memory-limit", "raise-cpu-limit",
+BUILTIN = {"create-index", "renew-certificate", "rollback-deployment", "restart-deployment", "scale-deployment", "raise-memory-limit", "raise-cpu-limit",
            "delete-pod", "cordon-node", "drain-node", "expand-pvc", "rerun-job",
            "raise-hpa-max-replicas"}  # SCENARIOS.md's built-in ids, and the project's own
 MINIMAL = """
