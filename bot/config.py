@@ -12,7 +12,7 @@ import os
 import re
 import sqlite3
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from bot.cores import available_cores
+from bot.db.urls import normalise_database_url
 
 ENV_PREFIX = "OPSBOT_"
 # Variables with the prefix that are read elsewhere, not settings of a running bot.
@@ -324,14 +325,6 @@ class Settings(BaseSettings):
         return normalise_database_url(self.database_url)
 
 
-def normalise_database_url(url: str) -> str:
-    """Spell out the psycopg 3 driver, which is the one installed, for PostgreSQL URLs."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
 def _yaml_settings(path: Path) -> dict[str, Any]:
     """The YAML config file as a flat mapping of lower-case setting names."""
     try:
@@ -359,6 +352,18 @@ def _describe(error: dict[str, Any], from_file: set[str]) -> list[str]:
     return [f"{name}: {message}"]
 
 
+def _structured(name: str, value: str) -> Any:
+    """An environment variable of a list or mapping setting (OPSBOT_CLUSTERS, OPSBOT_SILENCES,
+    OPSBOT_PAGERDUTY_WEBHOOK_SECRETS) holds JSON or YAML text: decoded here, as the README says.
+    Text that does not decode is passed on as it is, so the validation error names the setting."""
+    if get_origin(Settings.model_fields[name].annotation) not in (list, dict):
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate the settings; raise `ConfigError` listing every problem.
 
@@ -380,7 +385,7 @@ def load_settings(**overrides: Any) -> Settings:
         env_values["database_url"] = env["DATABASE_URL"]
     known = set(Settings.model_fields)
     problems = [f"{ENV_PREFIX}{name.upper()}: unknown setting" for name in sorted(set(env_values) - known)]
-    env_values = {key: value for key, value in env_values.items() if key in known}
+    env_values = {key: _structured(key, value) for key, value in env_values.items() if key in known}
     try:
         settings = Settings(**{**file_values, **env_values, **overrides})
     except ValidationError as exc:

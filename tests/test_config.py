@@ -141,3 +141,17 @@ def test_cores_are_counted_within_the_container_cpu_limit(tmp_path, files, expec
         (tmp_path / name).write_text(content)
     affinity = len(os.sched_getaffinity(0))
     assert available_cores(tmp_path) == (min(affinity, expected) if expected else affinity)
+
+
+def test_list_and_mapping_settings_from_the_environment_are_json_or_yaml(monkeypatch):
+    monkeypatch.setenv("OPSBOT_CLUSTERS", '{"prod-eu": {"kube_mode": "url", "kube_api_url": "http://127.0.0.1:8001", '
+                                          '"prometheus_url": "http://127.0.0.1:9090"}}')
+    monkeypatch.setenv("OPSBOT_SILENCES", '["namespace=~\\"dev-.*\\""]')
+    monkeypatch.setenv("OPSBOT_PAGERDUTY_WEBHOOK_SECRETS", "[s1, s2]")  # YAML flow style works too
+    settings = load_settings()
+    assert settings.clusters["prod-eu"].prometheus_url == "http://127.0.0.1:9090"
+    assert settings.silences == ['namespace=~"dev-.*"'] and settings.pagerduty_webhook_secrets == ["s1", "s2"]
+    monkeypatch.setenv("OPSBOT_CLUSTERS", "not a mapping")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert any("OPSBOT_CLUSTERS" in problem for problem in raised.value.problems)
