@@ -233,6 +233,15 @@ def cmd_deliveries_replay(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
+    if args.list:
+        from bot.sandbox.web_demo import list_scenarios
+
+        return list_scenarios()
+    if args.web:
+        from bot.demo import run_web_demo
+        from bot.sandbox.web_demo import DEFAULT_WEB_PORT
+
+        return run_web_demo(args.scenario, DEFAULT_WEB_PORT if args.port is None else args.port, keep=args.keep)
     return run_demo(Path(args.scenario) if args.scenario else None, keep=args.keep, auto_approve=args.auto_approve)
 
 
@@ -392,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--auto-approve", action="store_true",
                       help="approve the first proposed step as an on-call member, verify it, resolve the alert, "
                            "print the thread with the postmortem")
+    demo.add_argument("--web", action="store_true",
+                      help="serve the demo as a Slack-like page at http://127.0.0.1:PORT until Ctrl-C: approve, "
+                           "reject, ask and type /ops commands in the browser")
+    demo.add_argument("--port", type=int, help="the page's port with --web (default 8765; 0: any free port)")
+    demo.add_argument("--list", action="store_true", help="list the scenarios available and exit")
     demo.set_defaults(func=cmd_demo)
 
     runbooks = commands.add_parser("runbooks", help="runbook catalog: lint, test against a scenario")

@@ -171,3 +171,43 @@ def run_demo(scenario_path: Path | None, keep: bool = False, auto_approve: bool 
         print(f"\n(state kept in {workdir}; `OPSBOT_DATABASE_URL=sqlite:///{workdir / 'opsbot.sqlite3'} opsbot "
               "explain INC-1` explains the incident from it, as /ops explain does)")
     return 0
+
+
+def run_web_demo(scenario_arg: str | None, port: int, keep: bool = False) -> int:
+    """`opsbot demo --web`: the stack of `bot.sandbox.web_demo` with the page on `port`, until
+    SIGINT/SIGTERM; then every part is stopped and the temporary directory removed (unless --keep).
+    `scenario_arg`: a file, or a name that `opsbot demo --list` shows."""
+    from bot.sandbox.web_demo import WebDemo, available_scenarios, serve_until_stopped
+
+    path = Path(scenario_arg) if scenario_arg else shared_scenarios_dir() / DEFAULT_SCENARIO
+    if scenario_arg and not path.exists() and scenario_arg in available_scenarios():
+        path = available_scenarios()[scenario_arg]
+    if not path.exists():
+        print(f"opsbot demo: scenario {path} not found (`opsbot demo --list` shows the ones available)",
+              file=sys.stderr)
+        return 2
+    try:
+        scenario = load_scenario(path)
+    except ScenarioError as exc:
+        print(f"opsbot demo: {exc}", file=sys.stderr)
+        return 2
+    from bot.logs import configure_logging
+
+    configure_logging("WARNING", "text")
+    workdir = Path(tempfile.mkdtemp(prefix="opsbot-web-demo-"))
+    print(f"opsbot demo --web: {scenario.id}\n  {scenario.title}\n  (state in {workdir})\n", flush=True)
+    demo = WebDemo(scenario, workdir, port, _step)
+    try:
+        try:
+            url = demo.start()
+        except (RuntimeError, OSError, ValueError) as exc:  # a part did not start, or the scenario did not load
+            print(f"opsbot demo: {exc}", file=sys.stderr)
+            return 1
+        serve_until_stopped(url)
+        print("opsbot demo: stopping", flush=True)
+    finally:
+        demo.stop()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print("opsbot demo: stopped" + (f"; state kept in {workdir}" if keep else ""), flush=True)
+    return 0

@@ -22,6 +22,7 @@ from bot.config import Settings
 from bot.context.clusters import ClusterDirectory
 from bot.db.engine import make_engine, make_session_factory
 from bot.incidents.pagerduty_sync import PagerDutySync
+from bot.incidents.proposal_messages import ProposalMessages
 from bot.incidents.rca_stage import RcaStage
 from bot.incidents.thread import CardSync
 from bot.intake_processes import IntakeProcesses
@@ -32,7 +33,6 @@ from bot.postmortem.stage import PostmortemStage
 from bot.remediation.catalog import load_catalog
 from bot.remediation.execute import Executor
 from bot.remediation.kit import GroupResolver, RemediationKit, pagerduty_on_call_reader
-from bot.remediation.messages import ProposalMessages
 from bot.remediation.tokens import key_from
 from bot.slack.gateway import SlackGateway, make_web_client
 from bot.timeline.anchors import Anchorer
@@ -147,7 +147,7 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
         factory = make_session_factory(engine, audit_key)
         token, base_url = _slack_endpoint(settings, owned)
         web_client = make_web_client(token, base_url)
-        gateway = SlackGateway(web_client, metrics)
+        gateway = SlackGateway(web_client, metrics.slack_calls)
         cards = CardSync(factory, gateway, settings.slack_channel, clock, owner=worker_identity(),
                          lease=timedelta(seconds=settings.claim_lease_seconds),
                          min_interval=timedelta(seconds=settings.card_min_interval_seconds))

@@ -21,8 +21,9 @@ from datetime import timedelta
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.alerts import alertmanager, deliveries, grafana, pagerduty
+from bot.alerts import deliveries, pagerduty
 from bot.alerts.grouping import regroup
+from bot.alerts.intake import parse_delivery
 from bot.alerts.matchers import MatcherSet, parse_matchers
 from bot.alerts.model import AlertBatch, PayloadError
 from bot.alerts.screening import screen
@@ -38,8 +39,6 @@ from bot.logs import incident_context
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
-PARSERS = {alertmanager.SOURCE: alertmanager.parse, grafana.SOURCE: grafana.parse,
-           pagerduty.SOURCE: pagerduty.parse}
 CLAIM_BATCH = 10
 CONFLICT_RETRIES = 3
 SEEN_PRUNE_INTERVAL = timedelta(minutes=10)  # how often the housekeeping loop forgets expired replay ids
@@ -72,13 +71,6 @@ def intake_rules(settings) -> IntakeRules:
 
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def parse_delivery(source: str, body: bytes) -> AlertBatch:
-    parser = PARSERS.get(source)
-    if parser is None:
-        raise PayloadError(f"no parser for source '{source}'")
-    return parser(body)
 
 
 @dataclass

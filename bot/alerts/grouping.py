@@ -2,7 +2,7 @@
 
 A template such as `{cluster}/{namespace}/{service}` names labels in braces; a missing label
 renders as `-`. `{service}` falls back to the service derived from the alert (see
-`bot.incidents.summary`). One notification may then split into several groups, each becoming
+`bot.alerts.service_name`). One notification may then split into several groups, each becoming
 its own batch; batches are returned sorted by key so that a worker locks incidents in one
 global order (no deadlock between two deliveries touching the same incidents).
 """
@@ -13,7 +13,7 @@ import re
 from dataclasses import replace
 
 from bot.alerts.model import AlertBatch, NormalizedAlert
-from bot.incidents.summary import derived_service
+from bot.alerts.service_name import derived_service
 
 _FIELD = re.compile(r"\{([^{}]+)\}")
 MISSING = "-"

@@ -1,5 +1,9 @@
 """Webhook intake: validate a body, store it as a raw delivery. Nothing else happens here,
-so the sender gets its 2xx quickly; workers do the rest (see `bot.workers`)."""
+so the sender gets its 2xx quickly; workers do the rest (see `bot.workers`).
+
+`parse_delivery` is the one parser per source, used here to refuse a malformed body before
+anything is stored and by the workers to turn a claimed delivery into a batch: both read the
+body the same way, and the workers import it from here (alerts never import the workers)."""
 
 from __future__ import annotations
 
@@ -8,10 +12,20 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.alerts import deliveries
+from bot.alerts import alertmanager, deliveries, grafana, pagerduty
+from bot.alerts.model import AlertBatch, PayloadError
 from bot.db import seen
 from bot.db.engine import unit_of_work
-from bot.workers import parse_delivery
+
+PARSERS = {alertmanager.SOURCE: alertmanager.parse, grafana.SOURCE: grafana.parse,
+           pagerduty.SOURCE: pagerduty.parse}
+
+
+def parse_delivery(source: str, body: bytes) -> AlertBatch:
+    parser = PARSERS.get(source)
+    if parser is None:
+        raise PayloadError(f"no parser for source '{source}'")
+    return parser(body)
 
 
 @dataclass(frozen=True)

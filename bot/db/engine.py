@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.config import normalise_database_url
+from bot.db.urls import normalise_database_url
 from bot.db.writer_lock import WriterLock
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000

@@ -10,12 +10,12 @@ second after grouping.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from bot.alerts.service_name import derived_service
 from bot.incidents.service import normalise_severity, severity_rank
 from bot.redaction import redact
 
@@ -25,15 +25,6 @@ SERVICE_MAX = 256
 TARGET_MAX = 256
 # Labels naming the one thing an alert is about (for "how many distinct targets are firing").
 TARGET_LABELS = ("pod", "node", "instance", "persistentvolumeclaim", "job_name")
-# Labels naming the service an alert is about, most specific first. Prometheus' own `job`
-# label names the scrape job (often kube-state-metrics), so it is deliberately absent.
-SERVICE_LABELS = (
-    "service", "app.kubernetes.io/name", "app_kubernetes_io_name", "app", "deployment",
-    "statefulset", "daemonset", "job_name", "cronjob",
-)
-# Pod names of Deployments (name-<template hash>-<5 chars>) and StatefulSets (name-<ordinal>).
-_DEPLOYMENT_POD = re.compile(r"^(?P<name>[a-z0-9-]+?)-[bcdfghjklmnpqrstvwxz2456789]{6,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$")
-_STATEFUL_POD = re.compile(r"^(?P<name>[a-z0-9-]+?)-\d+$")
 
 
 @dataclass(frozen=True)
@@ -99,17 +90,6 @@ def _common(values: Iterable[str | None]) -> str | None:
 
 def _cut(value: str | None, limit: int) -> str | None:
     return value[:limit] if value else value
-
-
-def derived_service(labels: dict[str, str]) -> str | None:
-    """The service an alert is about: an explicit label, else the workload a pod name implies,
-    else the container. A guess from names only; the RCA stage resolves ownerReferences."""
-    explicit = next((labels[key] for key in SERVICE_LABELS if labels.get(key)), None)
-    if explicit:
-        return explicit
-    pod = labels.get("pod", "")
-    match = _DEPLOYMENT_POD.match(pod) or _STATEFUL_POD.match(pod)
-    return match.group("name") if match else labels.get("container") or None
 
 
 def alert_scope(labels: dict[str, str], fingerprint: str) -> AlertScope:

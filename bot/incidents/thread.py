@@ -35,10 +35,11 @@ from bot.db.engine import reading, unit_of_work
 from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident, SlackMessage
 from bot.incidents import catchup, service
+from bot.incidents.card import card_view
 from bot.incidents.slack_posts import PostSpec, forget, post_once
 from bot.logs import incident_context
 from bot.slack.gateway import SlackError, SlackGateway, SlackRetryLater
-from bot.slack.render.card import card_view, render_card
+from bot.slack.render.card import render_card
 from bot.slack.render.catchup import render_catchup
 from bot.slack.render.notes import note_is_loud, render_note, subtract_note
 from bot.timeline import chain

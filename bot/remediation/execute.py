@@ -29,7 +29,7 @@ holds succeeds at once; at the end of the window, when at least one real sample 
 last real one decides (nulls between them change nothing: a null is "could not read", not
 "bad"); when no real sample was read in the whole window (Prometheus unreachable, not
 configured, or the query matches no series), the step is `unverified`: nothing is rolled back,
-the thread says so and offers Roll back / Accept to a person (`bot.remediation.unverified`)
+the thread says so and offers Roll back / Accept to a person (`bot.incidents.unverified_steps`)
 for `DECIDE_WINDOW`; nobody deciding by then ends it `unverified_expired` (the change stays).
 A requested Roll back is checked against `ROLLBACK_GATES` (kill switch, freeze) just before it
 writes. Without a Prometheus URL the step is unverified at once rather than after the window.

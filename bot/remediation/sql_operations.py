@@ -38,7 +38,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.context.model import ObjectRef
-from bot.digests.database.indexes import index_name_for
+from bot.remediation.index_names import index_name_for
 from bot.remediation.intent import Judgement
 from bot.remediation.kube_write import WriteError
 from bot.remediation.operations import RESTORE, InputError, Operation, Plan

@@ -16,11 +16,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, ServerErrorRetryHandler
 
-from bot.metrics import Metrics
 from bot.redaction import redact, redact_data
 from bot.slack.limits import fit_blocks, fit_text
 
@@ -99,9 +99,12 @@ def make_web_client(token: str, base_url: str | None = None) -> WebClient:
 
 
 class SlackGateway:
-    def __init__(self, client: WebClient, metrics: Metrics | None = None):
+    def __init__(self, client: WebClient, calls: Counter | None = None):
+        """`calls`: the counter of Web API calls labelled by `method` and `outcome` (the runtime
+        passes `Metrics.slack_calls`); the gateway takes the counter, not the bot's registry, so
+        it stays below everything that reads incidents."""
         self.client = client
-        self._metrics = metrics
+        self._calls = calls
         # chat.postMessage is not idempotent: the HTTP client must not resend one whose answer
         # was lost (a dropped connection, a 5xx after the fact). The caller's retry looks for
         # the message first (bot.incidents.slack_posts), so posts go through a copy without retries.
@@ -132,8 +135,8 @@ class SlackGateway:
         return response.data  # type: ignore[return-value]
 
     def _count(self, method: str, outcome: str) -> None:
-        if self._metrics is not None:
-            self._metrics.slack_calls.labels(method=method, outcome=outcome).inc()
+        if self._calls is not None:
+            self._calls.labels(method=method, outcome=outcome).inc()
 
     def post_message(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
                      thread_ts: str | None = None, reply_broadcast: bool = False,

@@ -13,7 +13,7 @@ import logging
 from slack_bolt import Ack, App
 
 from bot.ask import explain
-from bot.remediation import clicks
+from bot.incidents import proposal_clicks as clicks
 from bot.runtime import Runtime
 from bot.slack import inbound
 from bot.slack.gateway import SlackError

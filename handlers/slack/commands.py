@@ -8,13 +8,12 @@ from slack_bolt import Ack, App
 
 from bot.ask import explain, risk
 from bot.db.engine import unit_of_work
-from bot.incidents import service
+from bot.incidents import remediation_commands, service
+from bot.incidents.card import card_view
 from bot.incidents.control_flows import Caller, IncidentControls
 from bot.incidents.weekly import weekly_numbers
-from bot.remediation import commands as remediation_commands
 from bot.runtime import Runtime
 from bot.slack.gateway import SlackError
-from bot.slack.render.card import card_view
 from bot.slack.render.explain import render_explanation
 from bot.slack.render.modals import declare_modal
 from bot.slack.render.risk import render_risk

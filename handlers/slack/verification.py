@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from slack_bolt import Ack, App
 
-from bot.remediation import unverified
-from bot.remediation.clicks import Click
+from bot.incidents import unverified_steps as unverified
+from bot.incidents.proposal_clicks import Click
 from bot.runtime import Runtime
 from bot.slack import inbound
 from bot.slack.render.proposal import VERIFY_ACCEPT_ACTION_ID, VERIFY_ROLLBACK_ACTION_ID

@@ -25,10 +25,10 @@ from typing import Any
 
 from bot.digests.database.explain import ScanNode
 from bot.digests.model import Finding, Fix
+from bot.remediation.index_names import index_name_for
 
 SEQUENTIAL_SCAN = "Seq Scan"
 FIX_RUNBOOK = "create-index"
-MAX_IDENTIFIER_BYTES = 63
 PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]*")
 # `col = ...`, `(col)::text = ...`, `alias.col = ANY (...)`, `"Col" = ...` in a plan's Filter; a match
 # right after a function's opening parenthesis (`lower(email) = $1`) is not a plain column.
@@ -98,14 +98,6 @@ def quote_identifier(name: str, keywords: Iterable[str] = ()) -> str:
     if PLAIN_IDENTIFIER.fullmatch(name) and name not in set(keywords):
         return name
     return '"' + name.replace('"', '""') + '"'
-
-
-def index_name_for(table: str, columns: Sequence[str]) -> str:
-    """`<table>_<columns>_idx`, cut to PostgreSQL's 63-byte identifier limit."""
-    suffix = "_idx"
-    base = f"{table}_{'_'.join(columns)}"
-    encoded = base.encode()[: MAX_IDENTIFIER_BYTES - len(suffix)]
-    return encoded.decode(errors="ignore") + suffix
 
 
 def create_index_statement(schema: str, table: str, columns: Sequence[str], keywords: Iterable[str] = ()) -> str:

@@ -115,6 +115,8 @@ class SlackEmulator:
         self._server: LoopbackHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._root = ""
+        self._seeded = 0  # messages added with add_message (they record no call)
+        self._web: Callable[[HttpRequest], HttpResponse | None] | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> str:
@@ -196,6 +198,7 @@ class SlackEmulator:
                 if root is not None:
                     payload["parent_user_id"] = root.payload.get("user")
             st.add_message(Message(chan.id, payload))
+            self._seeded += 1
             return ts
 
     def new_trigger_id(self) -> str:
@@ -326,6 +329,50 @@ class SlackEmulator:
             lines.insert(0, f"  ... {len(calls) - last} earlier calls")
         return "\n".join(lines) or "  (no calls)"
 
+    # -- the web view's reads (see web.py) ------------------------------------------------------
+    def mount_web(self, app: Callable[[HttpRequest], HttpResponse | None]) -> None:
+        """Serve `app` for `/` and every path under `/web/` (never `/api/` or the upload URLs)."""
+        self._web = app
+
+    @property
+    def change_count(self) -> int:
+        """Grows with every recorded call and seeded message: a cheap "has anything changed?"."""
+        with self._lock:
+            return len(self._calls) + self._seeded
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """One stored message (a root or a reply) as `messages()` shows it, or None."""
+        with self._lock:
+            cid = self._channel_id(channel)
+            found = self._state.message(cid, ts) if cid else None
+            return found.to_test_view() if found is not None else None
+
+    def directory(self) -> dict[str, Any]:
+        """Names for display: `users` {id: name}, `humans` [(id, name, real name)], `usergroups`
+        {id: handle}, `channels` [(id, name)] of the channels the bot is in (no DMs)."""
+        with self._lock:
+            st = self._state
+            return {
+                "users": {u.id: u.name for u in st.users.values()},
+                "humans": [(u.id, u.name, u.real_name) for u in st.users.values() if not u.is_bot and not u.deleted],
+                "usergroups": {g.id: g.handle for g in st.usergroups.values()},
+                "channels": [(c.id, c.name) for c in st.channels.values()
+                             if c.im_user is None and c.is_member and not c.is_archived],
+            }
+
+    def file_data(self, file_id: str) -> tuple[str, bytes] | None:
+        """(filename, bytes) of a completed upload, or None."""
+        with self._lock:
+            record = self._state.files.get(file_id)
+            if record is None or not record.completed or record.data is None:
+                return None
+            return record.filename, bytes(record.data)
+
+    def open_views(self) -> list[dict[str, Any]]:
+        """Views opened with views.open, as last updated, each with the `trigger_id` that opened it."""
+        with self._lock:
+            return [{"view": copy.deepcopy(r.view), "trigger_id": r.trigger_id} for r in self._state.views.values()]
+
     def _channel_id(self, channel: str | None) -> str | None:
         found = self._state.find_channel(channel)
         return found.id if found is not None else None
@@ -336,6 +383,8 @@ class SlackEmulator:
             return self._handle_api(request.path[len("/api/"):], request)
         if request.path.startswith(UPLOAD_PATH_PREFIX) and request.method == "POST":
             return self._handle_upload(request.path[len(UPLOAD_PATH_PREFIX):], request)
+        if self._web is not None and (request.path == "/" or request.path.startswith("/web/")):
+            return self._web(request)
         return HttpResponse.text(404, "not found")
 
     def _handle_api(self, method: str, request: HttpRequest) -> HttpResponse | None:

@@ -1,4 +1,7 @@
-"""The incident card: the thread's root message. Pure: domain data in, Block Kit dict out."""
+"""The incident card: the thread's root message. Pure: domain data in, Block Kit dict out.
+
+The input is the plain `IncidentCardView`, never the ORM row: the caller builds it
+(`bot.incidents.card.card_view`), so this module does not import the database models."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.db.models import Incident
 from bot.slack.render.text import link, plain, untrusted
 
 SEVERITY_ICON = {"critical": ":red_circle:", "high": ":large_orange_circle:", "warning": ":large_yellow_circle:",
@@ -51,20 +53,6 @@ class IncidentCardView:
     latest_update_by: str | None = None
     latest_update_at: datetime | None = None
     resolved_by: str | None = None
-
-
-def card_view(incident: Incident) -> IncidentCardView:
-    return IncidentCardView(
-        reference=incident.reference, title=incident.title, severity=incident.severity, status=incident.status,
-        cluster=incident.cluster, namespace=incident.namespace, service=incident.service,
-        alert_count=incident.alert_count, firing_count=incident.firing_count, links=dict(incident.links),
-        created_at=incident.created_at, updated_at=incident.updated_at, category=incident.category,
-        acknowledged_by=incident.acknowledged_by, incident_id=incident.id,
-        related_id=incident.related_incident_id, previous_id=incident.previous_incident_id,
-        merged_into_id=incident.merged_into_id, commander=incident.commander,
-        latest_update=incident.latest_update, latest_update_by=incident.latest_update_by,
-        latest_update_at=incident.latest_update_at, resolved_by=incident.resolved_by,
-    )
 
 
 def _field(label: str, value: str | None) -> dict[str, str]:

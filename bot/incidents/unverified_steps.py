@@ -33,9 +33,9 @@ from bot.db.engine import unit_of_work
 from bot.db.locks import ROW_LOCK
 from bot.db.models import Proposal
 from bot.incidents import refused_clicks
+from bot.incidents.proposal_clicks import Click, ClickResult
 from bot.policy import engine
 from bot.remediation import store, tokens
-from bot.remediation.clicks import Click, ClickResult
 from bot.remediation.execute import ROLLBACK_GATES, gate_denial, propose_next, rollback_available
 from bot.remediation.kit import RemediationKit
 from bot.timeline import chain

@@ -19,10 +19,10 @@ from sqlalchemy import select
 
 from bot.db.engine import reading, unit_of_work
 from bot.db.models import Incident, Proposal, SlackMessage
-from bot.incidents import service
+from bot.incidents import service, unverified_steps
+from bot.incidents.proposal_clicks import APPROVE, REJECT
 from bot.incidents.slack_posts import PostSpec, forget, post_once
-from bot.remediation import store, tokens, unverified
-from bot.remediation.clicks import APPROVE, REJECT
+from bot.remediation import store, tokens
 from bot.remediation.kit import RemediationKit
 from bot.slack.gateway import SlackError, SlackGateway, SlackRetryLater
 from bot.slack.render.proposal import ProposalView, render_proposal
@@ -43,7 +43,7 @@ def view_of(kit: RemediationKit, proposal: Proposal, reference: str, approvals: 
         decision=dict(proposal.decision or {}), approvals=approvals, result=dict(proposal.result or {}),
         approve_value=tokens.sign(kit.key, APPROVE, proposal.id, proposal.expires_at),
         reject_value=tokens.sign(kit.key, REJECT, proposal.id, proposal.expires_at),
-        **unverified.button_values(kit, proposal),
+        **unverified_steps.button_values(kit, proposal),
         rejected_by=proposal.rejected_by, reject_reason=proposal.reject_reason, proposal_id=proposal.id)
 
 

@@ -1,0 +1,1 @@
+"""PLAN, ACT, VERIFY: runbook catalog, typed operations, the executor and its verification."""
