@@ -23,10 +23,14 @@ PEOPLE_LINES = (
 )
 
 
+LOUD_SEVERITY = "critical"  # a raise to this is said in the channel; a lesser one only on the card and thread
+
+
 def note_is_loud(note: dict[str, Any]) -> bool:
-    """Reopening, escalation and a person's resolution are broadcast to the channel, not only
-    the thread."""
-    return bool(note.get("reopened") or note.get("escalated") or note.get("reopened_here")
+    """Reopening, a raise to critical and a person's resolution are broadcast to the channel, not
+    only the thread. A raise to high stays in the thread (the card in the channel shows it): in a
+    storm, one broadcast per escalating incident was most of what the channel had to read."""
+    return bool(note.get("reopened") or note.get("escalated") == LOUD_SEVERITY or note.get("reopened_here")
                 or note.get("resolved_here"))
 
 
