@@ -1,5 +1,5 @@
 """`opsbot` command line: serve, db upgrade, deliveries, demo, eval, runbooks, policy, audit,
-postmortem, explain, incidents similar, version.
+postmortem, explain, incidents (and similar), thread, timeline, digest, version.
 
 Every failure a user can cause ends in one line on stderr naming the problem and a non-zero
 exit status, never a traceback. Exit codes: 0 ok, 1 runtime failure, 2 bad usage/config.
@@ -126,6 +126,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except DigestsConfigError as exc:
         raise CliError("cannot start: the digests file is invalid:\n  " + "\n  ".join(exc.problems), code=2) from None
     try:
+        from bot.startup_checks import startup_warnings
+
+        for warning in startup_warnings(settings, runtime.remediation.policy, runtime.remediation.clusters):
+            log.warning(warning)
         try:
             problem = schema_problem(runtime.engine)
         except SQLAlchemyError as exc:
@@ -321,9 +325,13 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from bot.remediation_cli import audit_verify, parse_time
+    from bot.remediation_cli import audit_verify, incident_number, parse_time
     from bot.timeline.chain import audit_key_from
 
+    try:
+        incident = None if args.incident is None else incident_number(args.incident)
+    except ValueError as exc:
+        raise CliError(f"--incident: {exc}", code=2) from None
     key = audit_key_from(_settings().audit_key)
     try:
         unsigned_before = parse_time(args.unsigned_before)
@@ -331,7 +339,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         raise CliError(f"--unsigned-before {args.unsigned_before!r} is not an ISO 8601 time", code=2) from None
     if unsigned_before is not None and key is None:
         raise CliError("--unsigned-before needs the audit key (OPSBOT_AUDIT_KEY)", code=2)
-    return _print_result(_with_database(lambda factory: audit_verify(factory, args.incident, key, args.anchors,
+    return _print_result(_with_database(lambda factory: audit_verify(factory, incident, key, args.anchors,
                                                                      unsigned_before)))
 
 
@@ -437,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="the audit log (timeline)")
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     verify = audit_commands.add_parser("verify", help="check every timeline's hash chain (exit 1 on tampering)")
-    verify.add_argument("--incident", type=int, help="only INC-N")
+    verify.add_argument("--incident", metavar="INC-N", help="only this incident (INC-12 or 12)")
     verify.add_argument("--anchors", type=Path, metavar="FILE",
                         help="also check the heads anchored in FILE (OPSBOT_AUDIT_ANCHOR_FILE, or the bot's log)")
     verify.add_argument("--unsigned-before", metavar="TIME",
@@ -455,15 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     explained.add_argument("target", metavar="TARGET", help="INC-12, P-17 or a runbook id")
     explained.set_defaults(func=cmd_explain)
 
-    from bot.postmortem.memory_cli import cmd_incidents_similar
+    from bot.incidents_cli import add_parsers as add_incident_parsers
 
-    incidents = commands.add_parser("incidents", help="incidents: past ones like a given one")
-    incident_commands = incidents.add_subparsers(dest="incidents_command", metavar="ACTION", required=True)
-    alike = incident_commands.add_parser("similar", help="past incidents most like INC-N, with why (hypotheses)")
-    alike.add_argument("incident", metavar="INC-N")
-    alike.add_argument("--json", action="store_true", help="print JSON")
-    alike.add_argument("--limit", type=int, default=3, help="how many (default 3)")
-    alike.set_defaults(func=cmd_incidents_similar)
+    add_incident_parsers(commands)  # incidents [--open] [similar INC-N], thread INC-N, timeline INC-N
 
     evaluate = commands.add_parser("eval", help="replay scenarios through the bot and score its RCA")
     evaluate.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders of them")

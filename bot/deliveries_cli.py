@@ -2,7 +2,8 @@
 
 A replay stores a copy of the delivery as a new pending one (the original stays as received,
 for the audit trail); a running `opsbot serve` processes it like any other. Replays bypass the
-duplicate window on purpose: replaying is a deliberate act.
+duplicate window on purpose: replaying is a deliberate act. A listing is never empty: with
+nothing to show it says so in one line.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def list_deliveries(factory, status: str | None, limit: int) -> list[str]:
         if status:
             query = query.where(RawDelivery.status == status)
         rows = list(session.execute(query).scalars())
+    if not rows:
+        return [f"no deliveries with status {status}" if status else "no deliveries stored"]
     return [
         f"{row.id:>8}  {row.received_at:%Y-%m-%d %H:%M:%S}  {row.source:<12} {row.status:<10} "
         f"{len(row.body):>8} B  attempts {row.attempts}" + (f"  error: {row.error.splitlines()[0][:80]}"

@@ -8,6 +8,7 @@ prints what would be proposed, with the parameters and the policy's decision.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,14 +30,30 @@ def lint(folder: Path) -> tuple[int, list[str]]:
     return 0, lines
 
 
+# Slack's mention syntax, which the policy engine writes for Slack: `<@U1>`, `<@U1|alice>`,
+# `<!subteam^S1>`, `<!subteam^S1|@oncall>`, `<#C1|ops>`, `<!here>`. A terminal gets the label
+# when there is one, else the plain id.
+SLACK_MENTION = re.compile(r"<(?P<kind>@|#|!subteam\^|!)(?P<id>[^|>]+)(?:\|(?P<label>[^>]*))?>")
+PLAIN_PREFIX = {"@": "", "#": "#", "!subteam^": "", "!": "@"}
+
+
+def plain_mentions(text: str) -> str:
+    """`text` with Slack mentions replaced by names or ids a terminal shows as they are."""
+    def plain(match: re.Match) -> str:
+        kind, label = match.group("kind"), match.group("label")
+        return ("#" + label if kind == "#" else label) if label else PLAIN_PREFIX[kind] + match.group("id")
+    return SLACK_MENTION.sub(plain, text)
+
+
 def _gate_lines(decision: engine.Decision) -> list[str]:
+    """The decision and every gate's result, for a terminal (no Slack mention syntax)."""
     lines = [f"decision: {decision.decision} (rule {decision.rule}): {decision.reason}"]
     if decision.hint:
         lines.append(f"hint: {decision.hint}")
     lines.append(f"autonomy: {decision.autonomy}; approvals needed: {decision.approvals_needed}"
                  + (f" from {', '.join(decision.approver_groups)}" if decision.approver_groups else ""))
     lines += [f"  {g.gate:<18} {g.outcome:<15} {g.rule:<28} {g.reason}" for g in decision.gates]
-    return lines
+    return [plain_mentions(line) for line in lines]
 
 
 def explain(runbooks: Path, policies: Path, runbook_id: str, namespace: str | None, params: dict[str, str],
@@ -166,6 +183,18 @@ def audit_verify(factory, incident: int | None, key: bytes | None = None, anchor
 
 def dirs(settings) -> tuple[Path, Path]:
     return config_dir(settings.runbooks_dir, "runbooks"), config_dir(settings.policies_dir, "policies")
+
+
+INCIDENT_REFERENCE = re.compile(r"(?:INC-)?(\d+)", re.IGNORECASE)
+
+
+def incident_number(text: str) -> int:
+    """The id in an incident reference as people write it: `INC-12`, `inc-12` or `12`
+    (ValueError otherwise)."""
+    match = INCIDENT_REFERENCE.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not an incident reference (INC-12 or 12)")
+    return int(match.group(1))
 
 
 def parse_time(text: str | None) -> datetime | None:

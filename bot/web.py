@@ -1,4 +1,8 @@
-"""The WSGI application and the production server (waitress, threaded)."""
+"""The WSGI application and the production server (waitress, threaded).
+
+Invariants: a probe (`/readyz`, polled every few seconds) leaves no log line when all is well;
+every response's Content-Type names its charset at most once.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,38 @@ from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+# Alembic's migration context announces itself at INFO each time it is configured, which
+# `/readyz` does on every probe (it reads the schema revision): two lines per probe, forever.
+ALEMBIC_LOGGER = "alembic.runtime.migration"
+ALEMBIC_CHATTER = ("Context impl ", "Will assume ")
+
+
+class _DropAlembicChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and str(record.msg).startswith(ALEMBIC_CHATTER))
+
+
+_ALEMBIC_FILTER = _DropAlembicChatter()
+
+
+def quiet_probe_logging() -> None:
+    """Drop Alembic's per-connection chatter (idempotent: the filter is added once)."""
+    logger = logging.getLogger(ALEMBIC_LOGGER)
+    if _ALEMBIC_FILTER not in logger.filters:
+        logger.addFilter(_ALEMBIC_FILTER)
+
+
+def one_charset(content_type: str) -> str:
+    """`content_type` with any repeated `charset` parameter dropped (Flask appends one to a
+    text/* mimetype that already names it, as prometheus_client's does)."""
+    kept, seen = [], False
+    for part in content_type.split(";"):
+        is_charset = part.strip().lower().startswith("charset=")
+        if not (is_charset and seen):
+            kept.append(part)
+        seen = seen or is_charset
+    return ";".join(kept)
+
 
 def create_web_app(runtime: Runtime, with_slack: bool = True) -> Flask:
     from handlers.deploy_check import deploy_check_blueprint
@@ -21,6 +57,7 @@ def create_web_app(runtime: Runtime, with_slack: bool = True) -> Flask:
 
     app = Flask("opsbot")
     app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_body_bytes
+    quiet_probe_logging()
     runtime.metrics.watch_weeks(runtime.factory, runtime.clock)  # /metrics: the week's numbers
     app.register_blueprint(health_blueprint(runtime))
     app.register_blueprint(webhooks_blueprint(runtime))
@@ -30,6 +67,12 @@ def create_web_app(runtime: Runtime, with_slack: bool = True) -> Flask:
         from handlers.slack.routes import slack_blueprint
 
         app.register_blueprint(slack_blueprint(build_bolt_app(runtime), runtime))
+
+    @app.after_request
+    def single_charset(response):
+        if response.content_type and response.content_type.lower().count("charset=") > 1:
+            response.headers["Content-Type"] = one_charset(response.content_type)
+        return response
 
     @app.errorhandler(404)
     def not_found(_error):

@@ -38,6 +38,6 @@ def health_blueprint(runtime: Runtime) -> Blueprint:
                 runtime.metrics.pending_deliveries.set(deliveries.pending_count(session))
         except Exception:  # noqa: BLE001 - metrics must answer even when the database does not
             pass
-        return Response(generate_latest(runtime.metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(runtime.metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
     return blueprint

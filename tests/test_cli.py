@@ -78,6 +78,9 @@ def test_serve_runs_with_defaults_and_stops_on_sigterm(tmp_path):
     assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if line.startswith("{")]
     assert any('"message": "opsbot' in line and "listening on" in line for line in lines), stderr
+    warned = [line for line in lines if '"level": "warning"' in line]  # the defaults: a local trial
+    for expected in ("nobody can approve steps that need oncall", "investigations will be skipped", "emulator mode"):
+        assert any(expected in line for line in warned), stderr
 
 
 def test_deliveries_list_show_and_replay(tmp_path):
