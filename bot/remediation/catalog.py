@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from bot.alerts.matchers import parse_matchers
 from bot.context.kube_facts import parse_quantity
 from bot.remediation import operations, sql_operations
-from bot.remediation.runbook_model import ParamSpec, Runbook, fill
+from bot.remediation.runbook_model import ParamSpec, Runbook, Verify, fill
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _QUANTITY = re.compile(operations.QUANTITY)
@@ -192,6 +192,14 @@ class Candidate:
     runbook: Runbook
     params: dict[str, Any]
 
+
+
+def check_query(verify: Verify, params: dict[str, Any]) -> str:
+    """The check as shown: PromQL with its values filled in (escaped), or the SQL as written
+    (its values are bound when it runs)."""
+    if verify.sql is not None:
+        return " ".join(verify.sql.split())
+    return fill(verify.promql, promql_values(params))
 
 def match(catalog: Catalog, category: str, facts: dict[str, str], alerts: list[dict[str, Any]]
           ) -> tuple[list[Candidate], list[str]]:

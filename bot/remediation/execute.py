@@ -60,7 +60,7 @@ from bot.remediation import catalog, intent, operations, recovery, sql_operation
 from bot.remediation.kit import RemediationKit
 from bot.remediation.kube_write import KubeWriter, WriteError
 from bot.remediation.propose import propose, rendered_input
-from bot.remediation.runbook_model import Step, Verify, fill
+from bot.remediation.runbook_model import Step
 from bot.remediation.sql_write import HeartbeatStopped, SqlWriter
 from bot.timeline import chain
 
@@ -100,23 +100,6 @@ def gate_denial(kit: RemediationKit, session: Session, proposal: Proposal, phase
     denial = next((g for g in decision.gates if g.outcome == "deny" and (g.gate in gates or g.gate == "engine")),
                   None)
     return (None if denial is None else f"{denial.reason}. {engine.HINTS.get(denial.gate, '')}".strip()), decision
-
-
-def verify_query(verify: Verify, params: dict[str, Any]) -> str:
-    """The check as shown: PromQL with its values filled in (escaped), or the SQL as written
-    (its values are bound when it runs)."""
-    if verify.sql is not None:
-        return " ".join(verify.sql.split())
-    return fill(verify.promql, catalog.promql_values(params))
-
-
-def expectation(verify: Verify) -> tuple[str, float]:
-    """(compare, threshold): a SQL check holds when its query returns true (1)."""
-    return ("==", 1.0) if verify.sql is not None else (verify.compare, verify.threshold)
-
-
-def expectation_text(verify: Verify) -> str:
-    return "is true" if verify.sql is not None else f"{verify.compare} {verify.threshold:g}"
 
 
 def verdict_at_deadline(real_samples: int) -> str:
@@ -316,7 +299,7 @@ class Executor:
     def _read_check(self, step: Step, params: dict[str, Any], url: str | None) -> tuple[float | None, str | None]:
         """One reading of the step's check: its SQL on the database, or its PromQL."""
         if step.verify.sql is None:
-            return self._sample(url, verify_query(step.verify, params))
+            return self._sample(url, catalog.check_query(step.verify, params))
         try:
             return sql_operations.check(self._sql_writer(None), step, params, rendered_input(step, params))
         except Exception as exc:  # noqa: BLE001 - a failed read is "no value", recorded as such
@@ -462,14 +445,14 @@ class Executor:
         if step is None or step.verify is None:
             return self.finish(proposal_id, incident_id, "failed", {"error": "the step's verify block is gone"},
                                 owner=owner)
-        query = verify_query(step.verify, params)
+        query = catalog.check_query(step.verify, params)
         value, problem = self._read_check(step, params, url)
         samples.append([now.isoformat(), value])
         real_samples += value is not None
-        compare, threshold = expectation(step.verify)
+        compare, threshold = step.verify.expectation
         holds = value is not None and COMPARE[compare](value, threshold)
         readable = bool(url) or step.verify.sql is not None  # a SQL check asks the database, not Prometheus
-        numbers = {"samples": samples[-20:], "query": query, "expect": expectation_text(step.verify),
+        numbers = {"samples": samples[-20:], "query": query, "expect": step.verify.expectation_text,
                    "before": samples[0][1], "after": value, "real_samples": real_samples, "read_problem": problem}
         if holds:
             return self.finish(proposal_id, incident_id, "succeeded", numbers, owner=owner)

@@ -404,9 +404,10 @@ class InputError(ValueError):
     pass
 
 
-def validate_input(operation: str, values: dict[str, Any]) -> BaseModel:
-    """The operation's typed input, or InputError naming what does not fit."""
-    op = REGISTRY.get(operation)
+def validate_input(operation: str, values: dict[str, Any], registry: dict[str, Any] | None = None) -> BaseModel:
+    """The operation's typed input, or InputError naming what does not fit. `registry`: another
+    family's operations with the same `input_model` (`sql_operations.REGISTRY`)."""
+    op = (REGISTRY if registry is None else registry).get(operation)
     if op is None:
         raise InputError(f"unknown operation {operation!r}")
     try:

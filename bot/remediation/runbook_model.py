@@ -187,6 +187,15 @@ class Verify(_Strict):
     def sql_binds(self) -> set[str]:
         return set(SQL_BIND.findall(self.sql or ""))
 
+    @property
+    def expectation(self) -> tuple[str, float]:
+        """(compare, threshold): a SQL check holds when its query returns true (1)."""
+        return ("==", 1.0) if self.sql is not None else (self.compare, self.threshold)
+
+    @property
+    def expectation_text(self) -> str:
+        return "is true" if self.sql is not None else f"{self.compare} {self.threshold:g}"
+
 
 class Rollback(_Strict):
     operation: str | None = None

@@ -38,6 +38,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.context.model import ObjectRef
+from bot.remediation import operations
 from bot.remediation.index_names import index_name_for
 from bot.remediation.intent import Judgement
 from bot.remediation.kube_write import WriteError
@@ -236,14 +237,7 @@ def is_sql(operation: str | None) -> bool:
 
 
 def validate_input(operation: str, values: dict[str, Any]) -> BaseModel:
-    op = REGISTRY.get(operation)
-    if op is None:
-        raise InputError(f"unknown operation {operation!r}")
-    try:
-        return op.input_model.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InputError(f"{operation}: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    return operations.validate_input(operation, values, REGISTRY)
 
 
 def plan(writer: SqlWriter, operation: str, values: dict[str, Any]) -> Plan:
