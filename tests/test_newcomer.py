@@ -21,8 +21,7 @@ from bot.context.clusters import ClusterDirectory
 from bot.db.engine import make_session_factory, unit_of_work
 from bot.deliveries_cli import list_deliveries
 from bot.policy.model import Policy, load_policies
-from bot.remediation.catalog import load_catalog
-from bot.remediation.execute import verify_query
+from bot.remediation.catalog import check_query, load_catalog
 from bot.remediation_cli import explain, incident_number, lint, plain_mentions
 from bot.sandbox.promstack import http_request
 from bot.startup_checks import startup_warnings
@@ -148,7 +147,7 @@ def test_the_delete_pod_verify_holds_once_the_pod_is_gone_or_ready(prometheus_fa
     assert step.verify is not None and step.verify.compare == ">=" and step.verify.threshold == 1
 
     def value(pod: str) -> float:
-        query = urllib.parse.urlencode({"query": verify_query(step.verify, {"namespace": "shop", "pod": pod}),
+        query = urllib.parse.urlencode({"query": check_query(step.verify, {"namespace": "shop", "pod": pod}),
                                         "time": at.timestamp()})
         status, body = http_request("GET", f"{prometheus.url}/api/v1/query?{query}")
         assert status == 200, body

@@ -193,13 +193,13 @@ class Candidate:
     params: dict[str, Any]
 
 
-
 def check_query(verify: Verify, params: dict[str, Any]) -> str:
     """The check as shown: PromQL with its values filled in (escaped), or the SQL as written
     (its values are bound when it runs)."""
     if verify.sql is not None:
         return " ".join(verify.sql.split())
     return fill(verify.promql, promql_values(params))
+
 
 def match(catalog: Catalog, category: str, facts: dict[str, str], alerts: list[dict[str, Any]]
           ) -> tuple[list[Candidate], list[str]]:
