@@ -12,18 +12,28 @@ Nothing else changes: deliveries are claimed from the database as before (see
 RESTART_SECONDS per slot), its claims' leases lapse and the new child takes them.
 
 The parent and its children share three signals and one queue:
-- `wake`: a webhook stored a delivery (the children stop waiting for their next poll);
-- `opened`: a child opened an incident (the parent's card loop wakes at once);
-- `stop`: shut down (also implied when the parent process disappears);
+- `wake`: a webhook stored a delivery (the children stop waiting for their next poll): one pipe
+  per child, parent to child;
+- `opened`: a child opened an incident (the parent's card loop wakes at once): one pipe per
+  child, child to parent;
+- `stop`: shut down (also implied when the parent process disappears): a shared flag;
 - `metrics`: what the children counted, applied to the parent's registry, so `/metrics`
   shows all of the intake work whichever process did it.
 Children use the system clock and the settings the parent was started with.
+
+Invariant: no signal takes a lock another process could die holding. A `multiprocessing.Event`
+does (its condition variable waits for every sleeper to acknowledge a `set()`), so a child
+killed while waiting on one (the OOM killer, a `kill -9`) would hang the next webhook's wake
+forever. Pipes written without blocking cannot: a full pipe already holds a wake-up, and a
+dead reader is a broken pipe, ignored until the child is replaced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import threading
@@ -94,6 +104,28 @@ def apply_relayed(metrics: Metrics, batch: tuple[dict, list]) -> None:
             getattr(metrics, name).labels(**dict(labels)).observe(value)
 
 
+def _signal(connection) -> None:
+    """One byte down a non-blocking pipe; a full pipe (a wake-up is already pending) or a
+    closed one (its reader died) is fine."""
+    with contextlib.suppress(OSError, ValueError):  # BlockingIOError and BrokenPipeError are OSErrors
+        connection.send_bytes(b"!")
+
+
+def _drain(connection) -> bool:
+    """Read every pending signal; False once the writer is gone."""
+    try:
+        while connection.poll(0):
+            connection.recv_bytes()
+    except (EOFError, OSError):
+        return False
+    return True
+
+
+def _non_blocking(connection):
+    os.set_blocking(connection.fileno(), False)
+    return connection
+
+
 def _child_main(settings, wake, opened, stop, channel, parent_pid: int) -> None:
     """One intake child: the intake loops of `bot.workers` over its own database pool."""
     from bot.clock import utc_now
@@ -108,13 +140,14 @@ def _child_main(settings, wake, opened, stop, channel, parent_pid: int) -> None:
     relay = MetricsRelay(channel)
     workers = Workers(make_session_factory(engine, audit_key_from(settings.audit_key)), None, utc_now, relay, threads=1,
                       poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.claim_lease_seconds,
-                      intake=intake_rules(settings), on_opened=opened.set)
+                      intake=intake_rules(settings), on_opened=lambda: _signal(opened))
+    _non_blocking(opened)
     workers.start(stages=False)
     freeze_startup_objects()
     try:
-        while not stop.is_set() and os.getppid() == parent_pid:
-            if wake.wait(RELAY_SECONDS):
-                wake.clear()
+        while not stop.value and os.getppid() == parent_pid:
+            if wake.poll(RELAY_SECONDS):
+                _drain(wake)
                 workers.wake()
             relay.flush()
     finally:
@@ -131,9 +164,11 @@ class IntakeProcesses:
         self._on_opened = lambda: None
         context = multiprocessing.get_context("spawn")  # no inherited threads, locks or sockets
         self._context = context
-        self._wake, self._opened, self._stop = context.Event(), context.Event(), context.Event()
+        self._stop = context.RawValue("b", 0)  # no lock: read by the children, written by this process
         self._channel = context.Queue()
         self._processes: list = []
+        self._wakes: list = []  # per child: the write end of its wake pipe (non-blocking)
+        self._opened: list = []  # per child: the read end of its opened pipe
         self._started_at: list[float] = []
         self._processes_lock = threading.Lock()  # start/stop and the revival in the relay thread
         self._threads: list[threading.Thread] = []
@@ -142,25 +177,37 @@ class IntakeProcesses:
     def start(self, on_opened) -> None:
         """Start the children; `on_opened` runs (in a parent thread) when one opened an incident."""
         self._on_opened = on_opened
-        self._stop.clear()
+        self._stop.value = 0
         self._stopping.clear()
         with self._processes_lock:
             for index in range(self._count):
-                self._processes.append(self._start_child(index))
+                self._processes.append(None)
+                self._wakes.append(None)
+                self._opened.append(None)
                 self._started_at.append(time.monotonic())
+                self._start_child(index)
         for name, loop in (("opsbot-intake-metrics", self._relay_metrics), ("opsbot-intake-opened", self._relay_opened)):
             thread = threading.Thread(target=loop, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
         log.info("intake runs in %d child process(es)", self._count)
 
-    def _start_child(self, index: int):
+    def _start_child(self, index: int) -> None:
+        """Start the child of slot `index` with pipes of its own (under `_processes_lock`)."""
+        wake_reader, wake_writer = self._context.Pipe(duplex=False)
+        opened_reader, opened_writer = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_child_main, name=f"opsbot-intake-process-{index}", daemon=True,
-            args=(self._settings, self._wake, self._opened, self._stop, self._channel, os.getpid()),
+            args=(self._settings, wake_reader, opened_writer, self._stop, self._channel, os.getpid()),
         )
         process.start()
-        return process
+        wake_reader.close()  # the child holds its own copies now
+        opened_writer.close()
+        for old in (self._wakes[index], self._opened[index]):
+            if old is not None:
+                old.close()
+        self._processes[index] = process
+        self._wakes[index], self._opened[index] = _non_blocking(wake_writer), opened_reader
 
     def _revive(self) -> None:
         """Replace a child that died (a crash, the OOM killer): without it nothing would
@@ -173,23 +220,30 @@ class IntakeProcesses:
                 if time.monotonic() - self._started_at[index] < RESTART_SECONDS:
                     continue
                 log.error("intake process %s exited (code %s): starting another", process.pid, process.exitcode)
-                self._processes[index] = self._start_child(index)
+                self._start_child(index)
                 self._started_at[index] = time.monotonic()
 
     def wake(self) -> None:
-        self._wake.set()
+        for writer in list(self._wakes):
+            if writer is not None:
+                _signal(writer)
 
     def stop(self, timeout: float = 10) -> None:
-        self._stop.set()
+        self._stop.value = 1
         self._stopping.set()
         with self._processes_lock:
-            for process in self._processes:
+            for process in filter(None, self._processes):
                 process.join(timeout)
                 if process.is_alive():
                     log.warning("intake process %s did not stop in %.0f s: terminating it", process.pid, timeout)
                     process.terminate()
                     process.join(timeout)
+            for connection in (*self._wakes, *self._opened):
+                if connection is not None:
+                    connection.close()
             self._processes.clear()
+            self._wakes.clear()
+            self._opened.clear()
             self._started_at.clear()
         for thread in self._threads:
             thread.join(timeout)
@@ -223,6 +277,15 @@ class IntakeProcesses:
 
     def _relay_opened(self) -> None:
         while not self._stopping.is_set():
-            if self._opened.wait(RELAY_SECONDS):
-                self._opened.clear()
+            readers = [reader for reader in list(self._opened) if reader is not None and not reader.closed]
+            try:
+                ready = multiprocessing.connection.wait(readers, RELAY_SECONDS) if readers else []
+            except OSError:  # a pipe closed while waiting (a child replaced, or stopping)
+                ready = []
+            if not readers:
+                time.sleep(RELAY_SECONDS)
+            alive = [_drain(reader) for reader in ready]
+            if any(alive):
                 self._on_opened()
+            elif ready:  # only dead writers: the relay thread replaces their children
+                time.sleep(RELAY_SECONDS)

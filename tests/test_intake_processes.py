@@ -2,6 +2,8 @@
 
 import os
 import queue
+import threading
+import time
 
 import pytest
 import requests
@@ -90,5 +92,25 @@ def test_a_child_that_dies_is_replaced_and_intake_goes_on(configured_bot, slack,
     assert bot.post_webhook("alertmanager", am_body([am_alert(namespace="shop", pod="a")], group_key="shop")
                             ).status_code == 202
     slack.wait_for(lambda emu: roots(emu))  # the new child opened the incident
+    bot.runtime.workers.stop()
+    assert elsewhere.alive() == 0
+
+
+def test_waking_a_child_killed_while_it_waited_never_blocks_and_a_full_pipe_is_no_wait(configured_bot, slack):
+    """A child killed in its wait (the OOM killer) must not hang the webhooks that wake it, and
+    a child too busy to read its wake-ups must not block them either."""
+    bot = configured_bot(intake_processes=1)
+    elsewhere = bot.runtime.workers._elsewhere
+    (child,) = elsewhere._processes
+    assert bot.post_webhook("alertmanager", am_body([am_alert(namespace="shop", pod="a")], group_key="shop")
+                            ).status_code == 202
+    slack.wait_for(lambda emu: roots(emu))  # the child runs its loop: it opened the incident
+    time.sleep(1)  # and is idle in its wait for the next wake-up
+    child.kill()
+    child.join(10)
+    waker = threading.Thread(target=lambda: [elsewhere.wake() for _ in range(50_000)], daemon=True)
+    waker.start()
+    waker.join(60)
+    assert not waker.is_alive(), "wake() blocked on a dead child (or on a full pipe)"
     bot.runtime.workers.stop()
     assert elsewhere.alive() == 0
