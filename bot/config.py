@@ -163,6 +163,13 @@ class Settings(BaseSettings):
     related_window_seconds: int = Field(
         900, ge=0, description="Incidents opened this close together in one scope are flagged as related."
     )
+    storm_incidents: int = Field(
+        5, ge=0, le=1000, description="A cluster with this many incidents opened within the storm window and still "
+        "open is in a storm: new alert groups there join one storm thread (0: off)."
+    )
+    storm_window_seconds: int = Field(
+        180, ge=1, le=86400, description="The storm rule's window (see OPSBOT_STORM_INCIDENTS)."
+    )
     card_min_interval_seconds: float = Field(
         5, ge=0, le=300, description="At most one Slack write (card update or thread note) per incident per interval."
     )

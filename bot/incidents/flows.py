@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from bot.alerts.classify import AlertView, categorise_alert, combine_categories, escalated_severity
 from bot.alerts.model import MAX_NAME, AlertBatch, NormalizedAlert
 from bot.db.models import Incident
-from bot.incidents import alert_rows, investigations, lifecycle, resolution, service
+from bot.incidents import alert_rows, investigations, lifecycle, resolution, service, storm
 from bot.incidents.alert_rows import NewAlert, StoredAlert
 from bot.incidents.lifecycle import Windows
 from bot.incidents.summary import AlertGroup, Lead, alert_scope, summarise_groups
@@ -110,6 +110,8 @@ def refresh(session: Session, incident: Incident, external_url: str | None, now:
     firing = [row for row in rows if row.status == "firing"]
     targets = facts.firing_targets
     incident.title = summary.title
+    if storm.is_storm(incident.group_key):
+        incident.title = storm.title(summary.cluster, summary.title)
     incident.category = combine_categories(row.category or "other" for row in (firing or rows))
     if not incident.severity_by:
         incident.severity = escalated_severity(summary.severity, summary.firing_count, targets)

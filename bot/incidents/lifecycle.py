@@ -10,7 +10,7 @@ Invariants (all in the caller's transaction):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -21,7 +21,7 @@ from bot.alerts.fingerprints import key_hash
 from bot.alerts.model import AlertBatch
 from bot.db.locks import ROW_LOCK
 from bot.db.models import Incident
-from bot.incidents import service
+from bot.incidents import service, storm
 from bot.timeline import chain
 
 ACTOR = "opsbot"
@@ -35,13 +35,18 @@ class Windows:
     and the batch opens a new, linked incident. related: incidents opened this close together
     in one cluster and service or namespace are shown as possibly related. settle: a new
     incident is investigated this long after it opens (more of its alerts may be on the way).
-    postmortem_grace: the postmortem is posted this long after the incident resolves."""
+    postmortem_grace: the postmortem is posted this long after the incident resolves.
+    storm_incidents, storm: a new alert group is folded into its cluster's storm incident when
+    this many incidents opened in that cluster within this window are open (see
+    `bot.incidents.storm`; 0 incidents turns folding off)."""
 
     reopen: timedelta = timedelta(hours=1)
     quiet: timedelta = timedelta(hours=6)
     related: timedelta = timedelta(minutes=15)
     settle: timedelta = timedelta(0)
     postmortem_grace: timedelta = timedelta(seconds=15)
+    storm_incidents: int = 5
+    storm: timedelta = timedelta(minutes=3)
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,24 @@ def place(session: Session, batch: AlertBatch, now: datetime, windows: Windows) 
             return _continue_or_succeed(session, target, batch, now, windows)
         if not _firing(batch):
             return Placement(latest, opened=False)  # a late resolve belongs to what it resolves
+    cluster = storm.batch_cluster(batch)
+    if _firing(batch) and storm.in_storm(session, cluster, now, windows.storm, windows.storm_incidents):
+        return _fold_into_storm(session, batch, now, cluster, windows)
     return _insert(session, batch, now, previous_id=latest.id if latest is not None else None)
+
+
+def _fold_into_storm(session: Session, batch: AlertBatch, now: datetime, cluster: str | None,
+                     windows: Windows) -> Placement:
+    """A new group during its cluster's storm: its alerts go to the storm incident (opened now
+    on the first fold), and the group gets a merged row pointing there."""
+    storm_batch = replace(batch, group_key=storm.storm_key(cluster))
+    existing = service.open_incident(session, storm_batch.group_key, lock=True)
+    if existing is not None:
+        placement = _continue_or_succeed(session, existing, storm_batch, now, windows)
+    else:
+        placement = _insert(session, storm_batch, now, previous_id=None)
+    storm.fold_member(session, batch, placement.incident, cluster, now)
+    return placement
 
 
 def find_related(session: Session, incident: Incident, now: datetime, windows: Windows) -> Incident | None:

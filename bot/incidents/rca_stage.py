@@ -12,7 +12,10 @@ database transaction across slow work:
    (logs, diff) as one files message.
 Steps 2 and 3 take the incident's write slot (`service.lease_thread_write`), the same lease and
 interval the card keeps, so an incident never gets more than one Slack write per interval
-whatever mix of card updates, notes and RCA. A 429 or 5xx from Slack defers the step
+whatever mix of card updates, notes and RCA, with one exception: the first investigation's RCA
+message may follow the card at once (see `_lease_write`). The people who just saw the
+card are waiting for exactly that message, and it is one extra write in the incident's life, so
+the budget over any longer stretch is unchanged (the next write waits a full interval after it). A 429 or 5xx from Slack defers the step
 (Retry-After, else backoff); the message is recorded as soon as it exists, so files that fail
 afterwards never cause a second RCA message. The model
 never writes anything and this stage never changes the cluster: it only reads.
@@ -35,7 +38,7 @@ from bot.db.engine import reading, unit_of_work
 from bot.db.models import Incident, Investigation
 from bot.diagnosis.engine import diagnose
 from bot.diagnosis.report import build_report, rca_text, timeline_payload
-from bot.incidents import investigations, service
+from bot.incidents import investigations, service, storm
 from bot.incidents.slack_posts import PostSpec, forget, post_once
 from bot.logs import incident_context
 from bot.metrics import Metrics
@@ -116,10 +119,12 @@ class RcaStage:
                 return "taken"
             row = session.get(Investigation, investigation_id)
             incident = session.get(Incident, row.incident_id)
-            incident_id, cluster = incident.id, incident.cluster
+            incident_id, cluster, stormy = incident.id, incident.cluster, storm.is_storm(incident.group_key)
             alerts = _alert_views(session, incident_id)
         with incident_context(incident_id):
             access = self._clusters.resolve(cluster)
+            if stormy:
+                return self._skip(investigation_id, owner, incident_id, storm.SKIP_REASON)
             if not alerts:
                 return self._skip(investigation_id, owner, incident_id, "the incident was declared by hand, with "
                                   "no alert to start from: nothing names a workload to investigate")
@@ -265,7 +270,9 @@ class RcaStage:
                 return "taken"
             row = session.get(Investigation, investigation_id)
             incident = session.get(Incident, row.incident_id)
-            if not service.lease_thread_write(session, incident.id, owner, now, now + self._lease, self._interval):
+            first_rca = lease_step is investigations.lease_post and row.round == 1
+            interval = timedelta(0) if first_rca else self._interval
+            if not service.lease_thread_write(session, incident.id, owner, now, now + self._lease, interval):
                 investigations.release(session, investigation_id, owner)
                 return "waiting"
             card = service.card_message(session, incident.id)

@@ -142,9 +142,12 @@ def _card_due(now: datetime, min_interval: timedelta):
 
 def incidents_needing_card(session: Session, now: datetime, limit: int,
                            min_interval: timedelta = timedelta(0)) -> list[int]:
+    """Cards that are due, first posts before updates (a new incident is news; an update of
+    one people already see can wait a round), oldest first within each."""
     return list(
         session.execute(
-            select(Incident.id).where(_card_due(now, min_interval)).order_by(Incident.id).limit(limit)
+            select(Incident.id).where(_card_due(now, min_interval))
+            .order_by(Incident.card_synced_at.is_not(None), Incident.id).limit(limit)
         ).scalars()
     )
 
