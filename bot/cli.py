@@ -105,19 +105,52 @@ def cmd_db_current(_args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bot.db.migrate import schema_problem
     from bot.logs import configure_logging
-    from bot.runtime import build_runtime
-    from bot.startup import freeze_startup_objects
-    from bot.web import HttpServer, create_web_app
 
     overrides = {key: value for key, value in (("http_host", args.host), ("http_port", args.port)) if value is not None}
     settings = _settings(**overrides)
     configure_logging(settings.log_level, settings.log_format)
     _ensure_sqlite_dir(settings)
+    demo = None
+    if args.demo_cluster is not None:
+        demo, settings = _start_demo_cluster(args.demo_cluster, settings, overrides)
+    try:
+        return _serve(settings, demo)
+    finally:
+        if demo is not None:
+            demo.stop()
+
+
+def _start_demo_cluster(scenario: str, settings: Settings, overrides: dict):
+    """`--demo-cluster`: the sandbox parts (`bot.sandbox.demo_cluster`), and the settings to serve with."""
+    from bot.sandbox.demo_cluster import DEFAULT_WEB_PORT, DemoCluster, resolve_scenario
+
+    if settings.uses_real_slack:
+        log.warning("--demo-cluster with a real Slack token: the bot posts to your workspace about the sandbox "
+                    "cluster")
+    try:
+        demo = DemoCluster(resolve_scenario(scenario or None), settings.data_dir,
+                           want_slack=not (settings.slack_bot_token or settings.slack_api_url),
+                           web_port=settings.slack_emulator_port or DEFAULT_WEB_PORT, step=log.info)
+        extra = demo.start(policies_set="policies_dir" in settings.model_fields_set,
+                           webhook_auth_set=settings.webhook_auth_configured)
+    except RuntimeError as exc:
+        raise CliError(f"--demo-cluster: {exc}") from None
+    try:
+        return demo, _settings(**overrides, **extra)
+    except CliError:
+        demo.stop()
+        raise
+
+
+def _serve(settings: Settings, demo) -> int:
+    from bot.db.migrate import schema_problem
     from bot.digests.config import DigestsConfigError
     from bot.policy.model import PolicyError
     from bot.remediation.catalog import CatalogError
+    from bot.runtime import build_runtime
+    from bot.startup import freeze_startup_objects
+    from bot.web import HttpServer, create_web_app
 
     try:
         runtime = build_runtime(settings)
@@ -160,6 +193,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         log.info("opsbot %s listening on %s", package_version(), server.url)
+        if demo is not None:
+            demo.attach(server.url, runtime.signing_secret, settings.webhook_token)
         server.serve_forever()  # returns once _stop raised SystemExit inside it
         server.close()
         if socket_mode is not None:
@@ -177,13 +212,31 @@ def _reason(exc: SQLAlchemyError) -> str:
 
 
 def _start_socket_mode(runtime):
+    """Connect the Bolt app to Slack over Socket Mode (slack_sdk's built-in client) and return
+    the handler, which the caller closes. Slack refusing the app token, or being unreachable,
+    raises CliError with one line and leaves nothing running. A WebSocket that does not open
+    at once is retried by the client in the background (as after any disconnect)."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
 
     from handlers.slack.app import build_bolt_app
 
     handler = SocketModeHandler(build_bolt_app(runtime), runtime.settings.slack_app_token)
-    handler.connect()
-    log.info("Slack Socket Mode connected")
+    try:
+        handler.connect()
+    except SlackApiError as exc:
+        handler.close()
+        error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        raise CliError(f"Socket Mode: Slack refused OPSBOT_SLACK_APP_TOKEN (apps.connections.open: "
+                       f"{error or exc.response.status_code}); it must be a valid app-level token (xapp-) "
+                       "with the connections:write scope") from None
+    except OSError as exc:
+        handler.close()
+        raise CliError(f"Socket Mode: cannot reach Slack to open a connection: {exc}") from None
+    if handler.client.is_connected():
+        log.info("Slack Socket Mode connected")
+    else:
+        log.warning("Slack Socket Mode: the WebSocket did not open yet; retrying in the background")
     return handler
 
 
@@ -380,6 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP server, Slack app and workers")
     serve.add_argument("--host", help="listen address (default: OPSBOT_HTTP_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default: OPSBOT_HTTP_PORT or 8080)")
+    serve.add_argument("--demo-cluster", nargs="?", const="", metavar="SCENARIO",
+                       help="serve a sandbox cluster and Prometheus loaded with a scenario (a file, or a name "
+                            "`opsbot demo --web --list` prints; default: the demo's), the demo policy and, "
+                            "without a Slack token, the emulator's page: send your own webhooks and click "
+                            "through by hand")
     serve.set_defaults(func=cmd_serve)
 
     db = commands.add_parser("db", help="database schema")

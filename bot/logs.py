@@ -68,7 +68,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("waitress.queue", "urllib3.connectionpool"):
+    for noisy in ("waitress.queue", "urllib3.connectionpool", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # the audit anchors are a record, not chatter: logged at any level (bot.timeline.anchors)
     logging.getLogger(ALWAYS_LOGGED).setLevel(logging.INFO)

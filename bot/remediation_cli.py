@@ -81,6 +81,9 @@ def explain(runbooks: Path, policies: Path, runbook_id: str, namespace: str | No
     return (0 if decision.decision != "deny" else 1), lines
 
 
+TEST_BUDGET_SECONDS = 60.0  # `runbooks test`'s investigation budget (production's is 10 s by default)
+
+
 def test_against_scenario(runbooks: Path, policies: Path, runbook_id: str, scenario_path: Path) -> tuple[int, list[str]]:
     """What `runbook_id` would propose for the scenario's diagnosis (nothing is written)."""
     from bot.context.clusters import ClusterAccess, _url_client
@@ -104,11 +107,15 @@ def test_against_scenario(runbooks: Path, policies: Path, runbook_id: str, scena
                         a.ends_at) for a in scenario.alerts]
     lines = []
     with KubeApiServer(sandbox) as server:
-        ctx = gather(alerts, scenario.now, ClusterAccess(None, _url_client(server.base_url), None))
+        # a generous budget: the sandbox is local, so a slow or busy machine must not change the
+        # answer from one run to the next; what still could not be read is said, not hidden
+        ctx = gather(alerts, scenario.now, ClusterAccess(None, _url_client(server.base_url), None),
+                     budget_seconds=TEST_BUDGET_SECONDS)
         report = build_report(ctx, diagnose(ctx))
         top = (report.get("hypotheses") or [{}])[0]
         lines.append(f"diagnosis: {top.get('category', 'none')} {top.get('resource', '-')} "
                      f"({'inconclusive' if report.get('inconclusive') else 'conclusive'})")
+        lines += [f"  could not check {gap['what']}: {gap['why']}" for gap in report.get("gaps") or []]
         candidates, skipped = catalog.match(loaded, top.get("category", ""), top.get("facts") or {},
                                             [{"name": a.name, "status": a.status, "labels": a.labels} for a in alerts])
         chosen = next((c for c in candidates if c.runbook.id == runbook_id), None)

@@ -90,12 +90,24 @@ def _slack_endpoint(settings: Settings, owned: list) -> tuple[str, str | None]:
         return settings.slack_bot_token or EMULATOR_TOKEN, settings.slack_api_url
     if settings.slack_bot_token:
         return settings.slack_bot_token, None
-    from bot.sandbox.slack_emulator import SlackEmulator  # only without real Slack
+    from bot.sandbox.slack_emulator import SlackEmulator, WorkspaceFileError  # only without real Slack
 
-    emulator = SlackEmulator(bot_token=EMULATOR_TOKEN, port=settings.slack_emulator_port)
-    emulator.start()
+    state_file = (settings.data_dir / "slack-emulator.sqlite3").resolve()
+    try:  # its workspace outlives a restart, so the bot's stored message ts keep pointing at messages
+        emulator = SlackEmulator(bot_token=EMULATOR_TOKEN, port=settings.slack_emulator_port, state_file=state_file)
+        kept = f"workspace kept in {state_file}"
+    except WorkspaceFileError as exc:
+        log.warning("the embedded Slack emulator cannot keep its workspace on disk (%s): it keeps it in memory, "
+                    "and a restart starts it empty", exc)
+        emulator = SlackEmulator(bot_token=EMULATOR_TOKEN, port=settings.slack_emulator_port)
+        kept = "workspace kept in memory only"
+    try:
+        emulator.start()
+    except BaseException:
+        emulator.stop()  # releases the workspace file
+        raise
     owned.append(emulator)
-    log.info("no Slack token configured: using the embedded Slack emulator at %s", emulator.base_url)
+    log.info("no Slack token configured: using the embedded Slack emulator at %s (%s)", emulator.base_url, kept)
     return EMULATOR_TOKEN, emulator.base_url
 
 

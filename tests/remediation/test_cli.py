@@ -25,6 +25,7 @@ def test_a_runbook_tested_against_a_scenario_shows_params_plan_and_decision():
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "diagnosis: bad_deploy Deployment/orders/orders-api (conclusive)" in out
+    assert "could not check Prometheus metrics: not configured" in out, "what was not checked is said"
     assert '"to_revision": 21' in out and "roll Deployment/orders/orders-api back from revision 22 to revision 21" in out
     assert "decision: needs_approval" in out and "nothing was changed" in out
     other = opsbot("runbooks", "test", "expand-pvc", "--scenario", str(ORDERS))

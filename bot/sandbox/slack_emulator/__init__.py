@@ -13,6 +13,7 @@ back after the call took effect (`delay_answer`).
 
 from bot.sandbox.slack_emulator.emulator import UPLOAD_PSEUDO_METHOD, SlackCall, SlackEmulator
 from bot.sandbox.slack_emulator.faults import HeldAnswer
+from bot.sandbox.slack_emulator.persistence import WorkspaceFileError
 from bot.sandbox.slack_emulator.state import (
     BOT_ID,
     BOT_USER_ID,
@@ -33,4 +34,5 @@ __all__ = [
     "UPLOAD_PSEUDO_METHOD",
     "SlackCall",
     "SlackEmulator",
+    "WorkspaceFileError",
 ]

@@ -9,6 +9,10 @@ HTTP call runs its whole decision (injection, auth, checks, the method, the reco
 lock, so concurrent calls from the bot's worker threads serialise like one Slack workspace
 would and `calls` order equals the order the calls took effect. Test-side queries take the
 same lock and return deep copies, so a test never sees a half-applied call.
+
+Persistence: with `state_file`, the workspace lives in that SQLite file too (`persistence.py`):
+it is loaded at construction and every change is written through under the same lock, before
+the call is answered. Without it (tests, the demo) the workspace lives in memory only.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ from bot.sandbox.paths import slack_openapi_path
 from bot.sandbox.slack_emulator.errors import ApiError
 from bot.sandbox.slack_emulator.faults import ArgsMatch, HeldAnswer
 from bot.sandbox.slack_emulator.methods import MethodContext
-from bot.sandbox.slack_emulator.methods_misc import METHODS, UPLOAD_PATH_PREFIX, receive_upload
+from bot.sandbox.slack_emulator.methods_misc import (
+    METHODS,
+    UPLOAD_PATH_PREFIX,
+    MethodContextWithSocket,
+    receive_upload,
+    token_problem,
+)
+from bot.sandbox.slack_emulator.persistence import WorkspaceStore
 from bot.sandbox.slack_emulator.server import (
     HttpRequest,
     HttpResponse,
@@ -36,6 +47,7 @@ from bot.sandbox.slack_emulator.server import (
     parse_arguments,
     parse_multipart,
 )
+from bot.sandbox.slack_emulator.socket_mode import SocketModeServer
 from bot.sandbox.slack_emulator.state import Channel, Identity, Message, User, Usergroup, WorkspaceState
 from bot.sandbox.slack_emulator.validation import ApiCatalog
 
@@ -95,20 +107,33 @@ class SlackEmulator:
     Pre-seeded with #incidents (`C0OPSBOT`), #general, the bot user `U0OPSBOT`, users
     `U0ALICE`, `U0BOB`, `U0CAROL` (emails `<name>@example.com`) and the groups `S0ONCALL`
     (@oncall: alice, bob) and `S0SRE` (@sre). Use as a context manager or start()/stop().
+    Socket Mode: `apps.connections.open` with `app_token` opens a WebSocket on `socket_mode`
+    (`socket_mode.SocketModeServer`), started and stopped with the emulator.
+
+    `state_file`: keep the workspace (channels, users, groups, messages, files, views and the ts
+    counter) in this SQLite file and start from what it holds; seeded only when it is new.
+    Raises `persistence.WorkspaceFileError` when the file cannot be used; an unreadable file
+    is set aside with a warning. `stop()` releases the file: later changes stay in memory.
     """
 
     def __init__(self, openapi_path: Path | None = _DEFAULT_SPEC, bot_token: str = "xoxb-emulator",
-                 host: str = "127.0.0.1", port: int = 0, *, identity: Identity | None = None) -> None:
+                 host: str = "127.0.0.1", port: int = 0, *, identity: Identity | None = None,
+                 state_file: Path | None = None) -> None:
         if openapi_path is _DEFAULT_SPEC:
             default = slack_openapi_path()
             openapi_path = default if default.exists() else None
         self.catalog = load_catalog(openapi_path)
         self.bot_token = bot_token
+        self.app_token = "xapp-1-A0OPSBOT-emulator"  # the app-level token (Socket Mode)
         self._host = host
         self._port = port
         self._lock = threading.RLock()
         self._state = WorkspaceState(identity or Identity())
-        self._state.seed_defaults()
+        self._store: WorkspaceStore | None = None
+        if state_file is None:
+            self._state.seed_defaults()
+        else:
+            self._store = WorkspaceStore.open(Path(state_file), self._state)
         self._calls: list[SlackCall] = []
         self._injections: list[_Injection] = []
         self._holds: list[HeldAnswer] = []
@@ -117,6 +142,7 @@ class SlackEmulator:
         self._root = ""
         self._seeded = 0  # messages added with add_message (they record no call)
         self._web: Callable[[HttpRequest], HttpResponse | None] | None = None
+        self.socket_mode = SocketModeServer(host, self._state.identity.app_id)
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> str:
@@ -130,6 +156,7 @@ class SlackEmulator:
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"slack-emulator-{port}", daemon=True)
         self._thread.start()
+        self.socket_mode.start()
         return self.base_url
 
     def stop(self) -> None:
@@ -144,6 +171,10 @@ class SlackEmulator:
             server.server_close()
         if thread is not None:
             thread.join(timeout=5)
+        self.socket_mode.stop()
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
 
     def __enter__(self) -> SlackEmulator:
         self.start()
@@ -167,12 +198,16 @@ class SlackEmulator:
             team = self._state.identity.team_id
             mail = email if email is not None else (None if is_bot else f"{name}@example.com")
             self._state.users[id] = User(id, name, real_name or name, team, is_bot=is_bot, tz=tz, email=mail)
+            self._state.touch("user", id)
+            self._save()
 
     def add_usergroup(self, id: str, handle: str, users: list[str] | None = None,  # noqa: A002
                       name: str | None = None, description: str = "") -> None:
         with self._lock:
             team = self._state.identity.team_id
             self._state.usergroups[id] = Usergroup(id, handle, name or handle, team, list(users or []), description)
+            self._state.touch("usergroup", id)
+            self._save()
 
     def add_channel(self, id: str, name: str, *, is_private: bool = False, is_member: bool = True,  # noqa: A002
                     is_archived: bool = False) -> None:
@@ -180,6 +215,8 @@ class SlackEmulator:
         with self._lock:
             self._state.channels[id] = Channel(id, name.lstrip("#"), is_private=is_private,
                                                is_member=is_member, is_archived=is_archived)
+            self._state.touch("channel", id)
+            self._save()
 
     def add_message(self, channel: str, text: str, *, user: str = "U0ALICE", thread_ts: str | None = None,
                     blocks: list[dict[str, Any]] | None = None) -> str:
@@ -199,6 +236,7 @@ class SlackEmulator:
                     payload["parent_user_id"] = root.payload.get("user")
             st.add_message(Message(chan.id, payload))
             self._seeded += 1
+            self._save()
             return ts
 
     def new_trigger_id(self) -> str:
@@ -373,6 +411,11 @@ class SlackEmulator:
         with self._lock:
             return [{"view": copy.deepcopy(r.view), "trigger_id": r.trigger_id} for r in self._state.views.values()]
 
+    def _save(self) -> None:
+        """Write what the last change touched to the state file (caller holds the lock)."""
+        if self._store is not None:
+            self._store.save(self._state)
+
     def _channel_id(self, channel: str | None) -> str | None:
         found = self._state.find_channel(channel)
         return found.id if found is not None else None
@@ -398,6 +441,7 @@ class SlackEmulator:
             response = self._take_injection(method)
             if response is None:
                 response = self._answer(method, args, parsed.error, parsed.json_body, token)
+            self._save()
             held = self._take_hold(method, self._record(method, args, response, request))
         if held is not None:
             held.hold()  # the call has taken effect; its answer waits (outside the lock)
@@ -413,13 +457,14 @@ class SlackEmulator:
             return HttpResponse.json(200, {"ok": False, "error": parse_error})
         if not token:
             return HttpResponse.json(200, {"ok": False, "error": "not_authed"})
-        if token != self.bot_token:
-            return HttpResponse.json(200, {"ok": False, "error": "invalid_auth"})
+        problem = token_problem(method, token, bot_token=self.bot_token, app_token=self.app_token)
+        if problem:
+            return HttpResponse.json(200, {"ok": False, "error": problem})
         check = self.catalog.check(method, args, json_body=json_body)
         if not check.ok:
             return HttpResponse.json(200, ApiError("invalid_arguments", check.messages).body())
         call_args = {} if check.json_ignored else args
-        ctx = MethodContext(self._state, self._root)
+        ctx = MethodContextWithSocket(self._state, self._root, self.socket_mode)
         try:
             body = METHODS[method](ctx, call_args)
         except ApiError as exc:
@@ -450,6 +495,7 @@ class SlackEmulator:
             if response is None:
                 status, text = receive_upload(MethodContext(self._state, self._root), file_id, data)
                 response = HttpResponse.text(status, text)
+                self._save()
             self._record(UPLOAD_PSEUDO_METHOD, {"file_id": file_id, "length": len(data)}, response, request)
             return response
 

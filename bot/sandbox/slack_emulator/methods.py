@@ -269,6 +269,7 @@ def chat_update(ctx: MethodContext, args: Args) -> dict[str, Any]:
     edited_at = ctx.state.next_ts()
     previous["replaced_at"] = edited_at
     msg.history.append(previous)
+    ctx.state.touch_message(msg)
     payload["edited"] = {"user": ctx.state.identity.bot_user_id, "ts": edited_at}
     return {"ok": True, "channel": msg.channel, "ts": msg.ts, "text": payload.get("text", ""),
             "message": _public(payload)}
@@ -419,6 +420,7 @@ def conversations_join(ctx: MethodContext, args: Args) -> dict[str, Any]:
     if channel.is_member:
         out.update({"warning": "already_in_channel", "response_metadata": {"warnings": ["already_in_channel"]}})
     channel.is_member = True
+    ctx.state.touch("channel", channel.id)
     out["channel"] = channel.to_api()
     return out
 
@@ -435,6 +437,7 @@ def reactions_add(ctx: MethodContext, args: Args) -> dict[str, Any]:
     if not name or ":" in name.strip(":") or name.startswith(":") or " " in name:
         raise ApiError("invalid_name")
     reactions = msg.payload.setdefault("reactions", [])
+    st.touch_message(msg)
     me = st.identity.bot_user_id
     for reaction in reactions:
         if reaction["name"] == name:

@@ -1,5 +1,5 @@
-"""Web API methods other than messages: `auth.test`, `users.*`, `usergroups.*`, `views.*` and
-the file upload flow (`files.getUploadURLExternal`, the raw upload, `files.completeUploadExternal`,
+"""Web API methods other than messages: `auth.test`, `apps.connections.open` (Socket Mode),
+`users.*`, `usergroups.*`, `views.*` and the file upload flow (`files.getUploadURLExternal`, the raw upload, `files.completeUploadExternal`,
 `files.info`).
 
 Same contract as `methods.py`: called under the emulator's lock with decoded arguments,
@@ -16,6 +16,7 @@ import copy
 import hashlib
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -33,9 +34,30 @@ from bot.sandbox.slack_emulator.methods import (
     message_blocks,
     require,
 )
+from bot.sandbox.slack_emulator.socket_mode import SocketModeServer
 from bot.sandbox.slack_emulator.state import FileRecord, Message, ViewRecord
 
 UPLOAD_PATH_PREFIX = "/upload/v1/"
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+"""Methods that take the app-level token (`xapp-`); every other method takes the bot token."""
+
+
+@dataclass(frozen=True)
+class MethodContextWithSocket(MethodContext):
+    """A `MethodContext` that also reaches the emulator's Socket Mode server."""
+
+    socket_mode: SocketModeServer | None = None
+
+
+def token_problem(method: str, token: str, *, bot_token: str, app_token: str) -> str | None:
+    """Slack's error code for calling `method` with `token`, or None when the token fits:
+    an unknown token is `invalid_auth`; a known token of the wrong kind (a bot token on
+    `apps.connections.open`, the app token anywhere else) is `not_allowed_token_type`."""
+    if token not in (bot_token, app_token):
+        return "invalid_auth"
+    if (token == app_token) != (method in APP_TOKEN_METHODS):
+        return "not_allowed_token_type"
+    return None
 
 
 def auth_test(ctx: MethodContext, args: Args) -> dict[str, Any]:
@@ -43,6 +65,14 @@ def auth_test(ctx: MethodContext, args: Args) -> dict[str, Any]:
     return {"ok": True, "url": ident.url, "team": ident.team_name, "user": ident.bot_name,
             "team_id": ident.team_id, "user_id": ident.bot_user_id, "bot_id": ident.bot_id,
             "is_enterprise_install": False}
+
+
+def apps_connections_open(ctx: MethodContext, args: Args) -> dict[str, Any]:
+    """A one-time WebSocket URL of the Socket Mode server (`socket_mode.py`)."""
+    server = ctx.socket_mode if isinstance(ctx, MethodContextWithSocket) else None
+    if server is None or not server.running:
+        raise ApiError("internal_error", ["[ERROR] the emulator's Socket Mode server is not running"])
+    return {"ok": True, "url": server.issue_url()}
 
 
 # -- users / usergroups -------------------------------------------------------------------------
@@ -138,6 +168,7 @@ def views_open(ctx: MethodContext, args: Args) -> dict[str, Any]:
     view_id = st.new_id("V")
     obj = _view_object(ctx, view_id, view, 1, view_id)
     st.views[view_id] = ViewRecord(obj, trigger)
+    st.touch("view", view_id)
     return {"ok": True, "view": copy.deepcopy(obj)}
 
 
@@ -157,6 +188,7 @@ def views_update(ctx: MethodContext, args: Args) -> dict[str, Any]:
     record.revision += 1
     obj = _view_object(ctx, record.view["id"], view, record.revision, record.view["root_view_id"])
     record.view = obj
+    st.touch("view", obj["id"])
     return {"ok": True, "view": copy.deepcopy(obj)}
 
 
@@ -174,6 +206,7 @@ def files_get_upload_url_external(ctx: MethodContext, args: Args) -> dict[str, A
     file_id = st.new_id("F")
     st.files[file_id] = FileRecord(file_id, filename, length, int(time.time()), st.identity.bot_user_id,
                                    alt_txt=arg_str(args, "alt_txt"), snippet_type=arg_str(args, "snippet_type"))
+    st.touch("file", file_id)
     return {"ok": True, "upload_url": f"{ctx.server_root}{UPLOAD_PATH_PREFIX}{file_id}", "file_id": file_id}
 
 
@@ -188,6 +221,7 @@ def receive_upload(ctx: MethodContext, file_id: str, data: bytes) -> tuple[int, 
     if len(data) != record.length:
         return 400, f"length mismatch: files.getUploadURLExternal announced {record.length} bytes, got {len(data)}"
     record.data = bytes(data)
+    ctx.state.touch("file", file_id)
     return 200, f"OK - {len(data)}"
 
 
@@ -224,6 +258,7 @@ def files_complete_upload_external(ctx: MethodContext, args: Args) -> dict[str, 
         record.channels = list(channel_ids)
         record.thread_ts = thread_ts
         record.initial_comment = initial_comment
+        st.touch("file", record.id)
     for cid in channel_ids:  # the share: one message carrying the files, in the channel or thread
         ts = st.next_ts()
         payload = bot_message(ctx, ts, text=initial_comment, blocks=blocks)
@@ -257,6 +292,7 @@ def files_upload_retired(ctx: MethodContext, args: Args) -> dict[str, Any]:
 METHODS: Mapping[str, MethodImpl] = MappingProxyType({
     **MESSAGE_METHODS,
     "auth.test": auth_test,
+    "apps.connections.open": apps_connections_open,
     "users.info": users_info,
     "users.lookupByEmail": users_lookup_by_email,
     "usergroups.list": usergroups_list,

@@ -8,12 +8,18 @@ handed out twice). Everything returned to callers outside that lock is a deep co
 Message timestamps are wall-clock microseconds formatted the way Slack formats them
 (`"1763721600.000100"`), strictly increasing within one workspace, so `ts` ordering is
 posting order even when two messages are posted within the same microsecond.
+
+Change tracking: every mutation of a kept record (channel, user, user group, message, file,
+view) adds its `(kind, key)` to `changed`, from here or from the method that mutated it in
+place; `persistence.WorkspaceStore.save` writes those records as they are now (or deletes the
+ones that are gone) and clears the set. Marking a record that did not really change is harmless;
+a mutation that marks nothing would be lost on restart. The two counters (`last_ts_us`,
+`last_id`) are saved whenever they move.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 import mimetypes
 import time
 from dataclasses import dataclass, field
@@ -288,19 +294,29 @@ class WorkspaceState:
         self.files: dict[str, FileRecord] = {}
         self.views: dict[str, ViewRecord] = {}
         self.used_trigger_ids: set[str] = set()
-        self._last_ts_us = 0
-        self._ids = itertools.count(1)
+        self.last_ts_us = 0  # the newest ts handed out, in microseconds
+        self.last_id = 0  # the number in the newest id from new_id
+        self.changed: set[tuple[str, str]] = set()  # (kind, key) of records changed since the last save
 
     # -- identifiers --------------------------------------------------------------------
     def next_ts(self) -> str:
         """A fresh message timestamp, strictly greater than every one handed out before."""
         now_us = time.time_ns() // 1000
-        self._last_ts_us = max(now_us, self._last_ts_us + 1)
-        return f"{self._last_ts_us // 1_000_000}.{self._last_ts_us % 1_000_000:06d}"
+        self.last_ts_us = max(now_us, self.last_ts_us + 1)
+        return f"{self.last_ts_us // 1_000_000}.{self.last_ts_us % 1_000_000:06d}"
 
     def new_id(self, prefix: str) -> str:
         """A Slack-looking object id (`F0EMU00000001`), unique within this workspace."""
-        return f"{prefix}0EMU{next(self._ids):08d}"
+        self.last_id += 1
+        return f"{prefix}0EMU{self.last_id:08d}"
+
+    # -- change tracking (see the module docstring) ------------------------------------------------
+    def touch(self, kind: str, key: str) -> None:
+        """Note that record `key` of `kind` changed, appeared or went away."""
+        self.changed.add((kind, key))
+
+    def touch_message(self, message: Message) -> None:
+        self.touch("message", message_key(message.channel, message.ts))
 
     # -- seeds ----------------------------------------------------------------------------
     def seed_defaults(self) -> None:
@@ -346,6 +362,7 @@ class WorkspaceState:
         if isinstance(value, str) and value in self.users:
             dm = Channel("D" + value[1:], "D" + value[1:], is_private=True, im_user=value)
             self.channels[dm.id] = dm
+            self.touch("channel", dm.id)
             return dm
         raise ApiError("channel_not_found")
 
@@ -359,6 +376,7 @@ class WorkspaceState:
         key = (message.channel, message.ts)
         self.messages[key] = message
         self.order.append(key)
+        self.touch_message(message)
         if message.is_reply:
             self._refresh_thread_summary(message.channel, str(message.payload["thread_ts"]))
 
@@ -366,6 +384,7 @@ class WorkspaceState:
         key = (message.channel, message.ts)
         del self.messages[key]
         self.order.remove(key)
+        self.touch_message(message)
         if message.is_reply:
             self._refresh_thread_summary(message.channel, str(message.payload["thread_ts"]))
 
@@ -394,6 +413,7 @@ class WorkspaceState:
         root = self.messages.get((channel_id, thread_ts))
         if root is None:
             return
+        self.touch_message(root)
         replies = self.thread_messages(channel_id, thread_ts)[1:]
         payload = root.payload
         if not replies:
@@ -410,6 +430,11 @@ class WorkspaceState:
         payload["reply_users"] = users
         payload["reply_users_count"] = len(users)
         payload["latest_reply"] = replies[-1].ts
+
+
+def message_key(channel_id: str, ts: str) -> str:
+    """The key a message is kept under: `C0OPSBOT/1763721600.000100` (ids hold no `/`)."""
+    return f"{channel_id}/{ts}"
 
 
 def _tz_offset_and_label(tz: str) -> tuple[int, str]:
