@@ -87,8 +87,8 @@ USER 10001:10001
 
 EXPOSE 8080
 
-# No HEALTHCHECK: Kubernetes probes /healthz and /readyz (deploy/kubernetes/deployment.yaml).
-# Migrations are a separate step (`opsbot db upgrade`, deploy/kubernetes/migration-job.yaml),
+# No HEALTHCHECK: Kubernetes probes /healthz and /readyz (deploy/kubernetes/base/deployment.yaml).
+# Migrations are a separate step (`opsbot db upgrade`, deploy/kubernetes/base/migration-job.yaml),
 # never run on start, so two replicas starting together cannot race on the schema.
 ENTRYPOINT ["opsbot"]
 CMD ["serve"]

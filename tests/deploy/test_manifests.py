@@ -1,7 +1,8 @@
-"""Deployment artefacts: the Kubernetes manifests (the Slack app manifest and the Dockerfile
-are checked in test_slack_app_and_image.py).
+"""Deployment artefacts: the Kubernetes manifests of the base, file by file (the kustomize
+builds, the ConfigMaps and the example overlay are checked in test_overlays.py; the Slack app
+manifest and the Dockerfile in test_slack_app_and_image.py).
 
-Every manifest in deploy/kubernetes is validated against the Kubernetes OpenAPI schemas that
+Every manifest in deploy/kubernetes/base is validated against the Kubernetes OpenAPI schemas that
 kubernetes-validate ships (strict: unknown fields are errors, so a typo such as
 `readOnlyRootFSystem` cannot silently drop a protection). The rest pins the properties a
 careless edit could regress without any schema noticing: non-root, read-only, capability-free
@@ -22,7 +23,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy"
-K8S_DIR = DEPLOY_DIR / "kubernetes"
+K8S_DIR = DEPLOY_DIR / "kubernetes" / "base"
 
 # The oldest Kubernetes minor the manifests promise to work on (every field used is GA there).
 # They are also validated against the newest schemas the installed kubernetes-validate ships,
@@ -40,6 +41,11 @@ KUSTOMIZATION = "kustomization.yaml"
 EXAMPLE_SECRET = "secret.example.yaml"
 
 SECRET_NAME = "opsbot"
+# The ConfigMaps the base generates (kustomization.yaml) and the Deployment mounts, with the
+# setting that points the bot at each.
+CONFIG_MAP_SETTINGS = {"opsbot-policies": "OPSBOT_POLICIES_DIR", "opsbot-runbooks": "OPSBOT_RUNBOOKS_DIR"}
+# Only for Socket Mode: its presence switches the bot to it, so the example leaves it out.
+SOCKET_MODE_KEY = "slack-app-token"
 NAMESPACE = "opsbot"
 SERVICE_ACCOUNT = "opsbot"
 IMAGE_UID = 10001
@@ -196,15 +202,21 @@ def test_manifest_folder_is_not_empty() -> None:
 def test_manifest_validates_against_kubernetes_schema(path: Path, version: str) -> None:
     docs = _load_docs(path)
     assert docs, f"{path.name} holds no document"
+    errors = schema_errors(docs, version)
+    assert not errors, f"{path.name} (Kubernetes {version}):\n" + "\n".join(errors)
+
+
+def schema_errors(objects: list[dict[str, Any]], version: str) -> list[str]:
+    """One line per object that the strict schema of `version` refuses (collected outside the
+    except block, so a failure shows the message, not the schema)."""
     errors = []
-    for doc in docs:
+    for obj in objects:
         try:
-            kubernetes_validate.validate(doc, version, strict=True)
+            kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             where = ".".join(str(p) for p in exc.path)
-            errors.append(f"{doc['kind']}/{doc['metadata']['name']} at {where}: {exc.message}")
-    # Reported outside the except block, so the failure shows the message, not the schema.
-    assert not errors, f"{path.name} (Kubernetes {version}):\n" + "\n".join(errors)
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']} at {where}: {exc.message}")
+    return errors
 
 
 def test_namespaced_objects_live_in_the_opsbot_namespace() -> None:
@@ -273,15 +285,34 @@ def test_every_container_is_non_root_read_only_and_capability_free(
 
 @pytest.mark.parametrize("name_and_spec", _pod_specs(), ids=lambda item: item[0])
 def test_writable_paths_are_empty_dirs(name_and_spec: tuple[str, dict[str, Any]]) -> None:
-    """With a read-only root, /tmp and the data dir must be mounted volumes, and nothing else."""
+    """With a read-only root, /tmp and the data dir must be mounted emptyDirs; the only other
+    volumes are ConfigMaps, mounted read-only."""
     name, pod_spec = name_and_spec
     volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
-    assert all(set(v) == {"name", "emptyDir"} for v in volumes.values()), f"{name}: only emptyDirs"
+    for volume in volumes.values():
+        assert set(volume) in ({"name", "emptyDir"}, {"name", "configMap"}), f"{name}: {volume['name']}"
     for container in _containers(pod_spec):
-        mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+        mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
         assert {"/tmp", "/var/lib/opsbot"} <= set(mounts), name
+        for path, mount in mounts.items():
+            writable = "emptyDir" in volumes[mount["name"]]
+            assert writable == (path in {"/tmp", "/var/lib/opsbot"}), f"{name}: {path}"
+            assert writable or mount.get("readOnly") is True, f"{name}: {path} must be read-only"
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
         assert env.get("OPSBOT_DATA_DIR") == "/var/lib/opsbot", name
+
+
+def test_policies_and_runbooks_are_the_config_maps_mounted_where_the_settings_point() -> None:
+    """The bot reads its policies and runbooks from the generated ConfigMaps, not the image."""
+    pod_spec = _one("Deployment")["spec"]["template"]["spec"]
+    by_volume = {v["name"]: v["configMap"]["name"] for v in pod_spec["volumes"] if "configMap" in v}
+    assert sorted(by_volume.values()) == sorted(CONFIG_MAP_SETTINGS)
+    container = _server_container()
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounted = {by_volume[m["name"]]: m["mountPath"] for m in container["volumeMounts"] if m["name"] in by_volume}
+    for config_map, setting in CONFIG_MAP_SETTINGS.items():
+        assert env[setting] == mounted[config_map], f"{setting} must name where {config_map} is mounted"
+        assert env[setting].startswith("/"), "a relative folder falls back to the shipped one"
 
 
 def test_only_the_server_mounts_a_kubernetes_token() -> None:
@@ -350,15 +381,38 @@ def test_every_secret_reference_points_at_the_opsbot_secret() -> None:
     assert refs > 0
 
 
+def _secret_refs() -> list[tuple[str, dict[str, Any]]]:
+    """(workload/env name, secretKeyRef) for every Secret reference of every container."""
+    return [
+        (f"{name}: {env['name']}", env["valueFrom"]["secretKeyRef"])
+        for name, pod_spec in _pod_specs()
+        for container in _containers(pod_spec)
+        for env in container.get("env", [])
+        if "secretKeyRef" in env.get("valueFrom", {})
+    ]
+
+
 def test_secret_keys_referenced_exist_in_the_example_secret() -> None:
-    """The example documents every key the pods read, so an operator copying it misses none."""
+    """The example documents every key the pods read, so an operator copying it misses none:
+    required keys as placeholders, optional ones as placeholders or commented-out lines."""
     (secret,) = _load_docs(K8S_DIR / EXAMPLE_SECRET)
-    for name, pod_spec in _pod_specs():
-        for container in _containers(pod_spec):
-            for env in container.get("env", []):
-                ref = env.get("valueFrom", {}).get("secretKeyRef")
-                if ref:
-                    assert ref["key"] in secret["stringData"], f"{name}: {env['name']} -> {ref['key']}"
+    text = (K8S_DIR / EXAMPLE_SECRET).read_text(encoding="utf-8")
+    for where, ref in _secret_refs():
+        if ref.get("optional"):
+            documented = ref["key"] in secret["stringData"] or f"  # {ref['key']}: " in text
+            assert documented, f"{where} -> {ref['key']}"
+        else:
+            assert ref["key"] in secret["stringData"], f"{where} -> {ref['key']}"
+
+
+def test_the_socket_mode_token_is_optional_and_left_out_of_the_example() -> None:
+    """Its mere presence turns Socket Mode on, so copying the example must not set it."""
+    (secret,) = _load_docs(K8S_DIR / EXAMPLE_SECRET)
+    assert SOCKET_MODE_KEY not in secret["stringData"]
+    text = (K8S_DIR / EXAMPLE_SECRET).read_text(encoding="utf-8")
+    assert f'  # {SOCKET_MODE_KEY}: "xapp-REPLACE_ME"' in text, "document it, commented out"
+    refs = [ref for where, ref in _secret_refs() if ref["key"] == SOCKET_MODE_KEY]
+    assert refs and all(ref.get("optional") is True for ref in refs)
 
 
 def test_service_and_pdb_select_the_server_pods() -> None:
