@@ -1,19 +1,23 @@
 """Side by side: Alertmanager's own Slack messages and opsbot's, fed the same alerts by one Alertmanager.
 
     .venv/bin/python bench/compare_alertmanager.py [PATH ...] [--alerts 5000] [--services 40]
-        [--storm-seconds 90] [--group-wait 500ms] [--group-interval 5s] [--seed 17]
+        [--storm-seconds 90] [--group-wait 500ms] [--group-interval 5s]
+        [--opsbot-group-wait 83ms] [--opsbot-group-interval 500ms] [--seed 17]
 
 One real Alertmanager (Debian's 0.25) routes every alert to two receivers in one route tree:
 `slack` (its `slack_configs` notifier, default templates, posting to `chat.postMessage` of a Slack
 emulator with a bearer token; `continue: true`) and `opsbot` (its webhook receiver, pointing at
 `opsbot serve` in its own process, which posts to a second Slack emulator). Both routes inherit
-one `group_by` (cluster, namespace, service) and one `group_wait` / `group_interval` /
-`repeat_interval`, and both send resolved notifications. The defaults are kube-prometheus's
-(30s, 5m, 12h) divided by `TIME_SCALE` so that a 90-minute storm fits in 90 seconds.
+one `group_by` (cluster, namespace, service) and `repeat_interval`, and both send resolved
+notifications. The Slack route keeps kube-prometheus's `group_wait` / `group_interval` (30s, 5m);
+the opsbot route has the timings the README recommends for it (5s, 30s): opsbot groups,
+debounces and edits in place itself, so it needs less of Alertmanager's batching than a chat
+notifier does (`--opsbot-group-wait same --opsbot-group-interval same` gives it the Slack
+route's). Every timing is divided by `TIME_SCALE` so that a 90-minute storm fits in 90 seconds.
 
 The alerts, in one run: the scenario suite's incidents (PATHs, default ../shared/scenarios;
 heartbeat scenarios, whose expect is `not_an_issue`, are left out), each moved to the present
-(`compare_storm.rebased_scenario`) so that opsbot runs on the wall clock, and served by its own
+(`bot.sandbox.scenario_rebase`) so that opsbot runs on the wall clock, and served by its own
 sandbox API server and Prometheus (OPSBOT_CLUSTERS maps each scenario's cluster to them); posted
 to Alertmanager while a deterministic storm (`compare_storm.storm_ticks`) of --alerts alerts
 across --services services, with flapping and resolves, runs against an empty cluster. Each
@@ -25,9 +29,11 @@ of a group to the side's first message about it; for opsbot also the time from i
 to the RCA reply that names a cause (a top hypothesis other than `unknown`), the RCA's score
 against each scenario's `expect` (`bot.eval.scoring`), and its CPU seconds and peak RSS (its
 process tree, from /proc). Ends with `bench: compare_alertmanager channel_messages_ratio=N
-messages_ratio=N first_notification_ratio=N cause_s=N` (ratios are Alertmanager / opsbot for
-messages, opsbot / Alertmanager for the median first-notification time; cause_s is the slowest
-scenario incident).
+messages_ratio=N first_notification_ratio=N own_card_first_s=N cause_s=N` (ratios are
+Alertmanager / opsbot for messages, opsbot / Alertmanager for the median first-notification time
+over every group, where a group folded into a storm thread is first told by the storm thread's
+next write after the fold; own_card_first_s is opsbot's median over the groups it gave a card of
+their own; cause_s is the slowest scenario incident).
 """
 
 from __future__ import annotations
@@ -62,7 +68,6 @@ from compare_storm import (  # noqa: E402
     opsbot_side,
     process_usage,
     read_opsbot_state,
-    rebased_scenario,
     storm_alert_body,
     storm_ticks,
 )
@@ -75,6 +80,7 @@ from bot.sandbox.promstack import AlertmanagerProcess, PrometheusProcess, free_p
 from bot.sandbox.scenario import Scenario  # noqa: E402
 from bot.sandbox.scenario_alerts import alerts_for_alertmanager  # noqa: E402
 from bot.sandbox.scenario_metrics import load_metrics_into  # noqa: E402
+from bot.sandbox.scenario_rebase import rebased_scenario  # noqa: E402
 from bot.sandbox.slack_emulator import SlackEmulator  # noqa: E402
 
 GROUP_BY = ("cluster", "namespace", "service")
@@ -172,14 +178,15 @@ class OpsbotServer:
         self.log.close()
 
 
-def alertmanager_config(slack_url: str, opsbot_url: str, group_wait: str, group_interval: str) -> dict:
+def alertmanager_config(slack_url: str, opsbot_url: str, group_wait: str, group_interval: str,
+                        opsbot_timings: dict[str, str]) -> dict:
     def bearer(token: str) -> dict:
         return {"authorization": {"type": "Bearer", "credentials": token}}
 
     return {
         "route": {"receiver": "null", "group_by": list(GROUP_BY), "group_wait": group_wait,
                   "group_interval": group_interval, "repeat_interval": REPEAT_INTERVAL,
-                  "routes": [{"receiver": "slack", "continue": True}, {"receiver": "opsbot"}]},
+                  "routes": [{"receiver": "slack", "continue": True}, {"receiver": "opsbot", **opsbot_timings}]},
         "receivers": [
             {"name": "null"},
             {"name": "slack", "slack_configs": [{
@@ -347,6 +354,15 @@ def report(run: Run, am: SideCount, bot: SideCount, state: OpsbotState, usage: d
     messages_ratio = am.total / max(1, bot.total)
     first_am, first_bot = median(firsts["Alertmanager"]) or 0.0, median(firsts["opsbot"]) or 0.0
     first_ratio = first_bot / max(1e-9, first_am)
+    # groups opsbot gave a card of their own, and those folded into a storm thread (told by the
+    # storm card's next edit, at most one per OPSBOT_CARD_MIN_INTERVAL_SECONDS)
+    own = [g for g in every if bot.per_group.get(g.labels, GroupCount()).channel > 0]
+    folded = [g for g in every if g not in own]
+    own_am, own_bot = median(first_delays(am, own)) or 0.0, median(first_delays(bot, own)) or 0.0
+    print(f"first notification, the {len(own)} groups with a card of their own: opsbot median {seconds(own_bot)}, "
+          f"Alertmanager {seconds(own_am)}; the {len(folded)} groups folded into a storm thread: told by the "
+          f"storm card's next edit, median {seconds(median(first_delays(bot, folded)))} (Alertmanager "
+          f"{seconds(median(first_delays(am, folded)))}, as a message of its own)")
     causes = results.causes
     slowest = max(causes) if causes else None
     print(f"\nopsbot process tree: {usage['cpu_seconds']:.1f} CPU seconds ({usage['cpu_run_seconds']:.1f} "
@@ -371,7 +387,7 @@ def report(run: Run, am: SideCount, bot: SideCount, state: OpsbotState, usage: d
     cause_s = slowest if slowest is not None else float("nan")
     print(f"bench: compare_alertmanager channel_messages_ratio={channel_ratio:.1f} "
           f"messages_ratio={messages_ratio:.1f} first_notification_ratio={first_ratio:.2f} "
-          f"cause_s={cause_s:.2f}")
+          f"own_card_first_s={own_bot:.2f} cause_s={cause_s:.2f}")
     return 0 if not run.errors else 1
 
 
@@ -384,13 +400,22 @@ def main() -> int:
     parser.add_argument("--storm-seconds", type=float, default=90.0)
     parser.add_argument("--group-wait", default=f"{30_000 // TIME_SCALE}ms")
     parser.add_argument("--group-interval", default=f"{300 // TIME_SCALE}s")
+    parser.add_argument("--opsbot-group-wait", default=f"{5_000 // TIME_SCALE}ms",
+                        help="the opsbot route's group_wait ('same': the Slack route's)")
+    parser.add_argument("--opsbot-group-interval", default=f"{30_000 // TIME_SCALE}ms",
+                        help="the opsbot route's group_interval ('same': the Slack route's)")
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--keep", action="store_true",
                         help="keep the work directory, with both Slacks' calls")
     args = parser.parse_args()
     command = (".venv/bin/python bench/compare_alertmanager.py" + "".join(f" {p}" for p in args.paths)
                + f" --alerts {args.alerts} --services {args.services} --storm-seconds {args.storm_seconds:g} "
-               f"--group-wait {args.group_wait} --group-interval {args.group_interval} --seed {args.seed}")
+               f"--group-wait {args.group_wait} --group-interval {args.group_interval} "
+               f"--opsbot-group-wait {args.opsbot_group_wait} --opsbot-group-interval {args.opsbot_group_interval} "
+               f"--seed {args.seed}")
+    opsbot_timings = {key: value for key, value in (("group_wait", args.opsbot_group_wait),
+                                                    ("group_interval", args.opsbot_group_interval))
+                      if value != "same"}
     workdir = Path(tempfile.mkdtemp(prefix="opsbot-compare-"))
     now = datetime.now(UTC).replace(microsecond=0)
     files = scenario_files(args.paths or [shared_scenarios_dir()])
@@ -399,7 +424,9 @@ def main() -> int:
     print(f"Alertmanager vs opsbot on {len(scenarios)} scenario incidents and a {args.alerts}-alert storm; "
           f"group_by {','.join(GROUP_BY)}, group_wait {args.group_wait}, group_interval "
           f"{args.group_interval}, repeat_interval {REPEAT_INTERVAL} (kube-prometheus's timings / "
-          f"{TIME_SCALE}); {os.cpu_count()} cores", flush=True)
+          f"{TIME_SCALE}); the opsbot route: group_wait {opsbot_timings.get('group_wait', args.group_wait)}, "
+          f"group_interval {opsbot_timings.get('group_interval', args.group_interval)}; {os.cpu_count()} cores",
+          flush=True)
     run = Run()
     with ExitStack() as stack:
         if not args.keep:
@@ -415,7 +442,7 @@ def main() -> int:
         opsbot = OpsbotServer(workdir, bot_slack.base_url, clusters)
         stack.callback(opsbot.stop)
         alertmanager = AlertmanagerProcess(workdir / "alertmanager", alertmanager_config(
-            am_slack.base_url, opsbot.url, args.group_wait, args.group_interval))
+            am_slack.base_url, opsbot.url, args.group_wait, args.group_interval, opsbot_timings))
         alertmanager.start()
         stack.callback(alertmanager.stop)
         lag = (datetime.now(UTC) - now).total_seconds()

@@ -37,8 +37,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.sandbox.scenario import Scenario
-from bot.sandbox.scenario_io import read_single_document
 from bot.sandbox.thread_text import message_text
 
 STORM_CLUSTER = "storm-prod-1"
@@ -60,10 +58,6 @@ FLAP_RESOLVE_PROBABILITY = 0.45  # a firing alert picked again resolves (and may
 RECOVERING_SHARE = 0.5  # services whose alerts all resolve before the storm ends
 RECOVERY_SHARE = 0.25  # the last quarter of the storm: recovering services only resolve
 RAMP_SHARE = 0.15  # the first 15 % of the storm ramps up to the peak rate
-TIME_VALUED_SERIES = re.compile(r"(_time|_timestamp|_expiry)(_seconds)?$")  # samples are Unix times
-EPOCH_FLOOR_SECONDS = 1e9  # samples of those series above this are shifted (smaller ones are not times)
-_TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2})([T ])(\d{2}:\d{2}:\d{2})([.,]\d+)?(Z|z|[+-]\d{2}:?\d{2})?")
-_LEADING_NUMBER = re.compile(r"^(\d+(?:\.\d+)?(?:[eE]\+?\d+)?)(.*)$")
 
 
 @dataclass(frozen=True)
@@ -181,56 +175,6 @@ def storm_alert_body(alert: StormAlert, status: str, at: datetime,
     return {**body, "startsAt": started.pop(key, at - timedelta(seconds=1)), "endsAt": at}
 
 
-# --- scenarios moved to the present ---------------------------------------------------------------
-
-
-def _shift_timestamps(text: str, delta: timedelta) -> str:
-    def shifted(match: re.Match[str]) -> str:
-        date, sep, clock, fraction, zone = match.groups()
-        try:
-            moment = datetime.fromisoformat(f"{date}T{clock}") + delta
-        except ValueError:
-            return match.group(0)
-        return f"{moment:%Y-%m-%d}{sep}{moment:%H:%M:%S}{fraction or ''}{zone or ''}"
-
-    return _TIMESTAMP.sub(shifted, text)
-
-
-def _shift_epoch_values(values: str, delta: timedelta) -> str:
-    out = []
-    for token in values.split():
-        match = _LEADING_NUMBER.match(token)
-        if match and float(match.group(1)) >= EPOCH_FLOOR_SECONDS:
-            moved = float(match.group(1)) + delta.total_seconds()
-            token = f"{moved:.0f}{match.group(2)}" if moved.is_integer() else f"{moved}{match.group(2)}"
-        out.append(token)
-    return " ".join(out)
-
-
-def _shift(value: Any, delta: timedelta) -> Any:
-    if isinstance(value, datetime):
-        return value + delta
-    if isinstance(value, str):
-        return _shift_timestamps(value, delta)
-    if isinstance(value, list):
-        return [_shift(item, delta) for item in value]
-    if isinstance(value, dict):
-        moved = {key: _shift(item, delta) for key, item in value.items()}
-        name = str(value.get("series", "")).split("{", 1)[0]
-        if "values" in value and TIME_VALUED_SERIES.search(name):
-            moved["values"] = _shift_epoch_values(str(moved["values"]), delta)
-        return moved
-    return value
-
-
-def rebased_scenario(path: Path, now: datetime) -> tuple[Scenario, timedelta]:
-    """The scenario in `path` with its `now` moved to `now` (whole seconds) and every time with it."""
-    document = read_single_document(path, str(path))
-    original = Scenario.from_dict(document, path=path, source_name=str(path)).now
-    delta = now.astimezone(UTC).replace(microsecond=0) - original
-    return Scenario.from_dict(_shift(document, delta), path=path, source_name=str(path)), delta
-
-
 # --- counting what each side posted ---------------------------------------------------------------
 
 GroupKey = tuple[tuple[str, str], ...]
@@ -320,6 +264,8 @@ class OpsbotState:
     incidents: dict[int, GroupKey]
     card_ts: dict[str, int]
     rcas: dict[int, Rca]
+    # groups folded into a storm thread: member incident id -> (storm incident id, folded at, epoch)
+    folded: dict[int, tuple[int, float]] = field(default_factory=dict)
 
     def rca_for(self, group: GroupKey) -> Rca | None:
         ids = sorted(i for i, key in self.incidents.items() if key == group and i in self.rcas)
@@ -338,23 +284,33 @@ def read_opsbot_state(database: Path, group_by: tuple[str, ...]) -> OpsbotState:
                      for row in connection.execute("SELECT id, group_key FROM incidents")}
         cards = {row[1]: row[0] for row in connection.execute(
             "SELECT incident_id, ts FROM slack_messages WHERE purpose = 'card'")}
+        folded = {row[0]: (row[1], datetime.fromisoformat(row[2]).replace(tzinfo=UTC).timestamp())
+                  for row in connection.execute(
+                      "SELECT id, merged_into_id, created_at FROM incidents WHERE merged_into_id IS NOT NULL "
+                      "AND card_version = 0")}
         rcas: dict[int, Rca] = {}
         for incident_id, post_ts, result in connection.execute(
                 "SELECT incident_id, post_ts, result FROM investigations ORDER BY round"):
             rcas.setdefault(incident_id, Rca(post_ts, json.loads(result) if result else None))
-    return OpsbotState(incidents, cards, rcas)
+    return OpsbotState(incidents, cards, rcas, folded)
 
 
 def opsbot_side(calls: list, state: OpsbotState) -> SideCount:
-    """Every message is attributed through its thread's root, the incident's card."""
+    """Every message is attributed through its thread's root, the incident's card. A group folded
+    into a storm thread has no message of its own: it is first told by the storm thread's first
+    write (a post, or the card's edit that counts it) after it was folded."""
     side = SideCount()
     by_post_ts = {rca.post_ts: rca for rca in state.rcas.values() if rca.post_ts}
+    writes: dict[int, list[float]] = {}  # incident -> when its card or thread was written to
     for call in calls:
         if call.method not in SLACK_WRITES:
             continue
         if not call.ok:
             side.failed += 1
             continue
+        written = state.card_ts.get(str(call.args.get("thread_ts") or call.args.get("ts") or call.response.get("ts")))
+        if written is not None:
+            writes.setdefault(written, []).append(call.at)
         if call.method == "chat.update":
             side.updates += 1
             continue
@@ -370,6 +326,11 @@ def opsbot_side(calls: list, state: OpsbotState) -> SideCount:
         if rca is not None and rca.posted_at is None:
             rca.posted_at = call.at
             rca.text = message_text({"blocks": call.args.get("blocks"), "text": call.args.get("text", "")})
+    for member, (storm, folded_at) in state.folded.items():
+        told = [at for at in writes.get(storm, []) if at >= folded_at]
+        if told and state.incidents.get(member):
+            group = side.per_group.setdefault(state.incidents[member], GroupCount())
+            group.first_at = min(told) if group.first_at is None else min(group.first_at, min(told))
     return side
 
 

@@ -7,7 +7,7 @@ records a `Gap` saying what could not be checked and why (forbidden by RBAC, not
 out, API server unreachable), so the RCA can say so.
 
 Only get, list and pod logs are used: the bot reads, and Secrets are never read (see
-deploy/kubernetes/rbac.yaml).
+deploy/kubernetes/base/rbac.yaml).
 """
 
 from __future__ import annotations

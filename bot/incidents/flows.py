@@ -128,12 +128,15 @@ def refresh(session: Session, incident: Incident, external_url: str | None, now:
 def _queue_note(incident: Incident, counts: dict[str, int], resolved_now: int, status_before: str | None,
                 severity_before: str | None) -> bool:
     """Accumulate what the next thread note will say (the card worker posts it, debounced);
-    True when there is something new to say."""
+    True when there is something new to say. A storm thread gets no counting notes: its card
+    counts, and every card edit it gives up to a note would leave newly folded groups unshown
+    for another interval."""
     note = dict(incident.note_pending or {})
-    firing_new = counts["new_firing"]
+    counting = not storm.is_storm(incident.group_key)
+    firing_new = counts["new_firing"] if counting else 0
     if firing_new:
         note["new_firing"] = note.get("new_firing", 0) + firing_new
-    if resolved_now:
+    if resolved_now and counting:
         note["resolved"] = note.get("resolved", 0) + resolved_now
     if status_before == "resolved" and incident.status == "open":
         note["reopened"] = True

@@ -165,7 +165,8 @@ def test_the_base_config_maps_hold_exactly_the_shipped_files(config_map: str) ->
     folder = SHIPPED_FOLDERS[config_map].relative_to(REPO_ROOT)
     data = _config_map("base", config_map)["data"]
     shipped = _shipped(config_map)
-    fix = f"copy {folder}/*.yaml to {BASE_DIR.relative_to(REPO_ROOT)}/config/{folder}/ and list new files"
+    fix = (f"run `make deploy-config` (copies {folder}/*.yaml to {BASE_DIR.relative_to(REPO_ROOT)}/config/{folder}/)"
+           " and list new files in its kustomization.yaml")
     assert sorted(data) == sorted(shipped), f"{config_map} has other files than {folder}/: {fix}"
     for key, text in shipped.items():
         assert data[key] == text, f"{config_map}: {key} differs from {folder}/{key}: {fix}"

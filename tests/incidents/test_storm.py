@@ -119,3 +119,18 @@ def test_a_repeat_of_an_own_incident_is_never_folded(factory):
     repeat = fire(factory, "svc-0", now=NOW + timedelta(seconds=30))
     assert repeat.incident_id == own[0].incident_id
 
+
+
+def test_a_storm_thread_gets_no_counting_notes_its_card_counts(factory):
+    for n in range(3):
+        fire(factory, f"svc-{n}")
+    folded = [fire(factory, f"svc-x{n}", now=NOW + timedelta(seconds=n)) for n in range(4)]
+    fire(factory, "svc-x0", status="resolved", now=NOW + timedelta(seconds=10))
+    with unit_of_work(factory) as session:
+        storm = session.get(Incident, folded[0].incident_id)
+        assert (storm.alert_count, storm.firing_count) == (4, 3)
+        assert not {"new_firing", "resolved"} & set(storm.note_pending or {})
+        own = session.get(Incident, 1)
+    fire(factory, "svc-0", now=NOW + timedelta(seconds=20), status="resolved")
+    with unit_of_work(factory) as session:
+        assert "resolved" in (session.get(Incident, own.id).note_pending or {}), "other threads still count"
