@@ -33,8 +33,9 @@ from bot.alerts import deliveries  # noqa: E402
 from bot.clock import utc_now  # noqa: E402
 from bot.db.engine import make_engine, make_session_factory, unit_of_work  # noqa: E402
 from bot.db.migrate import upgrade  # noqa: E402
+from bot.incidents.lifecycle import Windows  # noqa: E402
 from bot.metrics import Metrics  # noqa: E402
-from bot.workers import CLAIM_BATCH, Workers  # noqa: E402
+from bot.workers import CLAIM_BATCH, IntakeRules, Workers  # noqa: E402
 
 OWNER = "bench"
 
@@ -56,7 +57,8 @@ def one_run(bodies: list[bytes]) -> tuple[float, float]:
             statements += 1
 
         event.listen(engine, "before_cursor_execute", count)
-        workers = Workers(factory, None, utc_now, Metrics())
+        # one incident per grouping key, as bench/ingest.py checks: storm folding off
+        workers = Workers(factory, None, utc_now, Metrics(), intake=IntakeRules(windows=Windows(storm_incidents=0)))
         started = time.perf_counter()
         while True:
             with unit_of_work(factory) as session:
