@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock, utc_now
 from bot.config import Settings
 from bot.context.clusters import ClusterDirectory
+from bot.context.kube_read import load_api_classes
 from bot.db.engine import make_engine, make_session_factory
 from bot.incidents.pagerduty_sync import PagerDutySync
 from bot.incidents.proposal_messages import ProposalMessages
@@ -168,6 +169,8 @@ def build_runtime(settings: Settings, clock: Clock = utc_now) -> Runtime:
             owned.append(_Closing(link))
         mirror = link if link is not None and link.events_enabled else None  # incidents go to PagerDuty
         clusters = ClusterDirectory.from_settings(settings)
+        if clusters.reads_kubernetes:
+            load_api_classes()  # at start, not inside the first investigation's budget
         signing_secret = settings.slack_signing_secret or secrets.token_hex(16)
         kit = remediation_kit(settings, factory, clusters, clock, gateway, signing_secret, link)
         rca = RcaStage(factory, gateway, clusters, clock, owner=worker_identity(),

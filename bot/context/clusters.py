@@ -72,6 +72,11 @@ class ClusterDirectory:
         return cls(ClusterAccess(None, client, settings.prometheus_url))
 
     @property
+    def reads_kubernetes(self) -> bool:
+        """Whether any cluster is read through the Kubernetes API."""
+        return any(a is not None and a.api_client is not None for a in [self._default, *self._clusters.values()])
+
+    @property
     def names(self) -> list[str]:
         return sorted(self._clusters)
 

@@ -21,7 +21,7 @@ from bot.context.clusters import ClusterAccess
 from bot.context.dependencies import fill_dependencies
 from bot.context.focus import find_focus, focus_pods
 from bot.context.kube_gather import fill_kubernetes
-from bot.context.kube_read import KubeReader
+from bot.context.kube_read import KubeReader, load_api_classes
 from bot.context.locate import locate
 from bot.context.logs import gather_logs
 from bot.context.metrics import (
@@ -95,7 +95,10 @@ def _upstream_signals(ctx: Context, prometheus_url: str, deadline: float) -> Non
 
 def gather(alerts: Sequence[AlertView], now: datetime, access: ClusterAccess | None,
            budget_seconds: float = DEFAULT_BUDGET_SECONDS, cluster: str | None = None) -> Context:
-    """Everything the investigation can find about `alerts` at `now` (the incident's clock)."""
+    """Everything the investigation can find about `alerts` at `now` (the incident's clock).
+    The client's API modules are loaded before the budget's clock starts (a no-op once loaded)."""
+    if access is not None and access.api_client is not None:
+        load_api_classes()
     started = time.monotonic()
     subject = resolve_subject(alerts)
     ctx = Context(now=now, cluster=cluster, alerts=list(alerts), subject=subject,

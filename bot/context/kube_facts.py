@@ -213,6 +213,7 @@ def node_view(node: dict[str, Any]) -> NodeView:
         unschedulable=bool(spec.get("unschedulable")),
         allocatable={k: str(v) for k, v in (status.get("allocatable") or {}).items()},
         labels=_meta(node).get("labels") or {},
+        addresses=[str(a["address"]) for a in status.get("addresses") or [] if isinstance(a, dict) and a.get("address")],
     )
 
 

@@ -46,11 +46,23 @@ def _why(exc: Exception) -> str:
     return f"{type(exc).__name__}"
 
 
+API_CLASSES = ("CoreV1Api", "AppsV1Api", "BatchV1Api", "AutoscalingV2Api", "StorageV1Api", "NetworkingV1Api",
+               "CustomObjectsApi", "AdmissionregistrationV1Api", "ApiregistrationV1Api")
+
+
+def load_api_classes() -> None:
+    """Import the client's API modules now. The `kubernetes` package loads each on first use
+    (about a second for all of them on a small machine), which would otherwise come out of the
+    first investigation's time budget and leave its reads unread."""
+    for name in API_CLASSES:
+        getattr(k8s, name)
+
+
 class KubeReader:
     """Bounded reads for one investigation. Thread-safe: gatherers run in parallel."""
 
     def __init__(self, api_client: k8s.ApiClient, deadline: float, request_seconds: float = 5.0):
-        self.core = k8s.CoreV1Api(api_client)
+        self.core = k8s.CoreV1Api(api_client)  # the classes of API_CLASSES
         self.apps = k8s.AppsV1Api(api_client)
         self.batch = k8s.BatchV1Api(api_client)
         self.autoscaling = k8s.AutoscalingV2Api(api_client)

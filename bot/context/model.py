@@ -195,6 +195,7 @@ class NodeView:
     unschedulable: bool
     allocatable: dict[str, str]
     labels: dict[str, str]
+    addresses: list[str] = field(default_factory=list)  # status.addresses (InternalIP, Hostname, ...)
 
     @property
     def ready(self) -> bool:

@@ -6,8 +6,10 @@ kubernetes-mixin rules keep them (`namespace`, `pod`, `container`, `deployment`,
 `persistentvolumeclaim`, `node`, `resourcequota`). Labels are untrusted: a value that is not a
 valid Kubernetes name is ignored rather than used in an API path.
 
-Caveat handled here: on alerts computed from kube-state-metrics, a `pod` label may name the
-exporter's own pod (a scrape target label) rather than the subject. Such values are dropped.
+Caveat handled here: on alerts computed from kube-state-metrics or node-exporter, a `pod` label
+may name the exporter's own pod (a scrape target label) rather than the subject, under a Helm
+release prefix too (`kube-prometheus-stack-prometheus-node-exporter-8t2rq`). Such values are
+dropped.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def resolve_subject(alerts: Iterable[AlertView]) -> Subject:
         if namespace:
             _append(subject.namespaces, namespace)
             pod = labels.get("pod")
-            if valid_name(pod) and not pod.startswith(_EXPORTER_PODS):
+            if valid_name(pod) and not any(exporter in pod for exporter in _EXPORTER_PODS):
                 _append(subject.pods, ObjectRef("Pod", namespace, pod))
             for label, kind in _WORKLOAD_LABELS:
                 if valid_name(labels.get(label)):

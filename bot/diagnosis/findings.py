@@ -236,3 +236,37 @@ def fix_target(found: WorkloadFindings) -> ObjectRef:
 def short(text: str, limit: int = 220) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class NodeLocalErrors:
+    """Connection errors that only the workload's pods on one node log, while its pods on other
+    nodes, whose logs were read and run through the trouble, log none: what they cannot reach
+    answers the others, so the trouble may be on that node's side (its network, conntrack, DNS
+    path), not the dependency's."""
+
+    nodes: tuple[str, ...]
+    reporting: int
+    clean: int
+
+
+def node_local_connection_errors(ctx: Context, found: WorkloadFindings) -> NodeLocalErrors | None:
+    reporting = {e.pod for e in found.connection_errors()}
+    by_ref = {p.ref: p for p in found.pods}
+    bad = [by_ref[ref] for ref in reporting if ref in by_ref]
+    clean = [by_ref[view.pod] for view in ctx.logs
+             if view.pod in by_ref and view.pod not in reporting and by_ref[view.pod].phase == "Running"
+             and _logged_since(view.lines, ctx.incident_start, ctx.now.year)]
+    if not bad or not clean or any(p.node is None for p in bad + clean):
+        return None
+    nodes = {p.node for p in bad}
+    if len(nodes) != 1 or nodes & {p.node for p in clean}:
+        return None  # errors on several nodes are not one node's trouble
+    return NodeLocalErrors(tuple(sorted(nodes)), len(bad), len({p.ref for p in clean}))
+
+
+def _logged_since(lines: list[str], start: datetime, year: int) -> bool:
+    """Whether a log tail covers the trouble: a line stamped after `start` (a tail without
+    stamps is taken as current)."""
+    stamps = [at for at in (parse_line(line, year).at for line in lines[-50:]) if at is not None]
+    return bool(lines) and (not stamps or max(stamps) >= start)

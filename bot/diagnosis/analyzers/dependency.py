@@ -3,7 +3,8 @@
 Evidence: the failing pods' logs say they could not connect (refused, timed out, no such host,
 reset), naming the host; that host is an in-cluster Service without ready endpoints, or a
 probe or exporter of it reports down (`up`, `probe_success`, `pg_up` == 0). Lines that healthy
-pods print just as well are noise and do not count. The object to fix is the failing workload
+pods print just as well are noise and do not count. Errors that only the workload's pods on one
+node log, while its pods elsewhere do not, speak against the dependency (see `node.py`). The object to fix is the failing workload
 (a failed Job is re-run); the dependency's own workload is offered as the next hypothesis.
 """
 
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 from bot.context.model import Context, DependencyView
 from bot.diagnosis import evidence as ev
-from bot.diagnosis.findings import WorkloadFindings, fix_target
+from bot.diagnosis.findings import WorkloadFindings, fix_target, node_local_connection_errors
 from bot.diagnosis.model import Evidence, Hypothesis
+
+LOCAL_TO_NODES_PENALTY = 0.35  # the dependency answers the same workload's pods on other nodes
 
 
 def _deps_for(ctx: Context, found: WorkloadFindings) -> list[DependencyView]:
@@ -63,6 +66,15 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             confidence += 0.07
         if len(lines) == 1 and not failing_runs:
             confidence -= 0.2
+        local = node_local_connection_errors(ctx, found)
+        shown_down = down or any(d.service is not None and d.ready_endpoints == 0 for d in deps)
+        if local is not None and not shown_down:
+            contradicting.append(Evidence(
+                f"only the {local.reporting} pod(s) of {found.ref.name} on {', '.join(local.nodes)} log these "
+                f"connection errors; its {local.clean} pod(s) on other nodes, whose logs cover the trouble, log "
+                "none: what they reach answers, so the trouble may be on that node's side", "log",
+                f"logs of {found.ref} by spec.nodeName"))
+            confidence -= LOCAL_TO_NODES_PENALTY
         host = main.host if main else None
         target = found.ref if found.ref.kind == "Job" else fix_target(found)
         what = f"{host}" if host else "a dependency"

@@ -3,8 +3,10 @@
 Explicit evidence: the node's conditions (Ready False/Unknown, MemoryPressure / DiskPressure /
 PIDPressure True, a PLEG or kubelet message), its unreachable/not-ready taints, node events
 (NodeNotReady, EvictionThresholdMet, SystemOOM, ImageGCFailed), pods evicted because "the node
-was low on resource", and the node alerts. Correlation: the failing pods sit on that node while
-the same workloads' pods elsewhere are fine. A node that is Ready again with its alerts resolved
+was low on resource", and the node alerts (named by `node`, or by an `instance` on one of the
+node's addresses, as node-exporter's are). Correlation: the failing pods sit on that node while
+the same workloads' pods elsewhere are fine; or only the workload's pods on that node log
+connection errors while its pods elsewhere reach the same dependencies. A node that is Ready again with its alerts resolved
 is history, not the cause of what is failing now.
 """
 
@@ -12,9 +14,9 @@ from __future__ import annotations
 
 import re
 
-from bot.context.model import Context, NodeView, ObjectRef
+from bot.context.model import AlertView, Context, NodeView, ObjectRef
 from bot.diagnosis import evidence as ev
-from bot.diagnosis.findings import WorkloadFindings, short
+from bot.diagnosis.findings import WorkloadFindings, node_local_connection_errors, short
 from bot.diagnosis.model import Evidence, Hypothesis
 
 PRESSURES = ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable")
@@ -23,15 +25,42 @@ NODE_EVENT_REASONS = ("NodeNotReady", "EvictionThresholdMet", "SystemOOM", "Imag
                       "KubeletNotReady", "ContainerGCFailed", "NodeNotSchedulable")
 NODE_ALERTS = ("KubeNodeNotReady", "KubeNodeUnreachable", "KubeNodePressure", "KubeletDown", "KubeNodeReadinessFlapping",
                "KubeNodeEviction", "KubeletPlegDurationHigh", "NodeFilesystemAlmostOutOfSpace", "NodeMemoryHighUtilization")
+NODE_EXPORTER_PREFIX = "Node"  # node-exporter's mixin names its alerts Node* (NodeHighNumberConntrackEntriesUsed, ...)
+NODE_LOCAL_CONFIDENCE = 0.75
 _LOW_ON = re.compile(r"low on resource: ([\w-]+)", re.I)
+
+
+def _host(instance: str | None) -> str | None:
+    """The host of a Prometheus `instance` label (`10.0.1.7:9100`, `[fd00::7]:9100`, `node-a`)."""
+    if not instance:
+        return None
+    if instance.startswith("["):
+        return instance[1:].split("]", 1)[0]
+    return instance.rsplit(":", 1)[0] if instance.count(":") == 1 else instance
+
+
+def node_alerts(ctx: Context, name: str, node: NodeView | None) -> list[AlertView]:
+    """The node-level alerts about `name`: the mixin's node alerts and node-exporter's (`Node*`),
+    named by their `node` label or, as node-exporter's are, by an `instance` on one of the
+    node's addresses."""
+    addresses = set(node.addresses) if node else set()
+    return [a for a in ctx.alerts if (a.name in NODE_ALERTS or a.name.startswith(NODE_EXPORTER_PREFIX))
+            and (a.labels.get("node") == name or (addresses and _host(a.labels.get("instance")) in addresses))]
 
 
 def _candidates(ctx: Context, findings: list[WorkloadFindings]) -> list[str]:
     names = list(ctx.subject.nodes)
+    for node in ctx.nodes:
+        if node.name not in names and any(a.status == "firing" for a in node_alerts(ctx, node.name, node)):
+            names.append(node.name)
     for found in findings:
         for pod in found.failing + found.evicted:
             if pod.node and pod.node not in names:
                 names.append(pod.node)
+        local = node_local_connection_errors(ctx, found)
+        for name in local.nodes if local else ():
+            if name not in names:
+                names.append(name)
     for node in ctx.nodes:
         bad = not node.ready or any(node.conditions.get(p, ("False",))[0] == "True" for p in PRESSURES)
         if bad and node.name not in names and any(p.node == node.name for p in ctx.pods if p.ref.namespace
@@ -102,10 +131,19 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
         if not any(p.startswith("MemoryPressure") for p in problems) and any("memory" in (p.message or "")
                                                                               for p in evicted):
             supporting += _memory_consumers(ctx, name)
-        alerts = [a for a in ctx.alerts if a.name in NODE_ALERTS and a.labels.get("node") == name]
+        alerts = node_alerts(ctx, name, node)
         firing_alerts = [a for a in alerts if a.status == "firing"]
         for alert in alerts[:1]:
-            supporting.append(Evidence(f"{alert.name} ({alert.status}) for {name}", "alert", f"Alert {alert.name}"))
+            said = alert.annotations.get("description") or alert.annotations.get("summary") or ""
+            supporting.append(Evidence(f"{alert.name} ({alert.status}) for {name}" + (f": {short(said, 160)}"
+                                                                                       if said else ""),
+                                       "alert", f"Alert {alert.name}"))
+        local = [(found.ref, found_local) for found in findings
+                 if (found_local := node_local_connection_errors(ctx, found)) and name in found_local.nodes]
+        for workload, found_local in local[:1]:
+            supporting.append(Evidence(f"the connection errors of {workload} come only from its "
+                                       f"{found_local.reporting} pod(s) on {name}; its {found_local.clean} pod(s) on "
+                                       "other nodes log none", "log", f"logs of {workload} by spec.nodeName"))
         on_node = [p for p in failing if p.node == name]
         elsewhere = [p for p in healthy if p.node and p.node != name]
         if on_node and failing and len(on_node) == len([p for p in failing if p.node]):
@@ -123,12 +161,19 @@ def analyze(ctx: Context, findings: list[WorkloadFindings]) -> list[Hypothesis]:
             confidence += 0.05
         if problems and firing_alerts:
             confidence += 0.07  # the alerts name the node itself: what fails elsewhere follows from it
+        if local and firing_alerts:
+            # a node alert for exactly the node whose pods alone cannot connect: the node's side
+            confidence = max(confidence, NODE_LOCAL_CONFIDENCE)
         resource_word = next((m.group(1) for p in evicted for m in [_LOW_ON.search(p.message or "")] if m), None)
         summary = f"Node {name} is unhealthy" + (f": {'; '.join(problems)}" if problems else "")
         if resource_word:
             summary += f"; it evicts pods for lack of {resource_word}"
         if on_node:
             summary += f"; {len(on_node)} failing pod(s) run there"
+        if firing_alerts and not problems:
+            summary += f"; {firing_alerts[0].name} is firing for it"
+        if local:
+            summary += f"; only {local[0][0].name}'s pods there cannot connect"
         hypotheses.append(Hypothesis(
             "node_failure", ref, confidence, summary + ".", supporting, contradicting, explicit=bool(problems),
             facts={"node_ready": "true" if node is not None and node.ready else "false"},
