@@ -135,7 +135,8 @@ def place(session: Session, batch: AlertBatch, now: datetime, windows: Windows) 
         if not _firing(batch):
             return Placement(latest, opened=False)  # a late resolve belongs to what it resolves
     cluster = storm.batch_cluster(batch)
-    if _firing(batch) and storm.in_storm(session, cluster, now, windows.storm, windows.storm_incidents):
+    if (_firing(batch) and batch.source in storm.FOLDED_SOURCES
+            and storm.in_storm(session, cluster, now, windows.storm, windows.storm_incidents)):
         return _fold_into_storm(session, batch, now, cluster, windows)
     return _insert(session, batch, now, previous_id=latest.id if latest is not None else None)
 

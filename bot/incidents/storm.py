@@ -15,8 +15,9 @@ One card per alert group would bury the channel exactly when people need it. The
 - a storm incident is not root-caused as one problem (`is_storm`): its thread says so, and
   lists what fires; no single cause is guessed for many services at once.
 
-Invariants: a fold happens only for a firing batch whose group has no incident yet (never for
-a reopen, a successor or a late resolve); everything is in the caller's transaction; two
+Invariants: a fold happens only for a firing batch from an alert source (`FOLDED_SOURCES`) where
+a new incident would open (a new group, or the successor of a closed one), never for a reopen or
+a late resolve; everything is in the caller's transaction; two
 replicas folding at once converge on one storm incident through the open-group-key unique
 index (the loser of the insert uses the winner's).
 """
@@ -34,6 +35,9 @@ from bot.db.models import Incident
 from bot.timeline import chain
 
 STORM_KEY_PREFIX = "opsbot-storm/"
+# Alert sources whose new groups may be folded: a PagerDuty incident was already triaged into one
+# incident by PagerDuty, and keeps its own thread.
+FOLDED_SOURCES = frozenset({"alertmanager", "grafana"})
 ACTOR = "opsbot"
 
 

@@ -134,3 +134,17 @@ def test_a_storm_thread_gets_no_counting_notes_its_card_counts(factory):
     fire(factory, "svc-0", now=NOW + timedelta(seconds=20), status="resolved")
     with unit_of_work(factory) as session:
         assert "resolved" in (session.get(Incident, own.id).note_pending or {}), "other threads still count"
+
+
+def test_a_pagerduty_incident_is_never_folded_it_was_triaged_there(factory):
+    from dataclasses import replace
+
+    for n in range(3):
+        fire(factory, f"svc-{n}")
+    body = am_body([am_alert(alertname="PagerDutyIncident", cluster="prod", service="pd")], group_key="pd-incident")
+    batch = replace(alertmanager.parse(body), source="pagerduty")
+    with unit_of_work(factory) as session:
+        delivery = deliveries.store(session, "alertmanager", body, {}, NOW)
+        result = flows.ingest(session, batch, delivery.id, NOW, WINDOWS)
+        assert not session.get(Incident, result.incident_id).group_key.startswith(STORM_KEY_PREFIX)
+    assert result.opened
