@@ -131,7 +131,8 @@ def _start_demo_cluster(scenario: str, settings: Settings, overrides: dict):
     try:
         demo = DemoCluster(resolve_scenario(scenario or None), settings.data_dir,
                            want_slack=not (settings.slack_bot_token or settings.slack_api_url),
-                           web_port=settings.slack_emulator_port or DEFAULT_WEB_PORT, step=log.info)
+                           web_port=(settings.slack_emulator_port if "slack_emulator_port" in settings.model_fields_set
+                                     else DEFAULT_WEB_PORT), step=log.info)
         extra = demo.start(policies_set="policies_dir" in settings.model_fields_set,
                            webhook_auth_set=settings.webhook_auth_configured)
     except RuntimeError as exc:

@@ -3,11 +3,12 @@ driven by hand (webhooks sent by the person, clicks in the page) and stopped wit
 
 import json
 import os
+import queue
 import re
-import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,22 +22,47 @@ from tests.test_cli import opsbot
 EMULATOR_TOKEN = "xoxb-emulator"  # SlackEmulator's default bot token
 
 
-def read_until(process: subprocess.Popen, pattern: str, seen: list[str], timeout: float = 90) -> re.Match:
-    """Read the process's stderr line by line until one matches `pattern`."""
-    selector = selectors.DefaultSelector()
-    selector.register(process.stderr, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not selector.select(timeout=1):
-            continue
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        match = re.search(pattern, line)
-        if match:
-            return match
-    raise AssertionError(f"no line matching {pattern!r}:\n" + "".join(seen[-40:]))
+class Lines:
+    """The process's stderr, read line by line by a thread (a select() on the pipe would miss
+    lines already read ahead into the stream's buffer)."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(process.stderr,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def until(self, pattern: str, timeout: float = 90) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+        raise AssertionError(f"no line matching {pattern!r}:\n" + "".join(self.seen[-40:]))
+
+    def rest(self, timeout: float = 60) -> str:
+        """Everything until the stream ends."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+        return "".join(self.seen)
 
 
 def test_serve_with_a_demo_cluster_investigates_a_hand_sent_webhook_and_stops_on_ctrl_c(tmp_path):
@@ -45,10 +71,10 @@ def test_serve_with_a_demo_cluster_investigates_a_hand_sent_webhook_and_stops_on
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OPSBOT_") and k != "DATABASE_URL"}
     process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--port", str(free_port()), "--demo-cluster"],
                                env={**clean, **env}, stderr=subprocess.PIPE, text=True)
-    seen: list[str] = []
+    lines = Lines(process)
     try:
-        page = read_until(process, r"the channel, in a browser: (\S+)", seen).group(1)
-        script = Path(read_until(process, r"send the scenario's alerts: sh (\S+)", seen).group(1))
+        page = lines.until(r"the channel, in a browser: (\S+)").group(1)
+        script = Path(lines.until(r"send the scenario's alerts: sh (\S+)").group(1))
         text = script.read_text()
         token = re.search(r"Bearer ([^']+)'", text).group(1)
         body, url = re.search(r"--data-binary @(\S+) (\S+)", text).groups()
@@ -71,11 +97,11 @@ def test_serve_with_a_demo_cluster_investigates_a_hand_sent_webhook_and_stops_on
             "the RCA names the broken Deployment of the scenario"
         assert requests.get(page, timeout=10).status_code == 200  # the page people click in
         process.send_signal(signal.SIGINT)
-        _, rest = process.communicate(timeout=60)
+        output = lines.rest()
+        process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
-    output = "".join(seen) + rest
     assert process.returncode == 0, output
     assert "Traceback" not in output
     assert not script.parent.exists(), "the demo's work directory is removed on stop"

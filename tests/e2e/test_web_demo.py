@@ -138,7 +138,11 @@ def test_web_demo_from_alert_to_postmortem_in_a_browser(chromium, tmp_path, prom
             expect(approve).to_be_visible(timeout=STEP_MS)
             graph = thread.locator("figure.file-image img").first
             expect(graph).to_be_visible(timeout=STEP_MS)
-            assert graph.evaluate("img => img.complete && img.naturalWidth > 100"), "the uploaded graph shows"
+            # visible is not loaded: wait for the image's load (or error) event, then read its width
+            width = graph.evaluate("""img => img.complete ? img.naturalWidth : new Promise(done => {
+                img.addEventListener('load', () => done(img.naturalWidth), {once: true});
+                img.addEventListener('error', () => done(0), {once: true}); })""")
+            assert width > 100, "the uploaded graph shows"
             graph_src = graph.get_attribute("src")
             fetched = page.request.get(url.rstrip("/") + graph_src)
             assert fetched.ok and fetched.body().startswith(b"\x89PNG")

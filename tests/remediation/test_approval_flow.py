@@ -242,6 +242,9 @@ def test_why_shows_the_step_decision_to_the_clicker_alone_and_changes_nothing(wo
     w = world(orders)
     w.deliver()
     message = w.proposal("rollback-deployment")
+    # the RCA may be posted just before or after the proposal (it follows the card at once):
+    # let the thread settle, so that only what the click writes could differ
+    eventually(lambda: "slack.rca_posted" in kinds(w), timeout=30)
     before = kinds(w)
     assert w.click(message, "step_why", BOB).status_code == 200
     said = w.slack.wait_for(lambda emu: [e for e in emu.ephemerals() if e.get("user") == BOB], timeout=15)
