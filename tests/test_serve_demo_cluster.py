@@ -36,31 +36,25 @@ class Lines:
             self._queue.put(line)
         self._queue.put(None)
 
+    def _next(self, deadline: float) -> str | None:
+        """The next line, None when the stream ended or `deadline` passed."""
+        try:
+            return self._queue.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+
     def until(self, pattern: str, timeout: float = 90) -> re.Match:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._queue.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break
+        while time.monotonic() < deadline and (line := self._next(deadline)) is not None:
             self.seen.append(line)
-            match = re.search(pattern, line)
-            if match:
+            if match := re.search(pattern, line):
                 return match
         raise AssertionError(f"no line matching {pattern!r}:\n" + "".join(self.seen[-40:]))
 
     def rest(self, timeout: float = 60) -> str:
         """Everything until the stream ends."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._queue.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break
+        while time.monotonic() < deadline and (line := self._next(deadline)) is not None:
             self.seen.append(line)
         return "".join(self.seen)
 

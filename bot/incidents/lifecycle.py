@@ -124,6 +124,7 @@ def _continue_or_succeed(session: Session, incident: Incident, batch: AlertBatch
 
 def place(session: Session, batch: AlertBatch, now: datetime, windows: Windows) -> Placement:
     """The incident this batch belongs to, opening (or reopening) one when needed."""
+    batch = storm.sender_key(batch)
     existing = service.open_incident(session, batch.group_key, lock=True)
     if existing is not None:
         return _continue_or_succeed(session, existing, batch, now, windows)

@@ -24,6 +24,7 @@ index (the loser of the insert uses the winner's).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -32,9 +33,11 @@ from sqlalchemy.orm import Session
 from bot.alerts.fingerprints import key_hash
 from bot.alerts.model import AlertBatch
 from bot.db.models import Incident
+from bot.incidents.summary import alert_scope
 from bot.timeline import chain
 
 STORM_KEY_PREFIX = "opsbot-storm/"
+ESCAPED_PREFIX = "sender:"  # before an outside group key that looks like a storm's (see `sender_key`)
 # Alert sources whose new groups may be folded: a PagerDuty incident was already triaged into one
 # incident by PagerDuty, and keeps its own thread.
 FOLDED_SOURCES = frozenset({"alertmanager", "grafana"})
@@ -45,10 +48,20 @@ def is_storm(group_key: str) -> bool:
     return group_key.startswith(STORM_KEY_PREFIX)
 
 
+def sender_key(batch: AlertBatch) -> AlertBatch:
+    """The batch with a group key no storm incident can have: a sender's key (or a key template
+    filled from labels) that happens to start with STORM_KEY_PREFIX is moved aside, so a label
+    can never make an incident pass for a storm, nor fold other groups into it."""
+    if not is_storm(batch.group_key):
+        return batch
+    return replace(batch, group_key=ESCAPED_PREFIX + batch.group_key)
+
+
 def batch_cluster(batch: AlertBatch) -> str | None:
-    """The cluster a batch's first firing alert names (its scope for the storm rule)."""
+    """The cluster a batch's first firing alert names (its scope for the storm rule), cut as
+    the incidents' `cluster` column stores it."""
     firing = [alert for alert in batch.alerts if alert.status == "firing"] or batch.alerts
-    return (firing[0].labels.get("cluster") or None) if firing else None
+    return alert_scope(firing[0].labels, firing[0].fingerprint).cluster if firing else None
 
 
 def in_storm(session: Session, cluster: str | None, now: datetime, window, threshold: int) -> bool:

@@ -148,3 +148,28 @@ def test_a_pagerduty_incident_is_never_folded_it_was_triaged_there(factory):
         result = flows.ingest(session, batch, delivery.id, NOW, WINDOWS)
         assert not session.get(Incident, result.incident_id).group_key.startswith(STORM_KEY_PREFIX)
     assert result.opened
+
+
+def test_a_sender_key_that_looks_like_a_storms_never_passes_for_one(factory):
+    """A groupKey (or a key template filled from labels) is outside data: one that starts like
+    a storm key opens an ordinary incident, and does not collect other groups."""
+    body = am_body([am_alert(alertname="HighErrorRate", cluster="prod", service="x")],
+                   group_key="opsbot-storm/prod")
+    with unit_of_work(factory) as session:
+        delivery = deliveries.store(session, "alertmanager", body, {}, NOW)
+        disguised = flows.ingest(session, alertmanager.parse(body), delivery.id, NOW, WINDOWS)
+        assert not session.get(Incident, disguised.incident_id).group_key.startswith(STORM_KEY_PREFIX)
+    for n in range(2):
+        fire(factory, f"svc-{n}")
+    folded = fire(factory, "svc-late")
+    assert folded.incident_id != disguised.incident_id, "the real storm is an incident of its own"
+
+
+def test_a_cluster_label_longer_than_the_column_is_cut_as_stored_and_still_folds(factory):
+    long_cluster = "c" * 300
+    for n in range(3):
+        fire(factory, f"svc-{n}", cluster=long_cluster)
+    folded = fire(factory, "svc-late", cluster=long_cluster)
+    with unit_of_work(factory) as session:
+        storm = session.get(Incident, folded.incident_id)
+        assert storm.group_key.startswith(STORM_KEY_PREFIX) and len(storm.cluster) == 128
